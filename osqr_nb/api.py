@@ -1,0 +1,156 @@
+"""The functions behind the magics, for code outside them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from .autonomy.policy import check_tier
+from .config import settings
+from .engine.run import Run
+from .engine.state import RunState
+from .models.base import ModelClient
+from .models.scripted import ScriptedModel
+from .plan.decompose import OfflinePlanner
+from .plan.task import Plan, PlanError
+from .store.events import log_path, open_log
+from .store.frames import events_frame, history_frame
+from .workspace import git
+
+_live: dict[str, Run] = {}
+_last_repo: Path | None = None
+
+
+class OsqrWarning(UserWarning):
+    pass
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError("osqr_nb runs agents on a running asyncio event loop: call it from a "
+                           "Jupyter/IPython kernel cell, or inside `asyncio.run(...)`") from None
+
+
+def _default_model() -> ModelClient:
+    return ScriptedModel(delay=settings().scripted_delay)
+
+
+def _check_parallel(max_parallel: object) -> int | None:
+    if max_parallel is None:
+        return None
+    if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+        raise ValueError(f"max_parallel must be a whole number of at least 1, got {max_parallel!r}")
+    return max_parallel
+
+
+def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: int = 2,
+          max_parallel: int | None = 4, plan: Plan | None = None,
+          model: ModelClient | None = None) -> Run:
+    """Plan the request and start its agents in the background; returns the `Run` at once."""
+    global _last_repo
+    check_tier(tier)
+    max_parallel = _check_parallel(max_parallel)
+    info = git.inspect_repo(repo)
+    if plan is None:
+        plan = OfflinePlanner().plan(request or "", str(info.root))
+    elif not isinstance(plan, Plan):
+        raise TypeError(f"plan= takes an osqr_nb.Plan, got {type(plan).__name__}")
+    _running_loop()
+    git.exclude_osqr_dir(info.root)
+    run = Run.create(plan, info, open_log(info.root), model or _default_model(),
+                     tier=tier, max_parallel=max_parallel)
+    if info.warning:
+        run.warnings.append(info.warning)
+        warnings.warn(info.warning, OsqrWarning, stacklevel=2)
+    _live[run.id] = run
+    _last_repo = info.root
+    return run.start()
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+
+
+def resume(run_id: str | None = None, *, repo: str | os.PathLike | None = None,
+           model: ModelClient | None = None, force: bool = False) -> Run:
+    """Carry on a run from its event log (after a kernel restart), or the last unfinished one."""
+    global _last_repo
+    if run_id in _live and not _live[run_id].done:
+        return _live[run_id]
+    info = git.inspect_repo(repo if repo is not None else (_last_repo or "."))
+    if not log_path(info.root).exists():
+        raise ValueError(f"no osqr runs in {info.root} (no .osqr/osqr.db); nothing to resume")
+    log = open_log(info.root)
+    if run_id is None:
+        states = [RunState.fold(r, log.read(r)) for r in log.run_ids()]
+        unfinished = [s for s in states if not s.finished and s.run_id not in _live]
+        if not unfinished:
+            raise ValueError(f"every run in {info.root} has finished; give a run id to look at one")
+        state = unfinished[-1]
+    else:
+        if run_id not in log.run_ids():
+            known = ", ".join(log.run_ids()[-5:]) or "none"
+            raise ValueError(f"no run {run_id!r} in {info.root} (latest runs: {known})")
+        state = RunState.fold(run_id, log.read(run_id))
+    if state.finished:
+        raise ValueError(f"run {state.run_id} already finished ({state.status}); nothing to resume")
+    if _alive(state.owner_pid) and not force:
+        raise ValueError(f"run {state.run_id} is still being run by process {state.owner_pid}; "
+                         "resume it there, stop that kernel, or pass force=True")
+    _running_loop()
+    run = Run.reopen(state, info.root, log, model or _default_model()).start()
+    _live[run.id] = run
+    _last_repo = info.root
+    return run
+
+
+def last_run() -> Run | None:
+    """The run started most recently in this kernel."""
+    return next(reversed(_live.values()), None)
+
+
+def get_run(run_id: str) -> Run:
+    try:
+        return _live[run_id]
+    except KeyError:
+        raise KeyError(f"no run {run_id!r} in this kernel (runs here: {', '.join(_live) or 'none'}); "
+                       "use resume() for a run from an earlier kernel") from None
+
+
+def _log_of(repo: str | os.PathLike | None):
+    root = Path(repo) if repo is not None else (_last_repo or Path("."))
+    try:
+        root = git.inspect_repo(root).root
+    except git.RepoError:
+        pass
+    return open_log(root) if log_path(root).exists() else None
+
+
+def history(repo: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Every decision in the repository's log, one row each."""
+    log = _log_of(repo)
+    return history_frame(log.read() if log else [])
+
+
+def events(repo: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Every event in the repository's log."""
+    log = _log_of(repo)
+    return events_frame(log.read() if log else [])

@@ -1,0 +1,363 @@
+"""One orchestration: plan -> agents in worktrees -> messages -> integration.
+
+The Run writes every step to the event log first, then folds it into its state
+(engine/state.py); widgets read that state. Everything runs as asyncio tasks on
+the loop the Run was started on (the kernel's own), owned by one main task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import networkx as nx
+import pandas as pd
+
+from ..agents.agent import Agent
+from ..agents.messages import Mediator, Message
+from ..agents.tools import Workspace
+from ..autonomy.checkpoints import LET_ME_THINK, Checkpoint
+from ..autonomy.policy import Action, AutonomyPolicy
+from ..models.base import ModelClient
+from ..plan.task import Plan
+from ..store.events import Event, EventLog
+from ..store.frames import events_frame
+from ..workspace import git
+from ..workspace.merge import Integrator
+from .scheduler import Scheduler, SchedulerCancelled
+from .state import COMPLETE, SETTLED, RunState, TaskState
+
+_worktree_locks: dict[Path, asyncio.Lock] = {}
+
+
+def new_run_id() -> str:
+    return time.strftime("%y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+class Run:
+    """A running (or finished) orchestration. `await run` waits for it to end."""
+
+    def __init__(self, state: RunState, root: Path, log: EventLog, model: ModelClient) -> None:
+        self.state = state
+        self.root = root
+        self.log = log
+        self.model = model
+        self.policy = AutonomyPolicy(state.tier)
+        self.mediator = Mediator(state.plan.graph)
+        self.mediator.messages = state.messages
+        self.version = 0                      # bumped on every event; widgets poll it
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self._checkpoint_ids = itertools.count(len(state.decisions) + len(state.open_checkpoints) + 1)
+        self._checkpoint_opened = asyncio.Event()
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self._scheduler: Scheduler | None = None
+        self._main: asyncio.Task | None = None
+        self._done: asyncio.Future | None = None
+        self._listeners: list[Callable[[Event], None]] = []
+        self.warnings: list[str] = []
+
+    # ----- creation -------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, plan: Plan, repo: git.RepoInfo, log: EventLog, model: ModelClient, *,
+               tier: int, max_parallel: int | None) -> "Run":
+        run = cls(RunState(new_run_id(), plan=plan), repo.root, log, model)
+        run.state.tier = tier
+        run.policy = AutonomyPolicy(tier)
+        run._emit("run_started", request=plan.request, plan=plan.to_dict(), repo=str(repo.root),
+                  base=repo.head, branch=repo.branch, tier=tier, max_parallel=max_parallel,
+                  model=model.name, pid=os.getpid(), uncommitted=repo.uncommitted)
+        run.mediator = Mediator(run.state.plan.graph)
+        run.mediator.messages = run.state.messages
+        return run
+
+    @classmethod
+    def reopen(cls, state: RunState, root: Path, log: EventLog, model: ModelClient) -> "Run":
+        """A run rebuilt from its log after the kernel that ran it went away."""
+        run = cls(state, root, log, model)
+        for data in state.open_checkpoints.values():
+            run._checkpoints[data["id"]] = run._make_checkpoint(data, data["task_id"])
+        run._emit("run_reopened", pid=os.getpid(),
+                  finished=[t for t, s in state.tasks.items() if s.status == COMPLETE])
+        for cid in state.parked:
+            if cid in run._checkpoints:
+                run._checkpoints[cid].parked = True
+        return run
+
+    def start(self) -> "Run":
+        """Start the main task on the running loop and return at once."""
+        loop = asyncio.get_running_loop()
+        self._done = loop.create_future()
+        self._main = loop.create_task(self._orchestrate(), name=f"osqr-run-{self.id}")
+        self._main.add_done_callback(self._main_done)
+        return self
+
+    # ----- the public face ------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.state.run_id
+
+    @property
+    def plan(self) -> Plan:
+        return self.state.plan
+
+    @property
+    def status(self) -> str:
+        if self.state.status == "running":
+            if self.state.paused:
+                return "paused"
+            if any(t.status == "needs_input" for t in self.state.tasks.values()):
+                return "needs_input"
+        return self.state.status
+
+    @property
+    def tasks(self) -> dict[str, TaskState]:
+        return self.state.tasks
+
+    @property
+    def checkpoints(self) -> list[Checkpoint]:
+        """The pending checkpoints, oldest first."""
+        return [c for c in self._checkpoints.values() if c.pending]
+
+    @property
+    def messages(self) -> list[Message]:
+        return list(self.state.messages)
+
+    @property
+    def integration(self) -> dict[str, Any] | None:
+        return self.state.integration
+
+    @property
+    def done(self) -> bool:
+        return self._done is not None and self._done.done()
+
+    def __await__(self):
+        if self._done is None:
+            raise RuntimeError("this run was not started")
+        return asyncio.shield(self._done).__await__()
+
+    async def next_checkpoint(self, timeout: float | None = None) -> Checkpoint:
+        """Wait until a checkpoint is pending (and not parked); return the oldest."""
+        async def wait() -> Checkpoint:
+            while True:
+                ready = [c for c in self.checkpoints if not c.parked]
+                if ready:
+                    return ready[0]
+                if self.done:
+                    raise RuntimeError(f"run {self.id} ended ({self.status}) with no pending checkpoint")
+                self._checkpoint_opened.clear()
+                waiter = asyncio.ensure_future(self._checkpoint_opened.wait())
+                await asyncio.wait([waiter, self._done], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+        return await asyncio.wait_for(wait(), timeout)
+
+    def pause(self) -> None:
+        """Start no new task and hold running agents at their next turn."""
+        if not self.state.paused and not self.state.finished:
+            self._emit("run_paused")
+            self._gate.clear()
+            if self._scheduler:
+                self._scheduler.pause()
+
+    def resume(self) -> None:
+        if self.state.paused:
+            self._emit("run_resumed")
+            self._gate.set()
+            if self._scheduler:
+                self._scheduler.resume()
+
+    def cancel(self) -> None:
+        """Stop every agent; branches, worktrees and the log stay as they are."""
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
+
+    def events(self) -> pd.DataFrame:
+        return events_frame(self.log.read(self.id))
+
+    def on_event(self, listener: Callable[[Event], None]) -> None:
+        self._listeners.append(listener)
+
+    def view(self):
+        from ..ui.dashboard import RunView
+        return RunView(self)
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+        display(self.view())
+
+    def __repr__(self) -> str:
+        counts = self.state.counts()
+        return (f"<Run {self.id} {self.status}: {counts['running']} active, "
+                f"{counts['waiting']} waiting, {counts['complete']} complete>")
+
+    # ----- events ---------------------------------------------------------------------------
+
+    def _emit(self, event_type: str, task_id: str | None = None, **data: Any) -> Event:
+        """Log first, then fold into the state, then tell listeners."""
+        event = self.log.append(Event(self.id, event_type, task_id, data))
+        self.state.apply(event)
+        self.version += 1
+        for listener in self._listeners:
+            listener(event)
+        return event
+
+    # ----- orchestration --------------------------------------------------------------------
+
+    async def _orchestrate(self) -> None:
+        graph = self.state.plan.graph
+        self._scheduler = Scheduler(graph, self._run_task, max_parallel=self.state.max_parallel,
+                                    on_error="skip")
+        if self.state.paused:
+            self._scheduler.pause()
+        try:
+            await self._scheduler.run()
+        except (asyncio.CancelledError, SchedulerCancelled):
+            for task_id, task in self.state.tasks.items():
+                if task.status not in SETTLED:
+                    self._emit("task_cancelled", task_id)
+            self._emit("run_finished", status="cancelled")
+            return
+        for task_id in sorted(self._scheduler.skipped):
+            failed = [p for p in nx.ancestors(graph, task_id) if p in self._scheduler.errors]
+            self._emit("task_skipped", task_id, because=sorted(failed))
+        await self._integrate()
+
+    async def _integrate(self) -> None:
+        done = [t for t in self.state.plan.tasks if self.state.tasks[t.id].status == COMPLETE]
+        self._emit("integration_started", tasks=[t.id for t in done])
+        integrator = Integrator(self.root, self.id, self.state.base, self._worktree("_integration"))
+        result = await integrator.integrate([(t.id, self._branch(t.id)) for t in done])
+        self._emit("integration_finished", branch=result.branch, merged=result.merged,
+                   head=result.head, conflicts=[c.to_dict() for c in result.conflicts],
+                   report=[c.describe() for c in result.conflicts])
+        failed = [t for t, s in self.state.tasks.items() if s.status != COMPLETE]
+        status = "failed" if failed else "conflicts" if result.conflicts else "complete"
+        self._emit("run_finished", status=status,
+                   error=f"tasks not completed: {', '.join(failed)}" if failed else None)
+
+    def _main_done(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            # Cancelled before _orchestrate could record it (e.g. the loop is closing).
+            if not self.state.finished:
+                self._emit("run_finished", status="cancelled")
+            self._done.set_result(self)
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._emit("run_finished", status="failed", error=f"{type(exc).__name__}: {exc}")
+        if not self._done.done():
+            self._done.set_result(self)
+
+    def _branch(self, task_id: str) -> str:
+        return f"osqr/{self.id}/{task_id}"
+
+    def _worktree(self, task_id: str) -> Path:
+        return self.root / ".osqr" / "worktrees" / self.id / task_id
+
+    async def _run_task(self, task_id: str) -> None:
+        task_state = self.state.tasks[task_id]
+        if task_state.status == COMPLETE:
+            return                                   # finished before a restart
+        task = self.state.plan[task_id]
+        resumed = task_state.attempt > 0
+        self._emit("task_started", task_id, attempt=task_state.attempt + 1, model=self.model.name,
+                   branch=self._branch(task_id))
+        try:
+            await self._prepare_worktree(task_id)
+            agent = Agent(task, Workspace(self._worktree(task_id)), self.model,
+                          inbox=self.mediator.inbox(task_id), titles=self._titles(),
+                          decide=self._decider(task_id), emit=self._emitter(task_id),
+                          gate=self._gate, resumed=resumed)
+            result = await agent.run()
+            await self._gate.wait()
+            commit = await git.commit_all(self._worktree(task_id), f"osqr: {task.title}\n\n{result.summary}",
+                                          author=f"osqr-nb agent ({task_id})")
+            changes = await git.changed_files(self._worktree(task_id), task_state.start_commit)
+            payload = {"summary": result.summary, "decisions": result.decisions,
+                       "context": result.context,
+                       "files_created": sorted(f for f, s in changes.items() if s == "A"),
+                       "files_modified": sorted(f for f, s in changes.items() if s == "M"),
+                       "files_deleted": sorted(f for f, s in changes.items() if s == "D")}
+            messages = self.mediator.route(task_id, payload)
+        except asyncio.CancelledError:
+            self._emit("task_cancelled", task_id)
+            raise
+        except Exception as exc:
+            self._emit("task_failed", task_id, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self._emit("task_finished", task_id, commit=commit, turns=result.turns, **payload)
+        for message in messages:
+            self._emit("message", task_id, **message.to_dict())
+
+    async def _prepare_worktree(self, task_id: str) -> None:
+        """A worktree on the task's branch holding the run's base plus its inputs' results."""
+        path = self._worktree(task_id)
+        lock = _worktree_locks.setdefault(self.root, asyncio.Lock())
+        async with lock:   # git serialises ref and worktree updates; so do we, within a process
+            await git.add_worktree(self.root, path, self._branch(task_id), self.state.base)
+        inputs = [self._branch(p) for p in self.state.plan.graph.predecessors(task_id)]
+        if inputs:
+            conflicted = await git.merge_branches(path, inputs, f"osqr: inputs of {task_id}")
+            if conflicted:
+                await git.abort_merge(path)
+                raise RuntimeError(f"the results of this task's inputs conflict in {', '.join(conflicted)}; "
+                                   "resolve them on their branches and resume")
+        if self.state.tasks[task_id].start_commit is None:
+            self._emit("workspace_ready", task_id, head=await git.head(path), worktree=str(path))
+
+    def _titles(self) -> dict[str, str]:
+        return {t.id: t.title for t in self.state.plan.tasks}
+
+    def _emitter(self, task_id: str):
+        return lambda event_type, **data: self._emit(event_type, task_id, **data)
+
+    # ----- decisions and checkpoints --------------------------------------------------------
+
+    def _decider(self, task_id: str):
+        async def decide(question: str, options: list[str], proposed: str, confidence: float,
+                         category: str) -> str:
+            action = self.policy.decide(confidence, category)
+            now = time.time()
+            common = dict(question=question, options=options, proposed=proposed, confidence=confidence,
+                          category=category, task_kind=self.state.plan[task_id].kind.value)
+            if action is not Action.CHECKPOINT:
+                self._emit("decision", task_id, chosen=proposed, decided_by=action.value,
+                           created_at=now, resolved_at=now, **common)
+                return proposed
+            earlier = self.state.answered(task_id, question)
+            if earlier is not None:
+                return earlier["chosen"]             # answered before a restart: not asked twice
+            checkpoint = next((c for c in self._checkpoints.values()
+                               if c.task_id == task_id and c.question == question and c.pending), None)
+            if checkpoint is None:
+                data = dict(id=f"{self.id}-cp{next(self._checkpoint_ids)}", created_at=now, **common)
+                self._emit("checkpoint_opened", task_id, **data)
+                checkpoint = self._make_checkpoint(data, task_id)
+                self._checkpoints[checkpoint.id] = checkpoint
+            self._checkpoint_opened.set()
+            return await checkpoint
+        return decide
+
+    def _make_checkpoint(self, data: dict[str, Any], task_id: str) -> Checkpoint:
+        return Checkpoint(data["id"], self.id, task_id, data["question"], data["options"],
+                          proposed=data.get("proposed"), confidence=data.get("confidence"),
+                          category=data.get("category", "general"),
+                          task_title=self.state.plan[task_id].title,
+                          created_at=data.get("created_at"), record=self._record_answer)
+
+    def _record_answer(self, checkpoint: Checkpoint, label: str, by: str) -> None:
+        if label == LET_ME_THINK:
+            self._emit("checkpoint_parked", checkpoint.task_id, checkpoint_id=checkpoint.id, by=by)
+            return
+        self._emit("decision", checkpoint.task_id, checkpoint_id=checkpoint.id, question=checkpoint.question,
+                   options=checkpoint.choices, proposed=checkpoint.proposed, chosen=label,
+                   confidence=checkpoint.confidence, category=checkpoint.category,
+                   task_kind=self.state.plan[checkpoint.task_id].kind.value, decided_by=by,
+                   created_at=checkpoint.created_at, resolved_at=time.time())

@@ -1,0 +1,196 @@
+"""A run's state as a fold over its events.
+
+`RunState.apply` is the only place that changes state, and it only ever reads
+events: a live run applies each event right after it is logged, and a resumed
+run folds the whole log, so both see exactly the same state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..agents.messages import Message
+from ..plan.task import Plan
+from ..store.events import Event
+
+WAITING, RUNNING, NEEDS_INPUT, COMPLETE, FAILED, SKIPPED, CANCELLED = (
+    "waiting", "running", "needs_input", "complete", "failed", "skipped", "cancelled")
+SETTLED = {COMPLETE, FAILED, SKIPPED, CANCELLED}
+SYMBOLS = {WAITING: "○", RUNNING: "●", NEEDS_INPUT: "⚠", COMPLETE: "✓", FAILED: "✗",
+           SKIPPED: "–", CANCELLED: "✗"}
+
+
+@dataclass
+class TaskState:
+    id: str
+    status: str = WAITING
+    model: str | None = None
+    attempt: int = 0
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    start_commit: str | None = None
+    commit: str | None = None
+    summary: str = ""
+    error: str | None = None
+    files_created: list[str] = field(default_factory=list)
+    files_modified: list[str] = field(default_factory=list)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def symbol(self) -> str:
+        return SYMBOLS[self.status]
+
+
+@dataclass
+class RunState:
+    run_id: str
+    plan: Plan | None = None
+    request: str = ""
+    repo: str = ""
+    base: str = ""
+    tier: int = 2
+    max_parallel: int | None = None
+    status: str = "starting"
+    paused: bool = False
+    tasks: dict[str, TaskState] = field(default_factory=dict)
+    messages: list[Message] = field(default_factory=list)
+    open_checkpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parked: set[str] = field(default_factory=set)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    integration: dict[str, Any] | None = None
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    owner_pid: int | None = None
+    events_seen: int = 0
+
+    @classmethod
+    def fold(cls, run_id: str, events: Iterable[Event]) -> "RunState":
+        state = cls(run_id)
+        for event in events:
+            state.apply(event)
+        return state
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("complete", "conflicts", "failed", "cancelled")
+
+    def counts(self) -> dict[str, int]:
+        counts = {WAITING: 0, RUNNING: 0, NEEDS_INPUT: 0, COMPLETE: 0, FAILED: 0, SKIPPED: 0,
+                  CANCELLED: 0}
+        for task in self.tasks.values():
+            counts[task.status] += 1
+        return counts
+
+    def answered(self, task_id: str, question: str) -> dict[str, Any] | None:
+        """An earlier answer to the same question of the same task (after a restart)."""
+        for decision in self.decisions:
+            if decision["task_id"] == task_id and decision.get("question") == question \
+                    and decision.get("checkpoint_id"):
+                return decision
+        return None
+
+    def apply(self, event: Event) -> None:
+        self.events_seen += 1
+        handler = getattr(self, "_on_" + event.type, None)
+        if handler is not None:
+            handler(event, event.data)
+
+    def _task(self, event: Event) -> TaskState:
+        return self.tasks.setdefault(event.task_id, TaskState(event.task_id))
+
+    def _on_run_started(self, e: Event, d: dict[str, Any]) -> None:
+        self.plan = self.plan or Plan.from_dict(d["plan"])
+        self.request, self.repo, self.base = d["request"], d["repo"], d["base"]
+        self.tier, self.max_parallel = d["tier"], d.get("max_parallel")
+        self.status, self.started_at, self.owner_pid = "running", e.ts, d.get("pid")
+        self.tasks = {t.id: TaskState(t.id) for t in self.plan.tasks}
+
+    def _on_run_reopened(self, e: Event, d: dict[str, Any]) -> None:
+        self.status, self.owner_pid, self.paused = "running", d.get("pid"), False
+        self.finished_at = None
+        for task in self.tasks.values():
+            if task.status in (RUNNING, NEEDS_INPUT, CANCELLED, SKIPPED, FAILED):
+                task.status = WAITING
+
+    def _on_run_paused(self, e: Event, d: dict[str, Any]) -> None:
+        self.paused = True
+
+    def _on_run_resumed(self, e: Event, d: dict[str, Any]) -> None:
+        self.paused = False
+
+    def _on_task_started(self, e: Event, d: dict[str, Any]) -> None:
+        task = self._task(e)
+        task.status, task.model, task.attempt = RUNNING, d.get("model"), d.get("attempt", 1)
+        task.started_at, task.error = e.ts, None
+
+    def _on_workspace_ready(self, e: Event, d: dict[str, Any]) -> None:
+        task = self._task(e)
+        task.start_commit = task.start_commit or d["head"]
+
+    def _on_model_reply(self, e: Event, d: dict[str, Any]) -> None:
+        task = self._task(e)
+        task.turns += 1
+        task.input_tokens += d.get("input_tokens", 0)
+        task.output_tokens += d.get("output_tokens", 0)
+
+    def _on_checkpoint_opened(self, e: Event, d: dict[str, Any]) -> None:
+        self.open_checkpoints[d["id"]] = dict(d, task_id=e.task_id)
+        self._task(e).status = NEEDS_INPUT
+
+    def _on_checkpoint_parked(self, e: Event, d: dict[str, Any]) -> None:
+        self.parked.add(d["checkpoint_id"])
+
+    def _on_decision(self, e: Event, d: dict[str, Any]) -> None:
+        self.decisions.append(dict(d, task_id=e.task_id))
+        checkpoint = d.get("checkpoint_id")
+        if checkpoint:
+            self.open_checkpoints.pop(checkpoint, None)
+            self.parked.discard(checkpoint)
+            if not any(c["task_id"] == e.task_id for c in self.open_checkpoints.values()):
+                task = self._task(e)
+                if task.status == NEEDS_INPUT:
+                    task.status = RUNNING
+
+    def _on_task_finished(self, e: Event, d: dict[str, Any]) -> None:
+        task = self._task(e)
+        task.status, task.finished_at = COMPLETE, e.ts
+        task.summary, task.commit = d.get("summary", ""), d.get("commit")
+        task.files_created = d.get("files_created", [])
+        task.files_modified = d.get("files_modified", [])
+
+    def _on_task_failed(self, e: Event, d: dict[str, Any]) -> None:
+        task = self._task(e)
+        task.status, task.error, task.finished_at = FAILED, d.get("error"), e.ts
+        self._drop_checkpoints(e.task_id)
+
+    def _on_task_skipped(self, e: Event, d: dict[str, Any]) -> None:
+        self._task(e).status = SKIPPED
+
+    def _on_task_cancelled(self, e: Event, d: dict[str, Any]) -> None:
+        self._task(e).status = CANCELLED
+        self._drop_checkpoints(e.task_id)
+
+    def _drop_checkpoints(self, task_id: str) -> None:
+        for cid in [c for c, data in self.open_checkpoints.items() if data["task_id"] == task_id]:
+            self.open_checkpoints.pop(cid)
+            self.parked.discard(cid)
+
+    def _on_message(self, e: Event, d: dict[str, Any]) -> None:
+        self.messages.append(Message(d["from_task"], d["to_task"], d.get("type", "task_output"),
+                                     d.get("payload", {})))
+
+    def _on_integration_started(self, e: Event, d: dict[str, Any]) -> None:
+        self.status = "integrating"
+
+    def _on_integration_finished(self, e: Event, d: dict[str, Any]) -> None:
+        self.integration = d
+
+    def _on_run_finished(self, e: Event, d: dict[str, Any]) -> None:
+        self.status, self.finished_at, self.error = d["status"], e.ts, d.get("error")
+        for task in self.tasks.values():
+            if task.status in (WAITING, RUNNING, NEEDS_INPUT):
+                task.status = CANCELLED if d["status"] == "cancelled" else task.status

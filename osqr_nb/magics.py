@@ -1,0 +1,101 @@
+"""%%osqr and %osqr: parse, call the API, display. No logic lives here."""
+
+from __future__ import annotations
+
+from html import escape
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import HTML, display
+
+from . import api
+from .config import settings
+from .plan.decompose import OfflinePlanner
+from .plan.task import PlanError
+from .ui.dag import render_dag
+from .workspace.git import RepoError
+
+LINE_COMMANDS = ("status", "pause", "resume", "history")
+
+
+@magics_class
+class OsqrMagics(Magics):
+    @magic_arguments()
+    @argument("command", nargs="?", help="line form only: status | pause | resume | history")
+    @argument("run_id", nargs="?", help="the run to act on (default: the last one)")
+    @argument("--repo", default=None, help="the git repository the agents work on (default: .)")
+    @argument("--tier", type=int, default=None,
+              help="autonomy: 1 supervised, 2 balanced, 3 autonomous, 4 full auto")
+    @argument("--max-parallel", type=int, default=None, help="agents running at once")
+    @argument("--dry-run", action="store_true", help="show the plan and its graph; run nothing")
+    @line_cell_magic
+    def osqr(self, line: str, cell: str | None = None):
+        """Run a request with parallel agents (cell form) or manage runs (line form).
+
+        %%osqr [--repo PATH] [--tier 1-4] [--max-parallel N] [--dry-run]
+        <request, e.g. Build the auth module, update the API docs, and refactor the database schema>
+
+        %osqr status | pause | resume [RUN_ID] | history
+        """
+        args = parse_argstring(self.osqr, line)
+        if cell is None:
+            return self._line(args)
+        if args.command:
+            raise UsageError(f"%%osqr takes options only (got {args.command!r}); the request goes "
+                             "in the cell body")
+        tier = settings().tier if args.tier is None else args.tier
+        if tier not in (1, 2, 3, 4):
+            raise UsageError(f"--tier must be 1-4 (1 supervised, 2 balanced, 3 autonomous, "
+                             f"4 full auto), got {tier}")
+        parallel = settings().max_parallel if args.max_parallel is None else args.max_parallel
+        if parallel < 1:
+            raise UsageError(f"--max-parallel must be at least 1, got {parallel}")
+        try:
+            if args.dry_run:
+                return self._dry_run(cell, args.repo or ".")
+            run = api.start(cell, repo=args.repo or ".", tier=tier, max_parallel=parallel)
+        except (RepoError, PlanError, ValueError, TypeError) as exc:
+            raise UsageError(str(exc)) from None
+        for warning in run.warnings:
+            display(HTML(f"<div style='color:#e65100'>⚠ {escape(warning)}</div>"))
+        display(run.view())
+
+    def _dry_run(self, request: str, repo: str) -> None:
+        plan = OfflinePlanner().plan(request, repo)
+        path = " → ".join(plan[t].title for t in plan.critical_path())
+        rows = "".join(f"<li><b>{escape(t.title)}</b> <code>{t.id}</code> ({t.kind.value})"
+                       f"{' after ' + ', '.join(t.depends_on) if t.depends_on else ''}: "
+                       f"{escape(t.description)}</li>" for t in plan.tasks)
+        display(HTML(f"<div><b>Plan</b> ({escape(plan.planner)}), nothing started:<ol>{rows}</ol>"
+                     f"Critical path: {escape(path)}</div>{render_dag(plan)}"))
+        self.shell.user_ns["osqr_plan"] = plan
+
+    def _line(self, args):
+        command = args.command or "status"
+        if command not in LINE_COMMANDS:
+            raise UsageError(f"unknown %osqr command {command!r}; use one of {', '.join(LINE_COMMANDS)} "
+                             "(or the cell form %%osqr for a request)")
+        try:
+            if command == "history":
+                return api.history(args.repo)
+            if command == "resume":
+                return self._resume(args)
+            run = api.get_run(args.run_id) if args.run_id else api.last_run()
+        except (RepoError, ValueError, KeyError) as exc:
+            raise UsageError(str(exc).strip('"')) from None
+        if run is None:
+            raise UsageError("no run in this kernel yet; start one with %%osqr, or %osqr resume")
+        if command == "pause":
+            run.pause()
+        display(run.view())
+
+    def _resume(self, args) -> None:
+        live = api.get_run(args.run_id) if args.run_id in api._live else api.last_run()
+        if live is not None and not live.done and live.state.paused and \
+                (args.run_id is None or args.run_id == live.id):
+            live.resume()
+            run = live
+        else:
+            run = api.resume(args.run_id, repo=args.repo)
+        display(run.view())

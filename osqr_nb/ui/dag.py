@@ -1,0 +1,79 @@
+"""The task graph drawn as SVG: one box per task, left to right in dependency order."""
+
+from __future__ import annotations
+
+from html import escape
+
+import networkx as nx
+
+from ..engine.state import SYMBOLS, TaskState
+from ..plan.task import Plan
+
+COLOURS = {"waiting": "#9e9e9e", "running": "#1e88e5", "needs_input": "#fb8c00",
+           "complete": "#43a047", "failed": "#e53935", "skipped": "#bdbdbd", "cancelled": "#757575"}
+BOX_W, BOX_H, GAP_X, GAP_Y = 190, 46, 60, 16
+MAX_DRAWN = 80
+
+
+def positions(graph: nx.DiGraph) -> dict[str, tuple[int, int]]:
+    """(column, row) per task: columns are topological generations."""
+    return {node: (col, row)
+            for col, generation in enumerate(nx.topological_generations(graph))
+            for row, node in enumerate(sorted(generation, key=list(graph).index))}
+
+
+def render_dag(plan: Plan, tasks: dict[str, TaskState] | None = None) -> str:
+    """SVG of the plan, each task with its status symbol and model."""
+    graph = plan.graph
+    tasks = tasks or {}
+    if len(graph) > MAX_DRAWN:
+        return _render_summary(plan, tasks)
+    where = positions(graph)
+    cols = max(c for c, _ in where.values()) + 1
+    rows = max(r for _, r in where.values()) + 1
+    width, height = cols * (BOX_W + GAP_X) - GAP_X + 8, rows * (BOX_H + GAP_Y) - GAP_Y + 8
+
+    def box(node: str) -> tuple[int, int]:
+        col, row = where[node]
+        return 4 + col * (BOX_W + GAP_X), 4 + row * (BOX_H + GAP_Y)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" class="osqr-dag">',
+             '<defs><marker id="osqr-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+             'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#607d8b"/></marker></defs>']
+    for u, v in graph.edges:
+        (x1, y1), (x2, y2) = box(u), box(v)
+        parts.append(f'<line x1="{x1 + BOX_W}" y1="{y1 + BOX_H // 2}" x2="{x2 - 2}" y2="{y2 + BOX_H // 2}" '
+                     'stroke="#607d8b" stroke-width="1.5" marker-end="url(#osqr-arrow)"/>')
+    for node in graph:
+        task = graph.nodes[node]["task"]
+        state = tasks.get(node)
+        status = state.status if state else "waiting"
+        model = (state.model if state and state.model else "") or ""
+        x, y = box(node)
+        colour = COLOURS[status]
+        parts.append(
+            f'<g data-task="{escape(node)}" data-status="{status}">'
+            f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="6" fill="white" '
+            f'stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{x + 8}" y="{y + 19}" font-size="13"><tspan fill="{colour}">{SYMBOLS[status]}</tspan> '
+            f'{escape(_clip(task.title, 22))}</text>'
+            f'<text x="{x + 8}" y="{y + 36}" font-size="10" fill="#616161">'
+            f'{escape(_clip(task.kind.value + (" · " + model if model else ""), 32))}</text></g>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _render_summary(plan: Plan, tasks: dict[str, TaskState]) -> str:
+    """Too many tasks to draw: one symbol per task, grouped by generation."""
+    lines = []
+    for col, generation in enumerate(nx.topological_generations(plan.graph)):
+        symbols = "".join(SYMBOLS[tasks[n].status] if n in tasks else SYMBOLS["waiting"]
+                          for n in generation)
+        lines.append(f"<div><b>step {col + 1}</b> ({len(generation)} tasks) "
+                     f"<span style='letter-spacing:1px'>{symbols}</span></div>")
+    return f"<div class='osqr-dag'>{''.join(lines)}</div>"

@@ -1,0 +1,93 @@
+"""The run's live view: DAG, counts, [Pause All], checkpoint cards.
+
+Agents only change Python state; this view redraws from it at most
+`REFRESH_HZ` times a second, and only when something changed, so that 200
+busy agents cost the kernel a handful of widget messages a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from html import escape
+from typing import TYPE_CHECKING
+
+import ipywidgets as widgets
+
+from .checkpoint import CheckpointCard
+from .dag import render_dag
+
+if TYPE_CHECKING:
+    from ..engine.run import Run
+
+REFRESH_HZ = 5
+
+
+class RunView(widgets.VBox):
+    def __init__(self, run: "Run") -> None:
+        self.run = run
+        self.header = widgets.HTML()
+        self.dag = widgets.HTML()
+        self.counts = widgets.HTML()
+        self.pause_button = widgets.Button(description="Pause All", icon="pause")
+        self.pause_button.on_click(self._toggle_pause)
+        self.cards = widgets.VBox()
+        self.problems = widgets.Output()
+        self._cards: dict[str, CheckpointCard] = {}
+        self._seen = -1
+        super().__init__([self.header, self.dag,
+                          widgets.HBox([self.counts, self.pause_button]), self.cards, self.problems])
+        self.add_class("osqr-run")
+        self.refresh()
+        if not run.done:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+            self._refresher.add_done_callback(self._show_crash)
+
+    def refresh(self) -> None:
+        run = self.run
+        if run.version == self._seen:
+            return
+        self._seen = run.version
+        state = run.state
+        note = ""
+        if state.integration and run.done:
+            integ = state.integration
+            if integ["conflicts"]:
+                note = "<br>" + "<br>".join(f"<span style='color:#e53935'>{escape(r)}</span>"
+                                            for r in integ["report"])
+            else:
+                note = f"<br>Merged {len(integ['merged'])} task(s) into <code>{escape(integ['branch'])}</code>"
+        if state.error:
+            note += f"<br><span style='color:#e53935'>{escape(state.error)}</span>"
+        self.header.value = (f"<b>osqr run {escape(run.id)}</b> · {escape(run.status)} · "
+                             f"model: {escape(run.model.name)}{note}")
+        self.dag.value = render_dag(run.plan, state.tasks)
+        c = state.counts()
+        extra = "".join(f" · {label} {c[key]}" for key, label in
+                        (("needs_input", "Needs input"), ("failed", "Failed"), ("skipped", "Skipped"))
+                        if c[key])
+        self.counts.value = (f"Active {c['running']} · Waiting {c['waiting']} · "
+                             f"Complete {c['complete']}{extra}")
+        self.pause_button.description = "Resume All" if state.paused else "Pause All"
+        self.pause_button.icon = "play" if state.paused else "pause"
+        self.pause_button.disabled = run.done
+        for checkpoint in run._checkpoints.values():
+            if checkpoint.id not in self._cards:
+                self._cards[checkpoint.id] = CheckpointCard(checkpoint)
+                self.cards.children = (*self.cards.children, self._cards[checkpoint.id])
+
+    async def _refresh_loop(self) -> None:
+        while not self.run.done:
+            self.refresh()
+            await asyncio.sleep(1 / REFRESH_HZ)
+        self.refresh()
+
+    def _toggle_pause(self, _button: widgets.Button) -> None:
+        if self.run.state.paused:
+            self.run.resume()
+        else:
+            self.run.pause()
+        self.refresh()
+
+    def _show_crash(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.problems.append_stderr(f"osqr view stopped: {task.exception()!r}\n")
