@@ -1,0 +1,126 @@
+"""The real thing: an IPython kernel driven through jupyter_client, widgets clicked by comm message."""
+
+import json
+import time
+
+import pytest
+
+import osqr_nb
+
+from conftest import SEED_REQUEST, git
+from kernel_driver import Kernel
+
+pytestmark = pytest.mark.kernel
+
+CELL = f"%%osqr --repo {{repo}} --tier 2 --max-parallel 4\n{SEED_REQUEST}"
+
+
+@pytest.fixture
+def kernel(repo):
+    k = Kernel(cwd=str(repo))
+    yield k
+    k.shutdown()
+
+
+def test_osqr_cell_in_a_real_kernel_with_a_clicked_checkpoint(kernel, repo):
+    kernel.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.05")
+    cell = kernel.execute(CELL.format(repo=repo))
+    assert cell.reply["content"]["status"] == "ok"
+    assert any("application/vnd.jupyter.widget-view+json" in data for data in cell.results)
+    kernel.execute("import osqr_nb")
+    kernel.wait_for("osqr_nb.last_run().status", "needs_input")
+
+    # While the agent waits for the person, the kernel answers other cells.
+    quick = kernel.execute("1+1")
+    assert quick.results == [{"text/plain": "2"}]
+    assert quick.seconds < 5
+
+    (button,) = kernel.buttons("DB Sessions")
+    kernel.click(button)
+    kernel.execute("await osqr_nb.last_run()", timeout=60)
+    assert kernel.value("osqr_nb.last_run().status") == "complete"
+
+    run_id = kernel.value("osqr_nb.last_run().id")
+    files = git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run_id}/integration").split()
+    assert {"db/schema.sql", "auth/sessions.py", "docs/API.md"} <= set(files)
+    history = osqr_nb.history(repo)
+    auth = history[history.task_id == "auth-module"].iloc[0]
+    assert (auth.chosen, auth.decided_by) == ("DB Sessions", "human")
+    events = osqr_nb.events(repo)
+    assert events.type.iloc[-1] == "run_finished" and events.data.iloc[-1]["status"] == "complete"
+
+    # The widgets followed the run: the DAG shows three ✓ and the card says who decided.
+    kernel.drain()
+    dag = next(s["value"] for s in kernel.widgets.values() if "osqr-dag" in str(s.get("value", "")))
+    assert dag.count('data-status="complete"') == 3
+    assert any("Complete 3" in str(s.get("value", "")) for s in kernel.widgets.values())
+    assert any("decided by human" in str(s.get("value", "")) for s in kernel.widgets.values())
+    assert all(kernel.widgets[b]["disabled"] for b in kernel.buttons("JWT"))
+
+
+def test_magic_errors_are_clear_and_start_nothing(kernel, repo, tmp_path):
+    kernel.execute("%load_ext osqr_nb")
+    cases = {
+        "%%osqr --tier 7\nx": "--tier must be 1-4",
+        "%%osqr --bogus\nx": "unrecognized arguments: --bogus",
+        "%%osqr\n   ": "request is empty",
+        f"%%osqr --repo {tmp_path}\nbuild it": "not a git repository",
+        "%osqr frobnicate": "unknown %osqr command 'frobnicate'",
+    }
+    for code, message in cases.items():
+        result = kernel.execute(code, allow_error=True)
+        shown = (result.error or "") + result.stderr
+        assert message in shown, (code, shown)
+    assert osqr_nb.events(repo).empty
+
+
+def test_dry_run_shows_the_plan_and_runs_nothing(kernel, repo):
+    kernel.execute("%load_ext osqr_nb")
+    result = kernel.execute(f"%%osqr --dry-run --repo {repo}\n{SEED_REQUEST}")
+    html = json.dumps(result.results)
+    assert "DB Schema" in html and "Critical path" in html and "osqr-dag" in html
+    assert osqr_nb.events(repo).empty
+    assert "osqr/" not in git(repo, "branch")
+
+
+def test_killing_the_kernel_mid_run_loses_nothing_and_resume_finishes(repo):
+    first = Kernel(cwd=str(repo))
+    try:
+        first.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.4")
+        first.execute(CELL.format(repo=repo))
+        deadline = time.time() + 60
+        while time.time() < deadline:   # kill while the schema agent is half-way through
+            events = osqr_nb.events(repo)
+            writes = events[(events.type == "tool_call") & (events.task_id == "db-schema")]
+            if any(d.get("name") == "write_file" for d in writes.data):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the schema agent never wrote its file")
+    finally:
+        first.kill()
+    before = osqr_nb.events(repo)
+    assert "task_finished" not in set(before.type)
+
+    second = Kernel(cwd=str(repo))
+    try:
+        second.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.0\nimport osqr_nb")
+        resumed = second.execute(f"%osqr resume --repo {repo}")
+        assert any("application/vnd.jupyter.widget-view+json" in d for d in resumed.results)
+        second.wait_for("osqr_nb.last_run().status", "needs_input")
+        second.execute("osqr_nb.last_run().checkpoints[0].resolve('DB Sessions')")
+        second.execute("await osqr_nb.last_run()")
+        assert second.value("osqr_nb.last_run().status") == "complete"
+    finally:
+        second.shutdown()
+
+    after = osqr_nb.events(repo)
+    assert after.iloc[:len(before)][["seq", "type"]].equals(before[["seq", "type"]])   # nothing lost
+    assert list(after.type).count("run_started") == 1 and list(after.type).count("run_reopened") == 1
+    finished = after[after.type == "task_finished"].task_id.tolist()
+    assert sorted(finished) == ["api-docs", "auth-module", "db-schema"]          # nothing twice
+    attempts = [d["attempt"] for d in after[(after.type == "task_started") & (after.task_id == "db-schema")].data]
+    assert attempts == [1, 2]
+    run_id = after.run_id.iloc[0]
+    files = git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run_id}/integration").split()
+    assert {"db/schema.sql", "auth/sessions.py", "docs/API.md"} <= set(files)
