@@ -304,7 +304,8 @@ class Run:
             await git.add_worktree(self.root, path, self._branch(task_id), self.state.base)
         inputs = [self._branch(p) for p in self.state.plan.graph.predecessors(task_id)]
         if inputs:
-            conflicted = await git.merge_branches(path, inputs, f"osqr: inputs of {task_id}")
+            conflicted = await git.merge_branches(path, inputs, f"osqr: inputs of {task_id}",
+                                                 fast_forward=True)
             if conflicted:
                 await git.abort_merge(path)
                 raise RuntimeError(f"the results of this task's inputs conflict in {', '.join(conflicted)}; "

@@ -154,14 +154,16 @@ async def changed_files(path: Path, base: str, tip: str = "HEAD") -> dict[str, s
     return changes
 
 
-async def merge_branches(path: Path, branches: list[str], message: str) -> list[str]:
+async def merge_branches(path: Path, branches: list[str], message: str,
+                         fast_forward: bool = False) -> list[str]:
     """Merge `branches` into the worktree's branch with git's 3-way merge.
 
     Returns the conflicted files, with the merge left in progress so that the
     caller can read the conflict markers (then `abort_merge`); an empty list
     means the merge is committed.
     """
-    code, out = await git(path, "merge", "--no-ff", "--no-edit", "-m", message, *branches, check=False)
+    mode = "--ff" if fast_forward else "--no-ff"
+    code, out = await git(path, "merge", mode, "--no-edit", "-m", message, *branches, check=False)
     if code == 0:
         return []
     _, listing = await git(path, "diff", "--name-only", "--diff-filter=U", check=False)
