@@ -16,7 +16,7 @@ from .engine.state import RunState
 from .models.base import ModelClient
 from .models.scripted import ScriptedModel
 from .plan.decompose import OfflinePlanner
-from .plan.task import Plan, PlanError
+from .plan.task import Plan
 from .store.events import log_path, open_log
 from .store.frames import events_frame, history_frame
 from .workspace import git

@@ -49,10 +49,10 @@ class Run:
         self.model = model
         self.policy = AutonomyPolicy(state.tier)
         self.mediator = Mediator(state.plan.graph)
-        self.mediator.messages = state.messages
+        self.mediator.messages = state.messages   # the mediator's inboxes are the folded messages
         self.version = 0                      # bumped on every event; widgets poll it
         self._checkpoints: dict[str, Checkpoint] = {}
-        self._checkpoint_ids = itertools.count(len(state.decisions) + len(state.open_checkpoints) + 1)
+        self._checkpoint_ids = itertools.count(state.checkpoints_opened + 1)
         self._checkpoint_opened = asyncio.Event()
         self._gate = asyncio.Event()
         self._gate.set()
@@ -73,8 +73,6 @@ class Run:
         run._emit("run_started", request=plan.request, plan=plan.to_dict(), repo=str(repo.root),
                   base=repo.head, branch=repo.branch, tier=tier, max_parallel=max_parallel,
                   model=model.name, pid=os.getpid(), uncommitted=repo.uncommitted)
-        run.mediator = Mediator(run.state.plan.graph)
-        run.mediator.messages = run.state.messages
         return run
 
     @classmethod
@@ -233,7 +231,8 @@ class Run:
         done = [t for t in self.state.plan.tasks if self.state.tasks[t.id].status == COMPLETE]
         self._emit("integration_started", tasks=[t.id for t in done])
         integrator = Integrator(self.root, self.id, self.state.base, self._worktree("_integration"))
-        result = await integrator.integrate([(t.id, self._branch(t.id)) for t in done])
+        result = await integrator.integrate([(t.id, self._branch(t.id), self.state.tasks[t.id].files)
+                                             for t in done])
         self._emit("integration_finished", branch=result.branch, merged=result.merged,
                    head=result.head, conflicts=[c.to_dict() for c in result.conflicts],
                    report=[c.describe() for c in result.conflicts])

@@ -36,8 +36,14 @@ class TaskState:
     error: str | None = None
     files_created: list[str] = field(default_factory=list)
     files_modified: list[str] = field(default_factory=list)
+    files_deleted: list[str] = field(default_factory=list)
     started_at: float | None = None
     finished_at: float | None = None
+
+    @property
+    def files(self) -> list[str]:
+        """Every file this task changed."""
+        return self.files_created + self.files_modified + self.files_deleted
 
     @property
     def symbol(self) -> str:
@@ -65,6 +71,7 @@ class RunState:
     started_at: float | None = None
     finished_at: float | None = None
     owner_pid: int | None = None
+    checkpoints_opened: int = 0
     events_seen: int = 0
 
     @classmethod
@@ -139,6 +146,7 @@ class RunState:
 
     def _on_checkpoint_opened(self, e: Event, d: dict[str, Any]) -> None:
         self.open_checkpoints[d["id"]] = dict(d, task_id=e.task_id)
+        self.checkpoints_opened += 1
         self._task(e).status = NEEDS_INPUT
 
     def _on_checkpoint_parked(self, e: Event, d: dict[str, Any]) -> None:
@@ -161,6 +169,7 @@ class RunState:
         task.summary, task.commit = d.get("summary", ""), d.get("commit")
         task.files_created = d.get("files_created", [])
         task.files_modified = d.get("files_modified", [])
+        task.files_deleted = d.get("files_deleted", [])
 
     def _on_task_failed(self, e: Event, d: dict[str, Any]) -> None:
         task = self._task(e)

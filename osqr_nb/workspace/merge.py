@@ -65,15 +65,14 @@ class Integrator:
         self.worktree = worktree
         self.branch = f"osqr/{run_id}/integration"
 
-    async def integrate(self, branches: list[tuple[str, str]]) -> Integration:
-        """Merge (task_id, branch) pairs in the given (topological) order."""
+    async def integrate(self, branches: list[tuple[str, str, list[str]]]) -> Integration:
+        """Merge (task_id, branch, files the task changed) in the given (topological) order."""
         await git.add_worktree(self.root, self.worktree, self.branch, self.base)
         # Start over from the base each time, so that a resumed run integrates once, cleanly.
         await git.git(self.worktree, "reset", "--hard", "-q", self.base)
         result = Integration(self.branch)
         touched: dict[str, list[str]] = {}
-        for task_id, branch in branches:
-            files = await git.changed_files(self.root, self.base, branch)
+        for task_id, branch, files in branches:
             conflicted = await git.merge_branches(self.worktree, [branch], f"osqr: merge {task_id}")
             if conflicted:
                 for name in conflicted:
