@@ -38,8 +38,12 @@ class RunView(widgets.VBox):
                           widgets.HBox([self.counts, self.pause_button]), self.cards, self.problems])
         self.add_class("osqr-run")
         self.refresh()
-        if not run.done:
-            self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None        # no event loop (e.g. a plain script): a snapshot, call refresh() to update
+        if loop is not None and not run.done:
+            self._refresher = loop.create_task(self._refresh_loop())
             self._refresher.add_done_callback(self._show_crash)
 
     def refresh(self) -> None:

@@ -1,0 +1,60 @@
+"""The widgets, in-process: what the person sees and what a click does."""
+
+import asyncio
+
+import osqr_nb
+from osqr_nb.ui.dag import render_dag
+from osqr_nb.plan.decompose import OfflinePlanner
+
+from conftest import SEED_REQUEST, run_async
+
+
+def test_dag_shows_each_task_with_status_symbol_and_model(repo):
+    async def main():
+        run = osqr_nb.start(SEED_REQUEST, repo=repo)
+        view = run.view()
+        checkpoint = await run.next_checkpoint(timeout=20)
+        await asyncio.sleep(0.3)                       # one refresh period
+        assert 'data-task="auth-module" data-status="needs_input"' in view.dag.value
+        assert "⚠" in view.dag.value and "scripted (offline demo)" in view.dag.value
+        assert "Complete 1" in view.counts.value and "Needs input 1" in view.counts.value
+        (card,) = view.cards.children
+        assert [b.description for b in card.buttons] == ["JWT", "DB Sessions", "Let me think"]
+        assert "AGENT CHECKPOINT: Auth Module" in card.children[0].value
+        card.buttons[2].click()                        # Let me think: parked, still pending
+        assert checkpoint.pending and "Parked" in card.status.value
+        card.buttons[1].click()                        # what the browser's click runs
+        assert checkpoint.answer == "DB Sessions" and checkpoint.decided_by == "human"
+        assert all(b.disabled for b in card.buttons) and "decided by human" in card.status.value
+        await run
+        await asyncio.sleep(0.3)
+        return run, view
+
+    run, view = run_async(main())
+    assert view.dag.value.count('data-status="complete"') == 3
+    assert "Complete 3" in view.counts.value and view.pause_button.disabled
+    assert f"osqr/{run.id}/integration" in view.header.value
+    history = osqr_nb.history(repo)
+    assert history.set_index("task_id").loc["auth-module", "decided_by"] == "human"
+
+
+def test_pause_all_button_pauses_and_resumes(repo):
+    async def main():
+        run = osqr_nb.start("add a health check", repo=repo, tier=4)
+        view = run.view()
+        view.pause_button.click()
+        assert run.status == "paused" and view.pause_button.description == "Resume All"
+        view.pause_button.click()
+        assert run.status != "paused" and view.pause_button.description == "Pause All"
+        await run
+        return run
+
+    assert run_async(main()).status == "complete"
+    types = list(osqr_nb.events(repo).type)
+    assert types.index("run_paused") < types.index("run_resumed")
+
+
+def test_plan_graph_is_drawn_left_to_right_with_arrows():
+    svg = render_dag(OfflinePlanner().plan(SEED_REQUEST))
+    assert svg.count("<line") == 2 and svg.count("<rect") == 3
+    assert svg.index("DB Schema") < svg.index("Auth Module") < svg.index("API Docs")
