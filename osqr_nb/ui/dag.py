@@ -11,7 +11,7 @@ from ..plan.task import Plan
 
 COLOURS = {"waiting": "#9e9e9e", "running": "#1e88e5", "needs_input": "#fb8c00",
            "complete": "#43a047", "failed": "#e53935", "skipped": "#bdbdbd", "cancelled": "#757575"}
-BOX_W, BOX_H, GAP_X, GAP_Y = 190, 46, 60, 16
+BOX_W, BOX_H, GAP_X, GAP_Y = 210, 46, 56, 16
 MAX_DRAWN = 80
 
 
@@ -59,7 +59,7 @@ def render_dag(plan: Plan, tasks: dict[str, TaskState] | None = None) -> str:
             f'<text x="{x + 8}" y="{y + 19}" font-size="13"><tspan fill="{colour}">{SYMBOLS[status]}</tspan> '
             f'{escape(_clip(task.title, 22))}</text>'
             f'<text x="{x + 8}" y="{y + 36}" font-size="10" fill="#616161">'
-            f'{escape(_clip(task.kind.value + (" · " + model if model else ""), 32))}</text></g>')
+            f'{escape(_clip(task.kind.value + (" · " + model if model else ""), 38))}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
 
