@@ -1,0 +1,11 @@
+"""Public API of the auth package."""
+
+__all__ = ["login", "logout"]
+
+
+def login(user, password):
+    return user.check(password)
+
+
+def logout(session):
+    session.end()

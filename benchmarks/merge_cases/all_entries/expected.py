@@ -1,0 +1,19 @@
+"""Public API of the auth package."""
+
+__all__ = ["login", "logout", "refresh", "whoami"]
+
+
+def login(user, password):
+    return user.check(password)
+
+
+def logout(session):
+    session.end()
+
+
+def refresh(session):
+    session.extend()
+
+
+def whoami(session):
+    return session.user

@@ -1,0 +1,6 @@
+def normalize(name):
+    return " ".join(name.split())
+
+
+def greet(name):
+    return "hello " + normalize(name)

@@ -1,0 +1,4 @@
+PLUGINS = [
+    "auth_jwt",
+    "docs",
+]

@@ -1,0 +1,12 @@
+class UserStore:
+    """Users by id, in memory until the database task lands."""
+
+    def __init__(self):
+        self.users = {}
+
+    def get(self, user_id):
+        return self.users.get(user_id)
+
+
+def make_store():
+    return UserStore()

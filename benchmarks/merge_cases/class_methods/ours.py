@@ -1,0 +1,15 @@
+class UserStore:
+    """Users by id, in memory until the database task lands."""
+
+    def __init__(self):
+        self.users = {}
+
+    def get(self, user_id):
+        return self.users.get(user_id)
+
+    def add(self, user):
+        self.users[user.id] = user
+
+
+def make_store():
+    return UserStore()

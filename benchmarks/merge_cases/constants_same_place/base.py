@@ -1,0 +1,6 @@
+"""Limits."""
+
+MAX_USERS = 100
+
+def limits():
+    return {"users": MAX_USERS}

@@ -1,0 +1,7 @@
+"""Limits."""
+
+MAX_USERS = 100
+TIMEOUT = 30  # seconds
+
+def limits():
+    return {"users": MAX_USERS}

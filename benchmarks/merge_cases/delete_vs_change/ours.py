@@ -1,0 +1,2 @@
+def login(user, password):
+    return user.check(password)

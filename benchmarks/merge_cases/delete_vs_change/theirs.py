@@ -1,0 +1,6 @@
+def legacy_login(user, password):
+    return user.password == password.strip()
+
+
+def login(user, password):
+    return user.check(password)

@@ -1,0 +1,8 @@
+DEFAULTS = {
+    "debug": False,
+    "port": 8000,
+}
+
+
+def setting(name: str):
+    return DEFAULTS[name]

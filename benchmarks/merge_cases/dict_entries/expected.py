@@ -1,0 +1,10 @@
+DEFAULTS = {
+    "debug": False,
+    "port": 8000,
+    "token_ttl": 3600,
+    "docs_url": "/docs",
+}
+
+
+def setting(name: str):
+    return DEFAULTS[name]

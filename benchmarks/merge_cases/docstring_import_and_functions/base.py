@@ -1,0 +1,7 @@
+"""Database helpers."""
+
+import sqlite3
+
+
+def connect(path):
+    return sqlite3.connect(path)

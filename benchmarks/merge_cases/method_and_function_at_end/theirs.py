@@ -1,0 +1,10 @@
+class Client:
+    def __init__(self, url):
+        self.url = url
+
+    def get(self, path):
+        return f"GET {self.url}{path}"
+
+
+def connect(url):
+    return Client(url)

@@ -1,0 +1,6 @@
+import json
+import os
+
+
+def home():
+    return os.path.expanduser("~")

@@ -1,0 +1,6 @@
+def helper(text):
+    return text.strip()
+
+
+def clean(lines):
+    return [helper(line) for line in lines]

@@ -1,0 +1,4 @@
+CONFIG = {
+    "debug": False,
+    "timeout": 5,
+}

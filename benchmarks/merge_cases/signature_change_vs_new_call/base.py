@@ -1,0 +1,6 @@
+def send(message):
+    print(message)
+
+
+def notify(user):
+    send(f"hi {user}")

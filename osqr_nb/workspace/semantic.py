@@ -1,0 +1,614 @@
+"""Python-aware three-way merge: combine edits that touch different definitions.
+
+git merges lines, so two agents that each append a function to one file touch
+the same lines and conflict although their work is independent. Here the three
+versions are parsed with libcst (which keeps every comment and blank line), the
+statements of the module and of class bodies are keyed by what they define, and
+the versions are merged key by key: a definition changed on one side only takes
+that side, imports and literal entries (lists, dicts, sets, `__all__`) are
+combined element by element. Anything ambiguous raises `Unsure`; the caller then
+gets `merged=None` with the reason, so that the next resolver (a model or a
+person) decides. A result is returned only if it parses, keeps both sides'
+changes, and uses no name that one side renamed or removed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import libcst as cst
+from libcst.metadata import GlobalScope, MetadataWrapper, ScopeProvider
+
+PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
+_EMPTY = cst.Module(body=[])
+_PASS_BODY = (cst.SimpleStatementLine([cst.Pass()]),)
+# Keys whose identity is their text: a change shows up as one removal plus one addition.
+_BY_CONTENT = ("stmt", "elem", "import")
+
+
+@dataclass(frozen=True)
+class SemanticResult:
+    """`merged` is the combined text, or None when the merge is not sure (see `reason`)."""
+
+    merged: str | None
+    reason: str
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return self.merged is not None
+
+
+class Unsure(Exception):
+    """Raised wherever the merge cannot be sure; its message is the reason."""
+
+
+@dataclass
+class _Item:
+    """One statement (or literal element) of a version, keyed by what it defines."""
+
+    key: tuple
+    node: cst.CSTNode
+    text: str      # the code without comments and blank lines above it
+    leading: str   # the comments and blank lines above it
+
+    @property
+    def kind(self) -> str:
+        return self.key[0]
+
+    @property
+    def label(self) -> str:
+        return _describe(self.key)
+
+
+def semantic_merge(base: str, ours: str, theirs: str, path: str = "x.py") -> SemanticResult:
+    """Merge three versions of a Python file, or say why not."""
+    if not path.endswith(PYTHON_SUFFIXES):
+        return SemanticResult(None, f"{path} is not a Python file")
+    trivial = _trivial(base, ours, theirs)
+    if trivial is not None:
+        return trivial
+    merger = _Merger()
+    try:
+        trees = [_parse(text, side) for text, side in ((base, "base"), (ours, "ours"), (theirs, "theirs"))]
+        merged = merger.module(*trees).code
+        problem = check_merged(base, ours, theirs, merged)
+        if problem:
+            raise Unsure(problem)
+    except Unsure as unsure:
+        return SemanticResult(None, str(unsure), merger.details)
+    return SemanticResult(merged, "combined: " + "; ".join(merger.details), merger.details)
+
+
+def _trivial(base: str, ours: str, theirs: str) -> SemanticResult | None:
+    if ours == theirs:
+        return SemanticResult(ours, "both sides are the same")
+    if ours == base:
+        return SemanticResult(theirs, "only theirs changed")
+    if theirs == base:
+        return SemanticResult(ours, "only ours changed")
+    return None
+
+
+def _parse(text: str, side: str) -> cst.Module:
+    try:
+        return cst.parse_module(text)
+    except cst.ParserSyntaxError as error:
+        raise Unsure(f"{side} does not parse: {str(error).splitlines()[0]}") from None
+
+
+# ---------------------------------------------------------------- keys
+
+
+def _code(node: cst.CSTNode) -> str:
+    return _EMPTY.code_for_node(node)
+
+
+def _strip_leading(node: cst.CSTNode) -> cst.CSTNode:
+    return node.with_changes(leading_lines=()) if hasattr(node, "leading_lines") else node
+
+
+def _statement_key(stmt: cst.CSTNode, first: bool) -> tuple:
+    if isinstance(stmt, cst.FunctionDef):
+        return ("def", stmt.name.value)
+    if isinstance(stmt, cst.ClassDef):
+        return ("class", stmt.name.value)
+    if isinstance(stmt, cst.If):
+        return ("if", _code(stmt.test))
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
+        return _small_key(stmt.body[0], first)
+    return ("stmt", _code(_strip_leading(stmt)))
+
+
+def _small_key(small: cst.BaseSmallStatement, first: bool) -> tuple:
+    if isinstance(small, cst.Assign):
+        return ("name", "=".join(_code(t.target) for t in small.targets))
+    if isinstance(small, cst.AnnAssign):
+        return ("name", _code(small.target))
+    if isinstance(small, cst.Import):
+        return ("import", _code(small))
+    if isinstance(small, cst.ImportFrom):
+        return ("from", "." * len(small.relative) + (_code(small.module) if small.module else ""))
+    if first and isinstance(small, cst.Expr) and isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString)):
+        return ("doc", "")
+    return ("stmt", _code(small))
+
+
+def _describe(key: tuple) -> str:
+    kind, name = key[0], key[1]
+    names = {"def": f"def {name}()", "class": f"class {name}", "if": f"the block 'if {name}:'",
+             "name": name, "from": f"'from {name} import'", "doc": "the docstring",
+             "import": f"'{name}'", "entry": f"entry {name}", "elem": f"element {name}"}
+    return names.get(kind, f"statement '{name.strip()}'")
+
+
+def _with_occurrence(keys: list[tuple]) -> list[tuple]:
+    """Repeated keys (overloads, property setters) are told apart by their order."""
+    seen: Counter = Counter()
+    result = []
+    for key in keys:
+        result.append(key + (seen[key],))
+        seen[key] += 1
+    return result
+
+
+def _statement_items(stmts) -> list[_Item]:
+    keys = _with_occurrence([_statement_key(s, i == 0) for i, s in enumerate(stmts)])
+    return [_Item(k, s, _code(_strip_leading(s)), _leading(s)) for k, s in zip(keys, stmts)]
+
+
+def _leading(node: cst.CSTNode) -> str:
+    return "".join(_code(line) for line in getattr(node, "leading_lines", ()))
+
+
+def _element_items(elements) -> list[_Item]:
+    keys = []
+    for element in elements:
+        bare = element.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+        if isinstance(element, cst.DictElement):
+            keys.append(("entry", _code(element.key)))
+        else:
+            keys.append(("elem", _code(bare)))
+    texts = [_code(e.with_changes(comma=cst.MaybeSentinel.DEFAULT)) for e in elements]
+    return [_Item(k, e, t, "") for k, e, t in zip(_with_occurrence(keys), elements, texts)]
+
+
+# ---------------------------------------------------------------- merging
+
+
+class _Merger:
+    """Merges three parsed versions; `details` records each decision taken."""
+
+    def __init__(self) -> None:
+        self.details: list[str] = []
+
+    def module(self, base: cst.Module, ours: cst.Module, theirs: cst.Module) -> cst.Module:
+        header = _pick("the module header", *(_code_of_lines(m.header) for m in (base, ours, theirs)))
+        footer = _pick("the module footer", *(_code_of_lines(m.footer) for m in (base, ours, theirs)))
+        body = self.sequence(*(_statement_items(m.body) for m in (base, ours, theirs)))
+        merged = ours.with_changes(header=(base, ours, theirs)[header].header,
+                                   footer=(base, ours, theirs)[footer].footer, body=body)
+        _verify(base.body, ours.body, theirs.body, merged.body)
+        return merged
+
+    def sequence(self, base: list[_Item], ours: list[_Item], theirs: list[_Item]) -> list:
+        """Merge keyed items: each key resolved on its own, both sides' order kept."""
+        sides = [{item.key: item for item in items} for items in (base, ours, theirs)]
+        _refuse_double_replacement(*sides)
+        skeleton, other = _order(base, ours, theirs)
+        keys = [i.key for i in skeleton]
+        known = set(keys) | set(sides[0])
+        spacing = {}
+        for index, item in enumerate(other):
+            if item.key not in known:
+                position, after_new = _anchor(keys, other, index, sides)
+                keys.insert(position, item.key)
+                known.add(item.key)
+                if after_new:
+                    spacing[item.key] = _gap_spacing(item, other[index + 1:], sides[0])
+        merged = [self.resolve(*(side.get(key) for side in sides)) for key in keys]
+        merged = [_respace(node, spacing.get(key)) for node, key in zip(merged, keys)]
+        for key in set().union(*sides) - set(keys):
+            if self.resolve(*(side.get(key) for side in sides)) is not None:  # removed on one side
+                raise Unsure(f"internal check failed: {_describe(key)} has no place")
+        return [node for node in merged if node is not None]
+
+    def resolve(self, base: _Item | None, ours: _Item | None, theirs: _Item | None) -> cst.CSTNode | None:
+        label = (ours or theirs or base).label
+        if _same(ours, theirs):
+            chosen = ours
+        elif _same(ours, base):
+            chosen = theirs
+            self.details.append(f"{label}: {_verb(base, theirs)} by theirs")
+        elif _same(theirs, base):
+            chosen = ours
+            self.details.append(f"{label}: {_verb(base, ours)} by ours")
+        elif ours is None or theirs is None:
+            deleter, changer = ("ours", "theirs") if ours is None else ("theirs", "ours")
+            raise Unsure(f"{deleter} removes {label}, which {changer} changes")
+        elif base is None:
+            raise Unsure(f"both sides add {label} with different content")
+        else:
+            combined = self.combine(base, ours, theirs)
+            self.details.append(f"{label}: changes of both sides combined")
+            return _with_leading(combined, base, ours, theirs, label)
+        if chosen is None:
+            return None
+        return _with_leading(chosen.node, base, ours, theirs, label)
+
+    def combine(self, base: _Item, ours: _Item, theirs: _Item) -> cst.CSTNode:
+        """Both sides changed one statement: merge inside it, if it is a kind we can."""
+        nodes = (base.node, ours.node, theirs.node)
+        if base.kind in ("class", "if") and all(_has_block(n) for n in nodes):
+            return self.block_statement(nodes, base.label)
+        if base.kind == "from":
+            return self.import_names(nodes, base.label)
+        if base.kind == "name" and _literal_assignments(nodes):
+            return self.literal_entries(nodes, base.label)
+        raise Unsure(f"both sides change {base.label}")
+
+    def block_statement(self, nodes, label: str) -> cst.CSTNode:
+        heads = [_code(_strip_leading(n.with_changes(body=n.body.with_changes(body=_PASS_BODY)))) for n in nodes]
+        head = nodes[_pick(f"the header of {label}", *heads)]
+        body = self.sequence(*(_statement_items(n.body.body) for n in nodes))
+        return head.with_changes(body=head.body.with_changes(body=body))
+
+    def import_names(self, nodes, label: str) -> cst.CSTNode:
+        imports = [n.body[0] for n in nodes]
+        if any(isinstance(i.names, cst.ImportStar) for i in imports):
+            raise Unsure(f"both sides change {label}, a star import")
+        _pick(f"the statement {label}", *(_import_head(n) for n in nodes))
+        names, close = self.elements(imports, lambda i: i.names, lambda i: i.rpar.whitespace_before if i.rpar else None)
+        merged = imports[1].with_changes(names=names)
+        if imports[1].rpar:
+            merged = merged.with_changes(rpar=imports[1].rpar.with_changes(whitespace_before=close))
+        return nodes[1].with_changes(body=[merged])
+
+    def literal_entries(self, nodes, label: str) -> cst.CSTNode:
+        statements = [n.body[0] for n in nodes]
+        values = [s.value for s in statements]
+        if len({type(v) for v in values}) != 1:
+            raise Unsure(f"both sides change {label}")
+        if ("\n" in _code(values[1])) != ("\n" in _code(values[2])):
+            raise Unsure(f"both sides change {label}, formatted differently")
+        empty = [_code(s.with_changes(value=cst.Name("_"))) for s in statements]
+        _pick(f"the statement {label}", *empty)
+        elements, close = self.elements(values, lambda v: v.elements, _close_ws)
+        if isinstance(values[1], cst.Tuple) and len(elements) == 1 and elements[0].comma == cst.MaybeSentinel.DEFAULT:
+            elements = [elements[0].with_changes(comma=cst.Comma())]
+        value = _set_close_ws(values[1].with_changes(elements=elements), close)
+        return nodes[1].with_changes(body=[statements[1].with_changes(value=value)])
+
+    def elements(self, containers, get_elements, get_close) -> tuple[list, object]:
+        """Merge the elements of three bracketed sequences; returns them with the closing whitespace."""
+        lists = [list(get_elements(c)) for c in containers]
+        closes = [get_close(c) for c in containers]
+        merged = self.sequence(*(_element_items(elements) for elements in lists))
+        return _rejoin(merged, lists, closes)
+
+
+def _import_head(line: cst.SimpleStatementLine) -> str:
+    """A `from x import ...` line without its names: its comment, and whether it has parentheses."""
+    imported = line.body[0]
+    bare = imported.with_changes(names=[cst.ImportAlias(cst.Name("_"))], lpar=None, rpar=None)
+    return _code(line.with_changes(body=[bare])) + str(imported.lpar is not None)
+
+
+def _code_of_lines(lines) -> str:
+    return "".join(_code(line) for line in lines)
+
+
+def _pick(label: str, base: str, ours: str, theirs: str) -> int:
+    """Index (0 base, 1 ours, 2 theirs) of the version to take for one piece of text."""
+    if ours == theirs or theirs == base:
+        return 1
+    if ours == base:
+        return 2
+    raise Unsure(f"both sides change {label}")
+
+
+def _same(a: _Item | None, b: _Item | None) -> bool:
+    return (a.text if a else None) == (b.text if b else None)
+
+
+def _verb(base: _Item | None, side: _Item | None) -> str:
+    return "added" if base is None else "removed" if side is None else "changed"
+
+
+def _with_leading(node, base, ours, theirs, label: str) -> cst.CSTNode:
+    """Comments above a statement merge on their own, so that a blank line never blocks a merge."""
+    if not hasattr(node, "leading_lines") or None in (base, ours, theirs):
+        return node
+    texts = (base.leading, ours.leading, theirs.leading)
+    try:
+        source = (base, ours, theirs)[_pick("", *texts)]
+    except Unsure:
+        if any("#" in text for text in texts[1:]):
+            raise Unsure(f"both sides change the comments above {label}") from None
+        source = ours
+    return node.with_changes(leading_lines=source.node.leading_lines)
+
+
+def _has_block(node: cst.CSTNode) -> bool:
+    return isinstance(node.body, cst.IndentedBlock) and getattr(node, "orelse", None) is None
+
+
+def _literal_assignments(nodes) -> bool:
+    literals = (cst.List, cst.Set, cst.Dict, cst.Tuple)
+    for node in nodes:
+        small = node.body[0] if isinstance(node, cst.SimpleStatementLine) else None
+        if not isinstance(small, (cst.Assign, cst.AnnAssign)) or not isinstance(small.value, literals):
+            return False
+        if isinstance(small.value, cst.Tuple) and not small.value.rpar:
+            return False
+    return True
+
+
+def _close_ws(value):
+    if isinstance(value, cst.List):
+        return value.rbracket.whitespace_before
+    if isinstance(value, (cst.Set, cst.Dict)):
+        return value.rbrace.whitespace_before
+    return value.rpar[-1].whitespace_before
+
+
+def _set_close_ws(value, ws):
+    if isinstance(value, cst.List):
+        return value.with_changes(rbracket=value.rbracket.with_changes(whitespace_before=ws))
+    if isinstance(value, (cst.Set, cst.Dict)):
+        return value.with_changes(rbrace=value.rbrace.with_changes(whitespace_before=ws))
+    rpar = [*value.rpar[:-1], value.rpar[-1].with_changes(whitespace_before=ws)]
+    return value.with_changes(rpar=rpar)
+
+
+# ---------------------------------------------------------------- order
+
+
+def _order(base, ours, theirs) -> tuple[list[_Item], list[_Item]]:
+    """The side whose order is the frame, and the other, whose new items are placed into it."""
+    common = {i.key for i in base} & {i.key for i in ours} & {i.key for i in theirs}
+    orders = [[i.key for i in items if i.key in common] for items in (base, ours, theirs)]
+    if orders[1] != orders[0] and orders[2] != orders[0] and orders[1] != orders[2]:
+        raise Unsure("both sides move statements around")
+    return (theirs, ours) if orders[2] != orders[0] else (ours, theirs)
+
+
+def _anchor(keys: list[tuple], other: list[_Item], index: int, sides) -> tuple[int, bool]:
+    """Where a new item of `other` goes: after its predecessor there, after the frame's own new
+    items; and whether it follows such an item."""
+    base = sides[0]
+    other_keys = {i.key for i in other}
+    position = 0
+    for previous in reversed(other[:index]):
+        if previous.key in keys:
+            position = keys.index(previous.key) + 1
+            break
+    start = position
+    while position < len(keys) and keys[position] not in base and keys[position] not in other_keys:
+        position += 1
+    return position, position > start
+
+
+def _gap_spacing(item: _Item, following: list[_Item], base: dict) -> object:
+    """Blank lines for a new item placed after the frame's new items in the same gap. If it took
+    over the blank lines above the next old statement (an import inserted after a docstring),
+    it gives them back and takes what its side left there."""
+    successor = next((i for i in following if i.key in base), None)
+    if successor is None or "#" in item.leading or "#" in successor.leading:
+        return None
+    if item.leading != base[successor.key].leading or successor.leading == item.leading:
+        return None
+    return successor.node.leading_lines
+
+
+def _respace(node, leading_lines):
+    if node is None or leading_lines is None or not hasattr(node, "leading_lines"):
+        return node
+    return node.with_changes(leading_lines=leading_lines)
+
+
+def _refuse_double_replacement(base: dict, ours: dict, theirs: dict) -> None:
+    """A statement known only by its text, removed by both sides while both add text, was
+    probably changed by both: the two new versions must not both be kept."""
+    for kind in ("stmt", "elem"):
+        gone = {k for k in base if k[0] == kind and k not in ours and k not in theirs}
+        added_ours = any(k[0] == kind and k not in base for k in ours)
+        added_theirs = any(k[0] == kind and k not in base for k in theirs)
+        if gone and (added_ours or added_theirs):
+            raise Unsure(f"both sides change or remove {_describe(min(gone))}")
+
+
+def _verify(base, ours, theirs, merged) -> None:
+    """Every top-level change of either side is in the result (a guard against our own bugs)."""
+    texts = [{i.key: i.text for i in _statement_items(body)} for body in (base, ours, theirs, merged)]
+    for key in set().union(*texts[:3]):
+        b, o, t, m = (version.get(key) for version in texts)
+        if (o == b and m != t) or (t == b and m != o) or (o != b and t != b and o != t and m is None):
+            raise Unsure(f"internal check failed: the result loses a change to {_describe(key)}")
+
+
+# ---------------------------------------------------------------- commas
+
+
+def _tails(lists, closes) -> dict[int, tuple[bool, object, object]]:
+    """For each element: was it last in its list, its comma, and the whitespace closing that list."""
+    tails = {}
+    for elements, close in zip(lists, closes):
+        for index, element in enumerate(elements):
+            tails[id(element)] = (index == len(elements) - 1, element.comma, close)
+    return tails
+
+
+def _comment(ws) -> cst.Comment | None:
+    return ws.first_line.comment if isinstance(ws, cst.ParenthesizedWhitespace) else None
+
+
+def _element_comment(tail) -> cst.Comment | None:
+    last, comma, close = tail
+    own = _comment(comma.whitespace_after) if isinstance(comma, cst.Comma) else None
+    return own or (_comment(close) if last else None)
+
+
+def _put_comment(ws, comment):
+    if not isinstance(ws, cst.ParenthesizedWhitespace):
+        return ws
+    space = ws.first_line.whitespace if comment and ws.first_line.comment else cst.SimpleWhitespace("  " if comment else "")
+    return ws.with_changes(first_line=ws.first_line.with_changes(comment=comment, whitespace=space))
+
+
+def _rejoin(merged: list, lists: list[list], closes: list) -> tuple[list, object]:
+    """Give each merged element the comma its new position needs, keeping trailing comments."""
+    if not merged:
+        return [], closes[1]
+    tails = _tails(lists, closes)
+    middle = next((e.comma for elements in (lists[1], lists[2], lists[0]) for e in elements[:-1]),
+                  cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+    frame = next(i for i in (1, 2, 0) if lists[i])
+    last_comma, close = lists[frame][-1].comma, closes[frame]
+    result = []
+    for index, element in enumerate(merged):
+        tail = tails[id(element)]
+        comment = _element_comment(tail)
+        if index < len(merged) - 1:
+            comma = element.comma if not tail[0] else middle.with_changes(
+                whitespace_after=_put_comment(middle.whitespace_after, comment))
+            result.append(element.with_changes(comma=comma))
+            continue
+        comma = last_comma
+        if isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace):
+            comma = comma.with_changes(whitespace_after=_put_comment(comma.whitespace_after, comment))
+        else:
+            close = _put_comment(close, comment)
+        result.append(element.with_changes(comma=comma))
+    return result, close
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_merged(base: str, ours: str, theirs: str, merged: str) -> str | None:
+    """Why a merged text is not a safe merge of the three versions, or None if it is.
+
+    A clean text merge is not yet a good merge: the result must parse, and no name it
+    uses may have been renamed or removed by one side (e.g. ours renames `helper`,
+    theirs adds a call to `helper`). Inputs that do not parse cannot be judged: None.
+    """
+    try:
+        b, o, t = (cst.parse_module(text) for text in (base, ours, theirs))
+    except cst.ParserSyntaxError:
+        return None
+    try:
+        m = cst.parse_module(merged)
+    except cst.ParserSyntaxError as error:
+        return f"the result does not parse: {str(error).splitlines()[0]}"
+    if _compiles(ours) and _compiles(theirs) and not _compiles(merged):
+        return "the result is not valid Python"
+    return _lost_names(b, o, t, m) or _lost_members(b, o, t, m) or _changed_signatures(b, o, t, m)
+
+
+def _compiles(text: str) -> bool:
+    try:
+        compile(text, "<merge>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _scope_facts(tree: cst.Module) -> tuple[set[str], set[str]]:
+    """(names used but defined nowhere, names defined at module level)."""
+    scopes = set(MetadataWrapper(tree, unsafe_skip_copy=True).resolve(ScopeProvider).values())
+    unresolved, defined = set(), set()
+    for scope in scopes:
+        if scope is None:
+            continue
+        unresolved |= {a.node.value for a in scope.accesses if not a.referents and isinstance(a.node, cst.Name)}
+        if isinstance(scope, GlobalScope):
+            defined |= {a.name for a in scope.assignments}
+    exported = _all_entries(tree)
+    return unresolved | (exported - defined), defined
+
+
+def _all_entries(tree: cst.Module) -> set[str]:
+    entries = set()
+    for stmt in tree.body:
+        small = stmt.body[0] if isinstance(stmt, cst.SimpleStatementLine) and stmt.body else None
+        if isinstance(small, (cst.Assign, cst.AnnAssign)) and "__all__" in _code(small).split("=")[0]:
+            value = small.value
+            if isinstance(value, (cst.List, cst.Tuple, cst.Set)):
+                entries |= {e.value.evaluated_value for e in value.elements
+                            if isinstance(e.value, cst.SimpleString) and isinstance(e.value.evaluated_value, str)}
+    return entries
+
+
+def _lost_names(b, o, t, m) -> str | None:
+    (_, base_defs), (o_missing, o_defs), (t_missing, t_defs) = (_scope_facts(x) for x in (b, o, t))
+    lost = sorted(_scope_facts(m)[0] - o_missing - t_missing)
+    if not lost:
+        return None
+    name = lost[0]
+    remover = "ours" if name not in o_defs else "theirs" if name not in t_defs else "one side"
+    return f"the result uses {name!r}, which {remover} renames or removes"
+
+
+class _Facts(cst.CSTVisitor):
+    """Class members, attribute names used, and calls by name, for the rename checks."""
+
+    def __init__(self) -> None:
+        self.members: set[tuple[str, str]] = set()
+        self.attributes: Counter = Counter()
+        self.calls: Counter = Counter()
+        self.signatures: dict[str, str] = {}
+        self.classes: list[str] = []
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.classes.append(node.name.value)
+        for stmt in node.body.body if isinstance(node.body, cst.IndentedBlock) else ():
+            key = _statement_key(stmt, False)
+            if key[0] in ("def", "name", "class"):
+                self.members.add((node.name.value, key[1]))
+
+    def leave_ClassDef(self, node: cst.ClassDef) -> None:
+        self.classes.pop()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        name = ".".join([*self.classes, node.name.value])
+        self.signatures.setdefault(name, _code(node.params))
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        self.attributes[node.attr.value] += 1
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        name = func.value if isinstance(func, cst.Name) else func.attr.value if isinstance(func, cst.Attribute) else None
+        if name:
+            self.calls[name] += 1
+
+
+def _facts(tree: cst.Module) -> _Facts:
+    facts = _Facts()
+    tree.visit(facts)
+    return facts
+
+
+def _lost_members(b, o, t, m) -> str | None:
+    """A method or class attribute one side removed, still used as `.name` by new code."""
+    base, merged = _facts(b), _facts(m)
+    merged_members = {name for _, name in merged.members}
+    for side, label in ((_facts(o), "ours"), (_facts(t), "theirs")):
+        for cls, name in sorted(base.members - side.members):
+            if name not in merged_members and merged.attributes[name] > side.attributes[name]:
+                return f"{label} renames or removes {cls}.{name}, which the result still uses"
+    return None
+
+
+def _changed_signatures(b, o, t, m) -> str | None:
+    """A function whose parameters one side changed, called by the other side's new code."""
+    base, merged = _facts(b), _facts(m)
+    for side, label in ((_facts(o), "ours"), (_facts(t), "theirs")):
+        for qualified, params in side.signatures.items():
+            old = base.signatures.get(qualified)
+            name = qualified.rsplit(".", 1)[-1]
+            if old is not None and old != params and merged.calls[name] > side.calls[name]:
+                return f"{label} changes the parameters of {qualified}(), which new code of the other side calls"
+    return None
