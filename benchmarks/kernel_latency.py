@@ -30,7 +30,6 @@ import statistics
 import sys
 import tempfile
 import time
-from queue import Empty
 
 from jupyter_client import KernelManager
 
@@ -132,9 +131,9 @@ def main() -> int:
 
     began = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="osqr-latency-")
-    kernel = Kernel(cwd=tmp)
-    rows = []
+    kernel, rows = None, []
     try:
+        kernel = Kernel(cwd=tmp)
         kernel.execute(SETUP)
         kernel.sample(10, args.pause)                                    # warm up
         rows.append(("A idle, 0 agents", kernel.sample(args.samples, args.pause)))
@@ -162,7 +161,8 @@ def main() -> int:
             print(f"WARNING: not all {args.agents} agents ran during the whole window; raise --delay")
         kernel.execute("run.cancel()\nawait run")
     finally:
-        kernel.close()
+        if kernel is not None:
+            kernel.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\n{'scenario':<26} {'samples':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")

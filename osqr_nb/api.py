@@ -55,6 +55,7 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
     """Plan the request and start its agents in the background; returns the `Run` at once."""
     global _last_repo
     check_tier(tier)
+    policy = settings().policy(tier)
     max_parallel = _check_parallel(max_parallel)
     info = git.inspect_repo(repo)
     if plan is None:
@@ -64,7 +65,8 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
     _running_loop()
     git.exclude_osqr_dir(info.root)
     run = Run.create(plan, info, open_log(info.root), model or _default_model(),
-                     tier=tier, max_parallel=max_parallel)
+                     policy=policy, max_parallel=max_parallel,
+                     checkpoint_timeout=settings().checkpoint_timeout or None)
     if info.warning:
         run.warnings.append(info.warning)
         warnings.warn(info.warning, OsqrWarning, stacklevel=2)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from traitlets import Float, Int, validate, TraitError
+from traitlets import Dict, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import SingletonConfigurable
+
+from .autonomy.policy import AutonomyPolicy, Thresholds
 
 
 class OSQR(SingletonConfigurable):
@@ -13,6 +15,27 @@ class OSQR(SingletonConfigurable):
     max_parallel = Int(4, help="How many agents may run at once.").tag(config=True)
     scripted_delay = Float(0.3, help="Seconds the scripted offline model takes per reply, so that "
                            "the demo can be watched; 0 for tests.").tag(config=True)
+
+    thresholds = Dict(
+        {}, help="Tier 2 confidence thresholds [ask_below, proceed_above] per decision category; "
+        "'default' for the rest. E.g. {'auth': [0.8, 0.95], 'default': [0.7, 0.9]}.").tag(config=True)
+    tier_by_kind = Dict({}, help="Tier per task kind, e.g. {'docs': 4}.").tag(config=True)
+    critical_paths = List(Unicode(), ["**/migrations/**"],
+                          help="Globs of files that tier 2 always asks before changing.").tag(config=True)
+    rewrite_share = Float(0.5, help="Tier 2 asks before a change that removes or replaces more than "
+                          "this share of an existing file's lines.").tag(config=True)
+    checkpoint_timeout = Float(0.0, help="Seconds a decision checkpoint waits before taking the agent's "
+                               "proposal (logged as a timeout); 0 waits for ever.").tag(config=True)
+
+    def policy(self, tier: int | None = None) -> AutonomyPolicy:
+        """The autonomy policy these settings describe (checked: a bad value is a clear error)."""
+        by_category = dict(self.thresholds)
+        default = by_category.pop("default", None)
+        return AutonomyPolicy(tier=self.tier if tier is None else tier,
+                              thresholds=Thresholds.parse(default, "OSQR.thresholds['default']")
+                              if default is not None else Thresholds(),
+                              by_category=by_category, tier_by_kind=dict(self.tier_by_kind),
+                              critical_paths=list(self.critical_paths), rewrite_share=self.rewrite_share)
 
     @validate("tier")
     def _check_tier(self, proposal):

@@ -1,7 +1,8 @@
 """The agent: a tool loop over one task in one worktree.
 
-The model asks for tools; the agent runs them and answers. Decisions go through
-`decide` (the autonomy policy, maybe a checkpoint); `finish` ends the loop.
+The model asks for tools; the agent runs them and answers. Decisions, file
+changes and runs of failures go through the `Supervisor` (the autonomy policy,
+maybe a checkpoint); `finish` ends the loop.
 Between turns the agent waits at `gate`, which is how Pause All reaches it.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Protocol
 
 from ..models.base import ModelClient, Usage
 from ..plan.task import Task
@@ -23,8 +24,18 @@ write_file work inside your worktree; call report_decision before acting on a de
 choice you are not sure of and use the option it returns; call finish when done, with
 a summary, your decisions and the context that tasks building on yours need."""
 
-Decide = Callable[[str, list[str], str, float, str], Awaitable[str]]
 Emit = Callable[..., None]
+
+
+class Supervisor(Protocol):
+    """What the agent asks of the orchestrator: the autonomy policy, maybe a person."""
+
+    async def decide(self, question: str, options: list[dict[str, Any]], proposed: str,
+                     confidence: float, category: str, blocked: bool) -> str: ...
+
+    async def approve_write(self, path: str, old: str | None, new: str) -> bool: ...
+
+    async def errors(self, errors: list[str]) -> bool: ...   # True: let the agent go on
 
 
 class AgentError(RuntimeError):
@@ -55,12 +66,13 @@ def brief(task: Task, inbox: list[Message], titles: dict[str, str], resumed: boo
 
 class Agent:
     def __init__(self, task: Task, workspace: Workspace, model: ModelClient, *,
-                 inbox: list[Message], titles: dict[str, str], decide: Decide, emit: Emit,
+                 inbox: list[Message], titles: dict[str, str], supervisor: Supervisor, emit: Emit,
                  gate: asyncio.Event | None = None, max_turns: int = 40, resumed: bool = False) -> None:
         self.task = task
         self.workspace = workspace
         self.model = model
-        self.decide = decide
+        self.supervisor = supervisor
+        self.failures: list[str] = []         # tool errors since the last success
         self.emit = emit
         self.gate = gate
         self.max_turns = max_turns
@@ -101,24 +113,54 @@ class Agent:
         try:
             if name == "report_decision":
                 chosen = await self._decision(args)
-                return f"chosen: {chosen}\nUse this option."
-            result = self.workspace.call(name, args)
+                result = f"chosen: {chosen}\nUse this option."
+            elif name == "write_file":
+                result = await self._write(args)
+            else:
+                result = self.workspace.call(name, args)
         except ToolError as exc:
             self.emit("tool_call", name=name, path=args.get("path"), ok=False, error=str(exc))
+            self.failures.append(f"{name}: {exc}")
+            if not await self.supervisor.errors(list(self.failures)):
+                raise AgentError(f"stopped after {len(self.failures)} failed tool calls in a row: "
+                                 f"{self.failures[-1]}") from None
             return f"error: {exc}"
+        self.failures.clear()
         self.emit("tool_call", name=name, path=args.get("path"), ok=True)
         return result
 
+    async def _write(self, args: dict[str, Any]) -> str:
+        path, content = args.get("path"), args.get("content")
+        target = self.workspace.resolve(path)
+        if not isinstance(content, str):
+            raise ToolError("write_file needs content (a string)")
+        old = target.read_text(errors="replace") if target.is_file() else None
+        if not await self.supervisor.approve_write(path, old, content):
+            raise ToolError(f"the person rejected this change to {path}; do not make it")
+        return self.workspace.write_file(path, content)
+
     async def _decision(self, args: dict[str, Any]) -> str:
-        options = args.get("options")
-        if not isinstance(options, list) or not options or not all(isinstance(o, str) for o in options):
-            raise ToolError("options must be a non-empty list of strings")
+        options = [_option(o) for o in (args.get("options") or [])]
+        if not options or any(o is None for o in options):
+            raise ToolError("options must be a non-empty list of labels (or of {label, pros, cons})")
         try:
             confidence = float(args.get("confidence"))
         except (TypeError, ValueError):
             raise ToolError("confidence must be a number between 0 and 1") from None
         if not 0 <= confidence <= 1:
             raise ToolError(f"confidence must be between 0 and 1, got {confidence}")
-        proposed = args.get("proposed") if args.get("proposed") in options else options[0]
-        return await self.decide(str(args.get("question", "")), options, proposed, confidence,
-                                 str(args.get("category") or "general"))
+        labels = [o["label"] for o in options]
+        proposed = args.get("proposed") if args.get("proposed") in labels else labels[0]
+        return await self.supervisor.decide(str(args.get("question", "")), options, proposed, confidence,
+                                            str(args.get("category") or "general"),
+                                            bool(args.get("blocked", False)))
+
+
+def _option(raw: Any) -> dict[str, Any] | None:
+    """An option as {label, pros, cons}, from a plain label or a dict."""
+    if isinstance(raw, str) and raw.strip():
+        return {"label": raw.strip(), "pros": [], "cons": []}
+    if isinstance(raw, dict) and isinstance(raw.get("label"), str) and raw["label"].strip():
+        listed = {k: [raw[k]] if isinstance(raw.get(k), str) else list(raw.get(k) or []) for k in ("pros", "cons")}
+        return {"label": raw["label"].strip(), **listed}
+    return None

@@ -38,10 +38,18 @@ TOOL_SPECS = [
              "Report a design decision before acting on it; the answer says which option to use.",
              {"type": "object", "properties": {
                  "question": _string("question", "the decision to take"),
-                 "options": {"type": "array", "items": {"type": "string"}},
+                 "options": {"type": "array", "items": {"anyOf": [
+                     {"type": "string"},
+                     {"type": "object", "properties": {
+                         "label": {"type": "string"},
+                         "pros": {"type": "array", "items": {"type": "string"}},
+                         "cons": {"type": "array", "items": {"type": "string"}}},
+                      "required": ["label"]}]}},
                  "proposed": _string("proposed", "the option you would choose"),
                  "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                 "category": _string("category", "kind of decision, e.g. auth, data_model, api")},
+                 "category": _string("category", "kind of decision, e.g. auth, data_model, api"),
+                 "blocked": {"type": "boolean",
+                             "description": "true when you cannot go on without an answer"}},
               "required": ["question", "options", "proposed", "confidence"]}),
     ToolSpec("finish", "Finish the task: what you did, the decisions taken, context for dependents.",
              {"type": "object", "properties": {

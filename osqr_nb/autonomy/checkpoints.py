@@ -2,6 +2,7 @@
 
 A checkpoint is an awaitable resolved by a click or by `resolve(label)` from
 code. Only the waiting agent pauses; the kernel and every other agent go on.
+The answer is recorded (through `record`) before the agent is let go.
 """
 
 from __future__ import annotations
@@ -12,12 +13,19 @@ from typing import Any, Callable
 
 LET_ME_THINK = "Let me think"
 
+DECISION, WRITE, ERRORS = "decision", "write", "errors"
+
+
+class CheckpointClosed(ValueError):
+    """The run or task the checkpoint belongs to has ended; it can no longer be answered."""
+
 
 class Checkpoint:
     def __init__(self, id: str, run_id: str, task_id: str, question: str, options: list[str],
-                 *, proposed: str | None = None, confidence: float | None = None,
-                 category: str = "general", task_title: str | None = None,
-                 created_at: float | None = None,
+                 *, kind: str = DECISION, proposed: str | None = None, confidence: float | None = None,
+                 category: str = "general", task_title: str | None = None, reason: str = "",
+                 details: dict[str, Any] | None = None, affects: list[str] | None = None,
+                 free_text: bool = True, created_at: float | None = None,
                  record: Callable[["Checkpoint", str, str], None] | None = None) -> None:
         self.id = id
         self.run_id = run_id
@@ -25,14 +33,20 @@ class Checkpoint:
         self.task_title = task_title or task_id
         self.question = question
         self.choices = list(options)
+        self.kind = kind
         self.proposed = proposed
         self.confidence = confidence
         self.category = category
+        self.reason = reason                  # why it was asked
+        self.details = details or {}          # pros and cons per option, a diff, errors
+        self.affects = affects or []          # titles of the tasks that depend on this one
+        self.free_text = free_text            # may the answer be none of the options?
         self.created_at = created_at or time.time()
         self.answer: str | None = None
         self.decided_by: str | None = None
         self.resolved_at: float | None = None
         self.parked = False
+        self.closed: str | None = None
         self._record = record
         self._listeners: list[Callable[["Checkpoint"], None]] = []
         self._future: asyncio.Future | None = None
@@ -44,7 +58,7 @@ class Checkpoint:
 
     @property
     def pending(self) -> bool:
-        return self.answer is None
+        return self.answer is None and self.closed is None
 
     def _get_future(self) -> asyncio.Future:
         if self._future is None:
@@ -61,8 +75,7 @@ class Checkpoint:
 
     def resolve(self, label: str, by: str = "code") -> None:
         """Answer with one of `options`; "Let me think" parks it (it stays pending)."""
-        if not self.pending:
-            raise ValueError(f"checkpoint {self.id} is already answered ({self.answer!r} by {self.decided_by})")
+        self._check_open()
         if label == LET_ME_THINK:
             self.parked = True
             if self._record:
@@ -70,26 +83,48 @@ class Checkpoint:
             self._notify()
             return
         if label not in self.choices:
-            raise ValueError(f"{label!r} is not an option of this checkpoint; choose one of {self.options}")
-        self._settle(label, by, time.time(), record=True)
+            raise ValueError(f"{label!r} is not an option of this checkpoint; choose one of {self.options}"
+                             + (" or answer in your own words with answer(text)" if self.free_text else ""))
+        self._settle(label, by)
 
-    def _settle(self, label: str, by: str, at: float, record: bool) -> None:
-        self.answer, self.decided_by, self.resolved_at, self.parked = label, by, at, False
-        if record and self._record:
+    def answer_text(self, text: str, by: str = "code") -> None:
+        """Answer in your own words: none of the options."""
+        self._check_open()
+        if not self.free_text:
+            raise ValueError(f"this checkpoint takes one of {self.choices}, not free text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("the answer is empty; write what the agent should do")
+        self._settle(text.strip(), by)
+
+    def _check_open(self) -> None:
+        if self.closed is not None:
+            raise CheckpointClosed(f"checkpoint {self.id} can no longer be answered: {self.closed}")
+        if self.answer is not None:
+            raise ValueError(f"checkpoint {self.id} is already answered ({self.answer!r} by {self.decided_by})")
+
+    def _settle(self, label: str, by: str) -> None:
+        self.answer, self.decided_by, self.resolved_at, self.parked = label, by, time.time(), False
+        if self._record:
             self._record(self, label, by)   # the event is written before the agent goes on
         if self._future is not None and not self._future.done():
             self._future.set_result(label)
         self._notify()
 
+    def close(self, why: str) -> None:
+        """The task or run ended while this was pending: refuse answers from now on."""
+        if self.pending:
+            self.closed = why
+            if self._future is not None and not self._future.done():
+                self._future.cancel()
+            self._notify()
+
     def _notify(self) -> None:
         for listener in self._listeners:
             listener(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "task_id": self.task_id, "question": self.question,
-                "options": self.choices, "proposed": self.proposed, "confidence": self.confidence,
-                "category": self.category, "created_at": self.created_at}
-
     def __repr__(self) -> str:
-        state = f"answered {self.answer!r} by {self.decided_by}" if self.answer else "pending"
+        if self.answer:
+            state = f"answered {self.answer!r} by {self.decided_by}"
+        else:
+            state = f"closed ({self.closed})" if self.closed else "parked" if self.parked else "pending"
         return f"<Checkpoint {self.task_id}: {self.question!r} options={self.options} {state}>"

@@ -21,8 +21,8 @@ import pandas as pd
 from ..agents.agent import Agent
 from ..agents.messages import Mediator, Message
 from ..agents.tools import Workspace
-from ..autonomy.checkpoints import LET_ME_THINK, Checkpoint
-from ..autonomy.policy import Action, AutonomyPolicy
+from ..autonomy.checkpoints import DECISION, LET_ME_THINK, Checkpoint
+from ..autonomy.policy import AutonomyPolicy
 from ..models.base import ModelClient
 from ..plan.task import Plan
 from ..store.events import Event, EventLog
@@ -31,6 +31,7 @@ from ..workspace import git
 from ..workspace.merge import Integrator
 from .scheduler import Scheduler, SchedulerCancelled
 from .state import COMPLETE, SETTLED, RunState, TaskState
+from .supervisor import TaskSupervisor
 
 _worktree_locks: dict[Path, asyncio.Lock] = {}
 
@@ -47,7 +48,8 @@ class Run:
         self.root = root
         self.log = log
         self.model = model
-        self.policy = AutonomyPolicy(state.tier)
+        self.policy = AutonomyPolicy.from_dict(state.policy) if state.policy else AutonomyPolicy(state.tier)
+        self.checkpoint_timeout: float | None = state.checkpoint_timeout
         self.mediator = Mediator(state.plan.graph)
         self.mediator.messages = state.messages   # the mediator's inboxes are the folded messages
         self.version = 0                      # bumped on every event; widgets poll it
@@ -66,13 +68,14 @@ class Run:
 
     @classmethod
     def create(cls, plan: Plan, repo: git.RepoInfo, log: EventLog, model: ModelClient, *,
-               tier: int, max_parallel: int | None) -> "Run":
+               policy: AutonomyPolicy, max_parallel: int | None,
+               checkpoint_timeout: float | None = None) -> "Run":
         run = cls(RunState(new_run_id(), plan=plan), repo.root, log, model)
-        run.state.tier = tier
-        run.policy = AutonomyPolicy(tier)
         run._emit("run_started", request=plan.request, plan=plan.to_dict(), repo=str(repo.root),
-                  base=repo.head, branch=repo.branch, tier=tier, max_parallel=max_parallel,
+                  base=repo.head, branch=repo.branch, tier=policy.tier, max_parallel=max_parallel,
+                  policy=policy.to_dict(), checkpoint_timeout=checkpoint_timeout,
                   model=model.name, pid=os.getpid(), uncommitted=repo.uncommitted)
+        run.policy, run.checkpoint_timeout = policy, checkpoint_timeout
         return run
 
     @classmethod
@@ -201,6 +204,8 @@ class Run:
         """Log first, then fold into the state, then tell listeners."""
         event = self.log.append(Event(self.id, event_type, task_id, data))
         self.state.apply(event)
+        if event_type == "run_finished":
+            self._close_checkpoints(f"the run ended ({data['status']})")
         self.version += 1
         for listener in self._listeners:
             listener(event)
@@ -272,7 +277,8 @@ class Run:
             await self._prepare_worktree(task_id)
             agent = Agent(task, Workspace(self._worktree(task_id)), self.model,
                           inbox=self.mediator.inbox(task_id), titles=self._titles(),
-                          decide=self._decider(task_id), emit=self._emitter(task_id),
+                          supervisor=TaskSupervisor(self, task_id, task_state.attempt),
+                          emit=self._emitter(task_id),
                           gate=self._gate, resumed=resumed)
             result = await agent.run()
             await self._gate.wait()
@@ -287,9 +293,11 @@ class Run:
             messages = self.mediator.route(task_id, payload)
         except asyncio.CancelledError:
             self._emit("task_cancelled", task_id)
+            self._close_checkpoints("the task was cancelled", task_id)
             raise
         except Exception as exc:
             self._emit("task_failed", task_id, error=f"{type(exc).__name__}: {exc}")
+            self._close_checkpoints("the task failed", task_id)
             raise
         self._emit("task_finished", task_id, commit=commit, turns=result.turns, **payload)
         for message in messages:
@@ -318,46 +326,59 @@ class Run:
     def _emitter(self, task_id: str):
         return lambda event_type, **data: self._emit(event_type, task_id, **data)
 
-    # ----- decisions and checkpoints --------------------------------------------------------
+    # ----- checkpoints ----------------------------------------------------------------------
 
-    def _decider(self, task_id: str):
-        async def decide(question: str, options: list[str], proposed: str, confidence: float,
-                         category: str) -> str:
-            action = self.policy.decide(confidence, category)
-            now = time.time()
-            common = dict(question=question, options=options, proposed=proposed, confidence=confidence,
-                          category=category, task_kind=self.state.plan[task_id].kind.value)
-            if action is not Action.CHECKPOINT:
-                self._emit("decision", task_id, chosen=proposed, decided_by=action.value,
-                           created_at=now, resolved_at=now, **common)
-                return proposed
-            earlier = self.state.answered(task_id, question)
-            if earlier is not None:
-                return earlier["chosen"]             # answered before a restart: not asked twice
-            checkpoint = next((c for c in self._checkpoints.values()
-                               if c.task_id == task_id and c.question == question and c.pending), None)
-            if checkpoint is None:
-                data = dict(id=f"{self.id}-cp{next(self._checkpoint_ids)}", created_at=now, **common)
-                self._emit("checkpoint_opened", task_id, **data)
-                checkpoint = self._make_checkpoint(data, task_id)
-                self._checkpoints[checkpoint.id] = checkpoint
-            self._checkpoint_opened.set()
+    async def _ask(self, task_id: str, *, kind: str, question: str, options: list[str],
+                   attempt: int, **fields: Any) -> str:
+        """Open a checkpoint (or find the one re-shown after a restart) and wait for its answer."""
+        checkpoint = next((c for c in self._checkpoints.values()
+                           if c.task_id == task_id and c.question == question and c.pending), None)
+        if checkpoint is None:
+            affects = [self.plan[t].title for t in nx.descendants(self.plan.graph, task_id)]
+            data = dict(id=f"{self.id}-cp{next(self._checkpoint_ids)}", kind=kind, question=question,
+                        options=options, attempt=attempt, affects=affects, created_at=time.time(),
+                        task_kind=self.plan[task_id].kind.value, **fields)
+            self._emit("checkpoint_opened", task_id, **data)
+            checkpoint = self._make_checkpoint(data, task_id)
+            self._checkpoints[checkpoint.id] = checkpoint
+        self._checkpoint_opened.set()
+        timeout = self.checkpoint_timeout if kind == DECISION else None
+        if not timeout:
             return await checkpoint
-        return decide
+        try:
+            return await asyncio.wait_for(_answer_of(checkpoint), timeout)
+        except asyncio.TimeoutError:
+            checkpoint.timed_out = True
+            checkpoint.resolve(checkpoint.proposed or checkpoint.choices[0], by="auto")
+            return checkpoint.answer
 
     def _make_checkpoint(self, data: dict[str, Any], task_id: str) -> Checkpoint:
         return Checkpoint(data["id"], self.id, task_id, data["question"], data["options"],
-                          proposed=data.get("proposed"), confidence=data.get("confidence"),
-                          category=data.get("category", "general"),
-                          task_title=self.state.plan[task_id].title,
-                          created_at=data.get("created_at"), record=self._record_answer)
+                          kind=data.get("kind", DECISION), proposed=data.get("proposed"),
+                          confidence=data.get("confidence"), category=data.get("category", "general"),
+                          task_title=self.plan[task_id].title, reason=data.get("reason", ""),
+                          details=data.get("details"), affects=data.get("affects"),
+                          free_text=data.get("free_text", True), created_at=data.get("created_at"),
+                          record=self._record_answer)
 
     def _record_answer(self, checkpoint: Checkpoint, label: str, by: str) -> None:
         if label == LET_ME_THINK:
             self._emit("checkpoint_parked", checkpoint.task_id, checkpoint_id=checkpoint.id, by=by)
             return
-        self._emit("decision", checkpoint.task_id, checkpoint_id=checkpoint.id, question=checkpoint.question,
-                   options=checkpoint.choices, proposed=checkpoint.proposed, chosen=label,
-                   confidence=checkpoint.confidence, category=checkpoint.category,
-                   task_kind=self.state.plan[checkpoint.task_id].kind.value, decided_by=by,
-                   created_at=checkpoint.created_at, resolved_at=time.time())
+        opened = self.state.open_checkpoints.get(checkpoint.id, {})
+        self._emit("decision", checkpoint.task_id, checkpoint_id=checkpoint.id, checkpoint_kind=checkpoint.kind,
+                   question=checkpoint.question, options=checkpoint.choices, proposed=checkpoint.proposed,
+                   chosen=label, custom=label not in checkpoint.choices, confidence=checkpoint.confidence,
+                   category=checkpoint.category, task_kind=self.plan[checkpoint.task_id].kind.value,
+                   decided_by=by, reason=checkpoint.reason, created_at=checkpoint.created_at,
+                   resolved_at=checkpoint.resolved_at, latency=checkpoint.resolved_at - checkpoint.created_at,
+                   attempt=opened.get("attempt", 0), timed_out=getattr(checkpoint, "timed_out", False))
+
+    def _close_checkpoints(self, why: str, task_id: str | None = None) -> None:
+        for checkpoint in self._checkpoints.values():
+            if task_id is None or checkpoint.task_id == task_id:
+                checkpoint.close(why)
+
+
+async def _answer_of(checkpoint: Checkpoint) -> str:
+    return await checkpoint

@@ -59,6 +59,8 @@ class RunState:
     base: str = ""
     tier: int = 2
     max_parallel: int | None = None
+    policy: dict[str, Any] | None = None
+    checkpoint_timeout: float | None = None
     status: str = "starting"
     paused: bool = False
     tasks: dict[str, TaskState] = field(default_factory=dict)
@@ -92,14 +94,6 @@ class RunState:
             counts[task.status] += 1
         return counts
 
-    def answered(self, task_id: str, question: str) -> dict[str, Any] | None:
-        """An earlier answer to the same question of the same task (after a restart)."""
-        for decision in self.decisions:
-            if decision["task_id"] == task_id and decision.get("question") == question \
-                    and decision.get("checkpoint_id"):
-                return decision
-        return None
-
     def apply(self, event: Event) -> None:
         self.events_seen += 1
         handler = getattr(self, "_on_" + event.type, None)
@@ -113,6 +107,7 @@ class RunState:
         self.plan = self.plan or Plan.from_dict(d["plan"])
         self.request, self.repo, self.base = d["request"], d["repo"], d["base"]
         self.tier, self.max_parallel = d["tier"], d.get("max_parallel")
+        self.policy, self.checkpoint_timeout = d.get("policy"), d.get("checkpoint_timeout")
         self.status, self.started_at, self.owner_pid = "running", e.ts, d.get("pid")
         self.tasks = {t.id: TaskState(t.id) for t in self.plan.tasks}
 

@@ -5,26 +5,8 @@ import pytest
 
 from osqr_nb.agents.messages import Mediator
 from osqr_nb.autonomy.checkpoints import Checkpoint
-from osqr_nb.autonomy.policy import Action, AutonomyPolicy
 
 from conftest import run_async
-
-
-@pytest.mark.parametrize("tier, confidence, expected", [
-    (1, 0.99, Action.CHECKPOINT),
-    (2, 0.95, Action.PROCEED), (2, 0.80, Action.LOG), (2, 0.69, Action.CHECKPOINT),
-    (2, 0.70, Action.LOG),
-    (3, 0.20, Action.LOG), (3, 0.95, Action.PROCEED),
-    (4, 0.01, Action.PROCEED),
-])
-def test_tiers(tier, confidence, expected):
-    assert AutonomyPolicy(tier).decide(confidence) is expected
-
-
-@pytest.mark.parametrize("tier", [0, 5, "2", True, None])
-def test_bad_tier_is_refused(tier):
-    with pytest.raises(ValueError, match="tier must be 1-4"):
-        AutonomyPolicy(tier)
 
 
 def test_mediator_sends_a_finished_task_output_to_each_dependent_only():
