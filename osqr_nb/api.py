@@ -72,7 +72,7 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
         warnings.warn(info.warning, OsqrWarning, stacklevel=2)
     _live[run.id] = run
     _last_repo = info.root
-    return run.start()
+    return run.start(keep_worktrees=settings().keep_worktrees)
 
 
 def _alive(pid: int | None) -> bool:
@@ -118,7 +118,8 @@ def resume(run_id: str | None = None, *, repo: str | os.PathLike | None = None,
         raise ValueError(f"run {state.run_id} is still being run by process {state.owner_pid}; "
                          "resume it there, stop that kernel, or pass force=True")
     _running_loop()
-    run = Run.reopen(state, info.root, log, model or _default_model()).start()
+    run = Run.reopen(state, info.root, log, model or _default_model()).start(
+        keep_worktrees=settings().keep_worktrees)
     _live[run.id] = run
     _last_repo = info.root
     return run

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from traitlets import Dict, Float, Int, List, TraitError, Unicode, validate
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validate
 from traitlets.config import SingletonConfigurable
 
 from .autonomy.policy import AutonomyPolicy, Thresholds
@@ -26,6 +26,9 @@ class OSQR(SingletonConfigurable):
                           "this share of an existing file's lines.").tag(config=True)
     checkpoint_timeout = Float(0.0, help="Seconds a decision checkpoint waits before taking the agent's "
                                "proposal (logged as a timeout); 0 waits for ever.").tag(config=True)
+
+    keep_worktrees = Bool(False, help="Keep the worktrees of finished tasks after a run (their work "
+                          "is on their branches either way; unfinished tasks' worktrees are always kept).").tag(config=True)
 
     def policy(self, tier: int | None = None) -> AutonomyPolicy:
         """The autonomy policy these settings describe (checked: a bad value is a clear error)."""

@@ -61,6 +61,8 @@ def test_seed_request_runs_end_to_end_on_real_git(repo):
     for task in ("db-schema", "auth-module", "api-docs"):
         git(repo, "rev-parse", "--verify", f"osqr/{run.id}/{task}")
     git(repo, "merge-base", "--is-ancestor", f"osqr/{run.id}/auth-module", f"osqr/{run.id}/api-docs")
+    # finished tasks' worktrees are removed once merged; their branches stay
+    assert run.id not in git(repo, "worktree", "list")
     # the user's branch and working tree are untouched
     assert git(repo, "rev-parse", "HEAD") == head_before
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"

@@ -62,6 +62,8 @@ class Run:
         self._main: asyncio.Task | None = None
         self._done: asyncio.Future | None = None
         self._listeners: list[Callable[[Event], None]] = []
+        self._titles = {t.id: t.title for t in state.plan.tasks}
+        self.keep_worktrees = False
         self.warnings: list[str] = []
 
     # ----- creation -------------------------------------------------------------------------
@@ -91,8 +93,9 @@ class Run:
                 run._checkpoints[cid].parked = True
         return run
 
-    def start(self) -> "Run":
+    def start(self, keep_worktrees: bool = False) -> "Run":
         """Start the main task on the running loop and return at once."""
+        self.keep_worktrees = keep_worktrees
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         self._main = loop.create_task(self._orchestrate(), name=f"osqr-run-{self.id}")
@@ -219,6 +222,7 @@ class Run:
                                     on_error="skip")
         if self.state.paused:
             self._scheduler.pause()
+        await git.git(self.root, "worktree", "prune")     # forget worktrees whose folders were deleted
         try:
             await self._scheduler.run()
         except (asyncio.CancelledError, SchedulerCancelled):
@@ -241,6 +245,9 @@ class Run:
         self._emit("integration_finished", branch=result.branch, merged=result.merged,
                    head=result.head, conflicts=[c.to_dict() for c in result.conflicts],
                    report=[c.describe() for c in result.conflicts])
+        if not self.keep_worktrees:     # their work is committed on the branches, which stay
+            await git.remove_worktrees(self.root, [self._worktree(t.id) for t in done]
+                                       + [self._worktree("_integration")])
         failed = [t for t, s in self.state.tasks.items() if s.status != COMPLETE]
         status = "failed" if failed else "conflicts" if result.conflicts else "complete"
         self._emit("run_finished", status=status,
@@ -271,12 +278,12 @@ class Run:
             return                                   # finished before a restart
         task = self.state.plan[task_id]
         resumed = task_state.attempt > 0
-        self._emit("task_started", task_id, attempt=task_state.attempt + 1, model=self.model.name,
-                   branch=self._branch(task_id))
         try:
             await self._prepare_worktree(task_id)
+            self._emit("task_started", task_id, attempt=task_state.attempt + 1, model=self.model.name,
+                       branch=self._branch(task_id))
             agent = Agent(task, Workspace(self._worktree(task_id)), self.model,
-                          inbox=self.mediator.inbox(task_id), titles=self._titles(),
+                          inbox=self.mediator.inbox(task_id), titles=self._titles,
                           supervisor=TaskSupervisor(self, task_id, task_state.attempt),
                           emit=self._emitter(task_id),
                           gate=self._gate, resumed=resumed)
@@ -319,9 +326,6 @@ class Run:
                                    "resolve them on their branches and resume")
         if self.state.tasks[task_id].start_commit is None:
             self._emit("workspace_ready", task_id, head=await git.head(path), worktree=str(path))
-
-    def _titles(self) -> dict[str, str]:
-        return {t.id: t.title for t in self.state.plan.tasks}
 
     def _emitter(self, task_id: str):
         return lambda event_type, **data: self._emit(event_type, task_id, **data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,17 +116,29 @@ async def branch_exists(root: Path, branch: str) -> bool:
 
 
 async def add_worktree(root: Path, path: Path, branch: str, base: str) -> None:
-    """Create (or, after a restart, reuse) the worktree at `path` on `branch`."""
+    """Create (or, after a restart, reuse) the worktree at `path` on `branch`.
+
+    One git process in the usual case: on this path, process start-up is the cost.
+    """
     if (path / ".git").exists():
         if (await git(path, "rev-parse", "-q", "--verify", "MERGE_HEAD", check=False))[0] == 0:
             await git(path, "merge", "--abort", check=False)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    code, out = await git(root, "worktree", "add", "-q", "-b", branch, str(path), base, check=False)
+    if code == 0:
+        return
+    if "already exists" in out and await branch_exists(root, branch):
+        await git(root, "worktree", "prune")       # a worktree of this branch whose folder is gone
+        await git(root, "worktree", "add", "-q", str(path), branch)
+        return
+    raise GitError(("worktree", "add", "-b", branch, str(path), base), code, out)
+
+
+async def remove_worktrees(root: Path, paths: list[Path]) -> None:
+    """Delete worktree folders whose work is committed, then let git forget them."""
+    await asyncio.to_thread(lambda: [shutil.rmtree(p, ignore_errors=True) for p in paths])
     await git(root, "worktree", "prune")
-    if await branch_exists(root, branch):
-        await git(root, "worktree", "add", str(path), branch)
-    else:
-        await git(root, "worktree", "add", "-b", branch, str(path), base)
 
 
 async def head(path: Path) -> str:
