@@ -47,7 +47,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Iterable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -477,22 +477,28 @@ def chat_chunks(draft: Draft, model: str, include_usage: bool) -> Iterator[Event
 class Dialect:
     """What differs between the three endpoints, so that one handler serves them all."""
 
-    to_neutral: Any
-    problem: Any
-    body: Any
-    events: Any
-    error: Any
+    to_neutral: Callable[[dict[str, Any]], Neutral]
+    problem: Callable[[dict[str, Any]], str | None]
+    body: Callable[[Draft, str], dict[str, Any]]
+    events: Callable[[Draft, str, dict[str, Any]], Iterator[Event]]
+    error: Callable[[int, str], dict[str, Any]]
     max_tokens_keys: tuple[str, ...]
     key_header: str
     done_marker: bool = False
 
 
+def _chat_events(draft: Draft, model: str, body: dict[str, Any]) -> Iterator[Event]:
+    return chat_chunks(draft, model, bool((body.get("stream_options") or {}).get("include_usage")))
+
+
 DIALECTS = {
-    "anthropic": Dialect(anthropic_to_neutral, anthropic_problem, anthropic_message, anthropic_events,
+    "anthropic": Dialect(anthropic_to_neutral, anthropic_problem, anthropic_message,
+                         lambda draft, model, body: anthropic_events(draft, model),
                          anthropic_error, ("max_tokens",), "x-api-key"),
-    "responses": Dialect(responses_to_neutral, responses_problem, responses_object, responses_events,
+    "responses": Dialect(responses_to_neutral, responses_problem, responses_object,
+                         lambda draft, model, body: responses_events(draft, model),
                          openai_error, ("max_output_tokens",), "authorization"),
-    "chat": Dialect(chat_to_neutral, chat_problem, chat_completion, None, openai_error,
+    "chat": Dialect(chat_to_neutral, chat_problem, chat_completion, _chat_events, openai_error,
                     ("max_completion_tokens", "max_tokens"), "authorization", done_marker=True),
 }
 
@@ -559,6 +565,10 @@ class WireServer:
             time.sleep(0.01)
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
@@ -608,9 +618,7 @@ class WireServer:
         model = str(body.get("model", "unknown"))
         if not body.get("stream"):
             return JSONResponse(dialect.body(draft, model))
-        events = (chat_chunks(draft, model, bool((body.get("stream_options") or {}).get("include_usage")))
-                  if name == "chat" else dialect.events(draft, model))
-        chunks = _sse(events, dialect.done_marker)
+        chunks = _sse(dialect.events(draft, model, body), dialect.done_marker)
         if fault == "stall-stream":
             chunks = self._stalled_after_first(chunks)
         return StreamingResponse(chunks, media_type="text/event-stream")
@@ -684,7 +692,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  Anthropic SDK: base_url={server.base_url}\n  OpenAI SDK:    base_url={server.openai_base_url}\n"
           f"  faults: header {FAULT_HEADER}: one of {', '.join(FAULTS)}", flush=True)
     try:
-        while server._thread is not None and server._thread.is_alive():
+        while server.running:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass

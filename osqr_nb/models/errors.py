@@ -17,7 +17,6 @@ from typing import Any
 from .base import Reply, ToolCall, Usage
 
 KEY_VARIABLES = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
-StreamCallback = Any   # Callable[[str, str], None]: (kind "text" | "tool_args", piece)
 
 
 class ProviderError(RuntimeError):
