@@ -8,21 +8,24 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import HTML, display
+import ipywidgets as widgets
 
 from . import api
 from .config import settings
 from .plan.decompose import OfflinePlanner
 from .plan.task import PlanError
+from .ui.checkpoint import card_for
 from .ui.dag import render_dag
 from .workspace.git import RepoError
 
-LINE_COMMANDS = ("status", "pause", "resume", "history")
+LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints")
 
 
 @magics_class
 class OsqrMagics(Magics):
     @magic_arguments()
-    @argument("command", nargs="?", help="line form only: status | pause | resume | history")
+    @argument("command", nargs="?",
+              help="line form only: status | pause | resume | history | checkpoints")
     @argument("run_id", nargs="?", help="the run to act on (default: the last one)")
     @argument("--repo", default=None, help="the git repository the agents work on (default: .)")
     @argument("--tier", type=int, default=None,
@@ -36,7 +39,7 @@ class OsqrMagics(Magics):
         %%osqr [--repo PATH] [--tier 1-4] [--max-parallel N] [--dry-run]
         <request, e.g. Build the auth module, update the API docs, and refactor the database schema>
 
-        %osqr status | pause | resume [RUN_ID] | history
+        %osqr status | pause | resume [RUN_ID] | history | checkpoints
         """
         args = parse_argstring(self.osqr, line)
         if cell is None:
@@ -81,6 +84,8 @@ class OsqrMagics(Magics):
                 return api.history(args.repo)
             if command == "resume":
                 return self._resume(args)
+            if command == "checkpoints":
+                return self._checkpoints()
             run = api.get_run(args.run_id) if args.run_id else api.last_run()
         except (RepoError, ValueError, KeyError) as exc:
             raise UsageError(str(exc).strip('"')) from None
@@ -89,6 +94,14 @@ class OsqrMagics(Magics):
         if command == "pause":
             run.pause()
         display(run.view())
+
+    def _checkpoints(self) -> None:
+        """Every pending checkpoint of this kernel's runs, again: the same cards as under the runs."""
+        pending = [c for run in api._live.values() for c in run.checkpoints]
+        if not pending:
+            display(HTML("No pending checkpoints."))
+            return
+        display(widgets.VBox([card_for(c) for c in pending]))
 
     def _resume(self, args) -> None:
         live = api.get_run(args.run_id) if args.run_id in api._live else api.last_run()

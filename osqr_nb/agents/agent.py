@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol
 from ..models.base import ModelClient, Usage
 from ..plan.task import Task
 from .messages import Message
-from .tools import TOOL_SPECS, ToolError, Workspace
+from .tools import TOOL_SPECS, Rejected, ToolError, Workspace
 
 SYSTEM_PROMPT = """\
 You are one of several coding agents working in parallel on one repository, each in
@@ -118,6 +118,9 @@ class Agent:
                 result = await self._write(args)
             else:
                 result = self.workspace.call(name, args)
+        except Rejected as exc:
+            self.emit("tool_call", name=name, path=args.get("path"), ok=False, error=str(exc))
+            return f"error: {exc}"
         except ToolError as exc:
             self.emit("tool_call", name=name, path=args.get("path"), ok=False, error=str(exc))
             self.failures.append(f"{name}: {exc}")
@@ -136,7 +139,7 @@ class Agent:
             raise ToolError("write_file needs content (a string)")
         old = target.read_text(errors="replace") if target.is_file() else None
         if not await self.supervisor.approve_write(path, old, content):
-            raise ToolError(f"the person rejected this change to {path}; do not make it")
+            raise Rejected(f"the person rejected this change to {path}; do not make it")
         return self.workspace.write_file(path, content)
 
     async def _decision(self, args: dict[str, Any]) -> str:

@@ -20,6 +20,10 @@ class ToolError(Exception):
     """A tool call that cannot be done; the message goes back to the model."""
 
 
+class Rejected(ToolError):
+    """The person said no to this change: not a failure of the agent's."""
+
+
 def _string(name: str, text: str) -> dict[str, Any]:
     return {"type": "string", "description": text}
 

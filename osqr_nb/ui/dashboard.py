@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from .checkpoint import CheckpointCard
+from .checkpoint import card_for
 from .dag import render_dag
 
 if TYPE_CHECKING:
@@ -31,11 +31,12 @@ class RunView(widgets.VBox):
         self.pause_button = widgets.Button(description="Pause All", icon="pause")
         self.pause_button.on_click(self._toggle_pause)
         self.cards = widgets.VBox()
+        self.decisions = widgets.HTML()
         self.problems = widgets.Output()
-        self._cards: dict[str, CheckpointCard] = {}
+        self._shown: set[str] = set()
         self._seen = -1
-        super().__init__([self.header, self.dag,
-                          widgets.HBox([self.counts, self.pause_button]), self.cards, self.problems])
+        super().__init__([self.header, self.dag, widgets.HBox([self.counts, self.pause_button]),
+                          self.cards, self.decisions, self.problems])
         self.add_class("osqr-run")
         self.refresh()
         try:
@@ -74,10 +75,11 @@ class RunView(widgets.VBox):
         self.pause_button.description = "Resume All" if state.paused else "Pause All"
         self.pause_button.icon = "play" if state.paused else "pause"
         self.pause_button.disabled = run.done
-        for checkpoint in run._checkpoints.values():
-            if checkpoint.id not in self._cards:
-                self._cards[checkpoint.id] = CheckpointCard(checkpoint)
-                self.cards.children = (*self.cards.children, self._cards[checkpoint.id])
+        new = [c for c in run._checkpoints.values() if c.id not in self._shown]
+        if new:
+            self._shown.update(c.id for c in new)
+            self.cards.children = (*self.cards.children, *(card_for(c) for c in new))
+        self.decisions.value = render_decisions(run)
 
     async def _refresh_loop(self) -> None:
         while not self.run.done:
@@ -95,3 +97,19 @@ class RunView(widgets.VBox):
     def _show_crash(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.problems.append_stderr(f"osqr view stopped: {task.exception()!r}\n")
+
+
+def render_decisions(run: "Run") -> str:
+    """Decisions the agents took without asking that the person should see: those
+    logged for a look (tier 2-3), and every decision of a full-auto task (tier 4)."""
+    rows = [d for d in run.state.decisions
+            if d.get("decided_by") == "log"
+            or (d.get("decided_by") == "auto" and run.policy.tier_for(d.get("task_kind")) == 4)]
+    if not rows:
+        return ""
+    title = "Decisions taken alone, for review" if run.done else "Decisions taken alone so far"
+    items = "".join(
+        f"<li><b>{escape(run.plan[d['task_id']].title)}</b>: {escape(d.get('question') or '')} → "
+        f"<b>{escape(str(d.get('chosen')))}</b> <small>(confidence {d.get('confidence', 0):.2f}, "
+        f"{escape(d.get('decided_by'))})</small></li>" for d in rows)
+    return f"<details class='osqr-decisions'><summary>{title} ({len(rows)})</summary><ul>{items}</ul></details>"

@@ -71,7 +71,13 @@ async def git(cwd: str | Path, *args: str, check: bool = True,
     proc = await asyncio.create_subprocess_exec(
         "git", *args, cwd=str(cwd), env=_env(env),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
+    try:
+        out, _ = await proc.communicate()
+    except asyncio.CancelledError:
+        if proc.returncode is None:      # leave no git process behind a cancelled task
+            proc.kill()
+            await asyncio.shield(proc.wait())
+        raise
     text = out.decode(errors="replace")
     if check and proc.returncode:
         raise GitError(args, proc.returncode, text)
