@@ -124,3 +124,32 @@ def test_killing_the_kernel_mid_run_loses_nothing_and_resume_finishes(repo):
     run_id = after.run_id.iloc[0]
     files = git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run_id}/integration").split()
     assert {"db/schema.sql", "auth/sessions.py", "docs/API.md"} <= set(files)
+
+
+def test_a_cell_awaiting_the_run_does_not_hold_back_the_click(kernel, repo):
+    kernel.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.0\nimport osqr_nb")
+    kernel.execute(CELL.format(repo=repo))
+    kernel.wait_for("osqr_nb.last_run().status", "needs_input")
+    again = kernel.execute("%osqr checkpoints")          # the same card, shown a second time
+    assert any("application/vnd.jupyter.widget-view+json" in d for d in again.results)
+    cards = [c for c, s in kernel.widgets.items() if "osqr-checkpoint" in s.get("_dom_classes", ())]
+    assert len(cards) == 1
+    waiting = kernel.kc.execute("await osqr_nb.last_run()")   # this cell now waits for the run
+    (button,) = kernel.buttons("DB Sessions")
+    kernel.click(button)                                     # ...and the click still gets through
+    reply = kernel.kc.get_shell_msg(timeout=60)
+    assert reply["parent_header"]["msg_id"] == waiting and reply["content"]["status"] == "ok"
+    assert kernel.value("osqr_nb.last_run().status") == "complete"
+
+
+def test_tier_1_asks_before_each_write_and_tier_4_asks_nothing(kernel, repo):
+    kernel.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.0\nimport osqr_nb")
+    kernel.execute(f"%%osqr --repo {repo} --tier 1\nadd a health check")
+    (approve,) = kernel.buttons("Approve", timeout=30)
+    kernel.click(approve)
+    kernel.execute("await osqr_nb.last_run()")
+    assert kernel.value("osqr_nb.last_run().status") == "complete"
+    kernel.execute(f"%%osqr --repo {repo} --tier 4\n{SEED_REQUEST}")
+    kernel.execute("await osqr_nb.last_run()")
+    assert kernel.value("osqr_nb.last_run().status") == "complete"
+    assert kernel.buttons("JWT", timeout=0) == []
