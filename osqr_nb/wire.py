@@ -133,10 +133,11 @@ def forced_cut(draft: Draft, max_tokens: int) -> Draft:
 
 
 class PromptCache:
-    """Remembers prompt prefixes, to report cache writes and reads as a provider would."""
+    """Remembers recent prompt prefixes, to report cache writes and reads as a provider would."""
 
-    def __init__(self) -> None:
-        self.prefixes: set[str] = set()
+    def __init__(self, size: int = 256) -> None:
+        self.prefixes: dict[str, None] = {}    # an ordered set: the oldest go first, as entries expire
+        self.size = size
 
     def account(self, key: str, blocks: list[str], breakpoint: int | None) -> tuple[int, int, int]:
         """(all input tokens, cache-read tokens, cache-write tokens) of one request."""
@@ -145,7 +146,9 @@ class PromptCache:
             return total, 0, 0
         prefix = key + "".join(blocks[:breakpoint])
         cached = max((p for p in self.prefixes if prefix.startswith(p)), key=len, default=key)
-        self.prefixes.add(prefix)
+        self.prefixes[prefix] = None
+        if len(self.prefixes) > self.size:
+            del self.prefixes[next(iter(self.prefixes))]
         read = tokens(cached[len(key):])
         return total, read, tokens(prefix[len(key):]) - read
 
