@@ -3,7 +3,6 @@ render, a person's click on the checkpoint card lets the agent go on, the graph 
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -49,8 +48,12 @@ def _api(port: int, path: str, method: str = "GET"):
         return json.loads(response.read() or b"null")
 
 
-@pytest.fixture
-def lab(tmp_path):
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+
+
+@pytest.fixture(params=["lab", "notebook"])
+def frontend(request, tmp_path):
+    """JupyterLab 4 or Notebook 7 serving a notebook with a tier 2 run in it."""
     _browser_or_skip()
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
@@ -63,7 +66,7 @@ def lab(tmp_path):
     port = _free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
+        [sys.executable, "-m", "jupyter", request.param, "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
          f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.open_browser=False"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
@@ -74,9 +77,9 @@ def lab(tmp_path):
         except OSError:
             if time.time() > deadline or server.poll() is not None:
                 server.kill()
-                raise AssertionError("jupyter lab did not start")
+                raise AssertionError(f"jupyter {request.param} did not start")
             time.sleep(0.3)
-    yield port
+    yield request.param, port
     try:
         _api(port, "/api/shutdown", "POST")
         server.wait(timeout=20)
@@ -84,17 +87,18 @@ def lab(tmp_path):
         server.kill()
 
 
-def test_checkpoint_clicked_in_jupyterlab_lets_the_run_finish(lab, tmp_path):
+def test_checkpoint_clicked_in_the_browser_lets_the_run_finish(frontend):
     from playwright.sync_api import expect, sync_playwright
 
-    port = lab
+    app, port = frontend
+    path = "lab/tree" if app == "lab" else "notebooks"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            page.goto(f"http://127.0.0.1:{port}/lab/tree/demo.ipynb?token={TOKEN}")
+            page.goto(f"http://127.0.0.1:{port}/{path}/demo.ipynb?token={TOKEN}")
             deadline = time.time() + 60
             while not any(s["kernel"]["execution_state"] == "idle" for s in _api(port, "/api/sessions")):
                 assert time.time() < deadline, "the notebook's kernel never became idle"
@@ -102,8 +106,8 @@ def test_checkpoint_clicked_in_jupyterlab_lets_the_run_finish(lab, tmp_path):
             page.wait_for_selector(".jp-Notebook", timeout=30_000)
             for dialog in page.query_selector_all(".jp-Dialog .jp-mod-accept"):
                 dialog.click()
-            page.click("text=Run", timeout=10_000)
-            page.click("text=Run All Cells", timeout=10_000)
+            page.get_by_role("menuitem", name="Run", exact=True).click(timeout=10_000)
+            page.get_by_text("Run All Cells", exact=True).click(timeout=10_000)
 
             button = page.locator(".osqr-checkpoint button", has_text="DB Sessions")
             expect(button).to_be_visible(timeout=60_000)
@@ -113,8 +117,7 @@ def test_checkpoint_clicked_in_jupyterlab_lets_the_run_finish(lab, tmp_path):
             expect(outputs.get_by_text("Complete 3").first).to_be_visible(timeout=60_000)
             expect(page.locator(".osqr-checkpoint").first).to_contain_text("decided by human")
             assert page.locator('.osqr-dag g[data-status="complete"]').count() == 3
-            page.screenshot(path=str(tmp_path / "lab.png"))
         finally:
-            if os.environ.get("OSQR_SCREENSHOT"):
-                shutil.copy(tmp_path / "lab.png", os.environ["OSQR_SCREENSHOT"])
+            ARTIFACTS.mkdir(exist_ok=True)     # kept for a person to look at (CI artifact)
+            page.screenshot(path=str(ARTIFACTS / f"checkpoint-{app}.png"))
             browser.close()

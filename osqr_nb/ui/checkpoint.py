@@ -33,13 +33,13 @@ def _list(items: list[str], mark: str) -> str:
 def describe(checkpoint: Checkpoint) -> str:
     """The card's text: question, proposal, pros and cons, diff or errors, affected tasks."""
     parts = [f"<b>AGENT CHECKPOINT: {escape(checkpoint.task_title)}</b>",
-             f"<div>{escape(checkpoint.question)}</div>"]
+             escape(checkpoint.question)]
     if checkpoint.kind == DECISION and checkpoint.proposed:
         confidence = f" (confidence {checkpoint.confidence:.2f})" if checkpoint.confidence is not None else ""
         parts.append(f"<small>Agent proposes <b>{escape(checkpoint.proposed)}</b>{confidence}</small>")
     for label, notes in checkpoint.details.get("options", {}).items():
-        parts.append(f"<div><b>{escape(label)}</b>{_list(notes.get('pros', []), '+')}"
-                     f"{_list(notes.get('cons', []), '−')}</div>")
+        parts.append(f"<b>{escape(label)}</b>{_list(notes.get('pros', []), '+')}"
+                     f"{_list(notes.get('cons', []), '−')}")
     if checkpoint.kind == WRITE and checkpoint.details.get("diff"):
         parts.append("<pre style='max-height:20em;overflow:auto;font-size:11px;background:#f6f8fa;"
                      f"padding:4px'>{escape(checkpoint.details['diff'])}</pre>")
@@ -49,7 +49,7 @@ def describe(checkpoint: Checkpoint) -> str:
         parts.append(f"<small>Affects: {escape(', '.join(checkpoint.affects))}</small>")
     if checkpoint.reason:
         parts.append(f"<small style='color:#616161'>Asked because {escape(checkpoint.reason)}</small>")
-    return "<br>".join(parts)
+    return "".join(f"<div style='margin:2px 0'>{part}</div>" for part in parts)
 
 
 class CheckpointCard(widgets.VBox):
