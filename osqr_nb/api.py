@@ -14,7 +14,7 @@ from .config import settings
 from .engine.run import Run
 from .engine.state import RunState
 from .models.base import ModelClient
-from .models.scripted import ScriptedModel
+from .engine.budget import check_budget
 from .plan.decompose import OfflinePlanner
 from .plan.task import Plan
 from .store.events import log_path, open_log
@@ -37,10 +37,6 @@ def _running_loop() -> asyncio.AbstractEventLoop:
                            "Jupyter/IPython kernel cell, or inside `asyncio.run(...)`") from None
 
 
-def _default_model() -> ModelClient:
-    return ScriptedModel(delay=settings().scripted_delay)
-
-
 def _check_parallel(max_parallel: object) -> int | None:
     if max_parallel is None:
         return None
@@ -51,12 +47,20 @@ def _check_parallel(max_parallel: object) -> int | None:
 
 def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: int = 2,
           max_parallel: int | None = 4, plan: Plan | None = None,
-          model: ModelClient | None = None) -> Run:
-    """Plan the request and start its agents in the background; returns the `Run` at once."""
+          model: str | ModelClient | None = None, budget: float | None = None) -> Run:
+    """Plan the request and start its agents in the background; returns the `Run` at once.
+
+    `model` forces one model for every task (a name, or a ModelClient); by default
+    each task is routed by its kind. `budget` is in US dollars for the whole run.
+    """
     global _last_repo
     check_tier(tier)
-    policy = settings().policy(tier)
+    config = settings()
+    policy = config.policy(tier)
     max_parallel = _check_parallel(max_parallel)
+    budget = check_budget(config.budget if budget is None else budget)
+    task_budget = check_budget(config.task_budget, "OSQR.task_budget")
+    router = config.router(model if isinstance(model, str) else None)
     info = git.inspect_repo(repo)
     if plan is None:
         plan = OfflinePlanner().plan(request or "", str(info.root))
@@ -64,9 +68,9 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
         raise TypeError(f"plan= takes an osqr_nb.Plan, got {type(plan).__name__}")
     _running_loop()
     git.exclude_osqr_dir(info.root)
-    run = Run.create(plan, info, open_log(info.root), model or _default_model(),
-                     policy=policy, max_parallel=max_parallel,
-                     checkpoint_timeout=settings().checkpoint_timeout or None)
+    run = Run.create(plan, info, open_log(info.root), router, policy=policy, max_parallel=max_parallel,
+                     model=None if isinstance(model, str) else model, budget=budget,
+                     task_budget=task_budget, checkpoint_timeout=config.checkpoint_timeout or None)
     if info.warning:
         run.warnings.append(info.warning)
         warnings.warn(info.warning, OsqrWarning, stacklevel=2)
@@ -118,7 +122,7 @@ def resume(run_id: str | None = None, *, repo: str | os.PathLike | None = None,
         raise ValueError(f"run {state.run_id} is still being run by process {state.owner_pid}; "
                          "resume it there, stop that kernel, or pass force=True")
     _running_loop()
-    run = Run.reopen(state, info.root, log, model or _default_model()).start(
+    run = Run.reopen(state, info.root, log, settings().router(), model).start(
         keep_worktrees=settings().keep_worktrees)
     _live[run.id] = run
     _last_repo = info.root

@@ -30,6 +30,21 @@ class OSQR(SingletonConfigurable):
     keep_worktrees = Bool(False, help="Keep the worktrees of finished tasks after a run (their work "
                           "is on their branches either way; unfinished tasks' worktrees are always kept).").tag(config=True)
 
+    routes = Dict({}, help="Routes per task kind, overriding the seed's table: an ordered list of model "
+                  "names per kind, e.g. {'docs': ['gpt-4o', 'claude-sonnet']}.").tag(config=True)
+    providers = Dict({}, help="Per provider settings: {'anthropic': {'api_key': ..., 'base_url': ...}, "
+                     "'openai': {...}, 'compatible': {'base_url': ..., 'api_key': ..., 'models': [...]}}. "
+                     "Keys default to ANTHROPIC_API_KEY / OPENAI_API_KEY.").tag(config=True)
+    model = Unicode("", help="Force one model for every task (a route name or model id).").tag(config=True)
+    budget = Float(0.0, help="US dollars a run may spend (0: no budget); --budget per cell.").tag(config=True)
+    task_budget = Float(0.0, help="US dollars one task may spend (0: no cap).").tag(config=True)
+    human_rate = Float(75.0, help="US dollars per hour of a person's time, for the cost report's "
+                       "human-equivalent estimate.").tag(config=True)
+
+    def router(self, forced: str | None = None):
+        from .routing import Router
+        return Router(self.routes, self.providers, forced or self.model or None, self.scripted_delay)
+
     def policy(self, tier: int | None = None) -> AutonomyPolicy:
         """The autonomy policy these settings describe (checked: a bad value is a clear error)."""
         by_category = dict(self.thresholds)

@@ -30,7 +30,10 @@ def repo(tmp_path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def fast_scripted_model():
+def offline(monkeypatch):
+    """Hermetic: no real provider is ever reached from a test, whatever keys the machine has."""
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
     settings().scripted_delay = 0.0
     yield
 

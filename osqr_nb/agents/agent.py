@@ -12,7 +12,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..models.base import ModelClient, Usage
+from ..models.base import ModelClient, Reply, Usage
+from ..models.errors import BadToolCall, ProviderError, Truncated
 from ..plan.task import Task
 from .messages import Message
 from .tools import TOOL_SPECS, Rejected, ToolError, Workspace
@@ -37,9 +38,17 @@ class Supervisor(Protocol):
 
     async def errors(self, errors: list[str]) -> bool: ...   # True: let the agent go on
 
+    async def on_reply(self, reply: Reply) -> None: ...     # usage, cost, budgets (may wait)
+
+    async def provider_failed(self, error: ProviderError) -> ModelClient | None: ...
+
 
 class AgentError(RuntimeError):
     pass
+
+
+class AgentStopped(AgentError):
+    """The person (or the policy) stopped this task."""
 
 
 @dataclass
@@ -85,11 +94,10 @@ class Agent:
         for turn in range(1, self.max_turns + 1):
             if self.gate is not None:
                 await self.gate.wait()
-            reply = await self.model.complete(SYSTEM_PROMPT, self.messages, TOOL_SPECS)
+            reply = await self._ask_model()
+            if reply is None:
+                continue                          # the failure was told to the model; ask again
             usage = usage + reply.usage
-            self.emit("model_reply", input_tokens=reply.usage.input_tokens,
-                      output_tokens=reply.usage.output_tokens, stop_reason=reply.stop_reason,
-                      tools=[c.name for c in reply.tool_calls])
             self.messages.append({"role": "assistant", "content": reply.text,
                                   "tool_calls": reply.tool_calls})
             if not reply.tool_calls:
@@ -109,6 +117,46 @@ class Agent:
                 self.messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
         raise AgentError(f"no finish after {self.max_turns} turns")
 
+    async def _ask_model(self) -> Reply | None:
+        """One model call. A provider that stays down asks the supervisor (retry, or another
+        model); a malformed or cut-off tool call is told to the model, which tries again."""
+        while True:
+            try:
+                reply = await self.model.complete(SYSTEM_PROMPT, self.messages, TOOL_SPECS)
+            except BadToolCall as exc:
+                await self._spent(exc.reply)
+                await self._failed_call(exc.reply, exc.call_id, f"the arguments of your {exc.tool_name} "
+                                        "call were not a JSON object; call it again with valid JSON")
+                return None
+            except Truncated as exc:
+                await self._spent(exc.reply)
+                await self._failed_call(None, None, f"your reply was cut off at {exc.max_tokens} tokens "
+                                        "inside a tool call; work in smaller steps (smaller files, edit_file)")
+                return None
+            except ProviderError as exc:
+                replacement = await self.supervisor.provider_failed(exc)
+                if replacement is not None:
+                    self.model = replacement
+                continue
+            await self._spent(reply)
+            return reply
+
+    async def _spent(self, reply: Reply | None) -> None:
+        if reply is not None:
+            await self.supervisor.on_reply(reply)
+
+    async def _failed_call(self, reply: Reply | None, call_id: str | None, message: str) -> None:
+        if reply is not None and (reply.text or reply.tool_calls):
+            self.messages.append({"role": "assistant", "content": reply.text, "tool_calls": reply.tool_calls})
+            for call in reply.tool_calls:
+                self.messages.append({"role": "tool", "tool_call_id": call.id,
+                                      "content": "not run: another call in this reply was malformed"})
+        self.messages.append({"role": "user", "content": f"error: {message}"})
+        self.failures.append(message)
+        self.emit("tool_call", name="(model)", path=None, ok=False, error=message)
+        if not await self.supervisor.errors(list(self.failures)):
+            raise AgentStopped(f"stopped after {len(self.failures)} failures in a row: {message}")
+
     async def _tool(self, name: str, args: dict[str, Any]) -> str:
         try:
             if name == "report_decision":
@@ -125,7 +173,7 @@ class Agent:
             self.emit("tool_call", name=name, path=args.get("path"), ok=False, error=str(exc))
             self.failures.append(f"{name}: {exc}")
             if not await self.supervisor.errors(list(self.failures)):
-                raise AgentError(f"stopped after {len(self.failures)} failed tool calls in a row: "
+                raise AgentStopped(f"stopped after {len(self.failures)} failed tool calls in a row: "
                                  f"{self.failures[-1]}") from None
             return f"error: {exc}"
         self.failures.clear()

@@ -31,7 +31,10 @@ from ..workspace import git
 from ..workspace.merge import Integrator
 from .scheduler import Scheduler, SchedulerCancelled
 from .state import COMPLETE, SETTLED, RunState, TaskState
+from .budget import Budgets
 from .supervisor import TaskSupervisor
+from ..models.catalog import ModelInfo, describe_client
+from ..routing import Router
 
 _worktree_locks: dict[Path, asyncio.Lock] = {}
 
@@ -43,11 +46,14 @@ def new_run_id() -> str:
 class Run:
     """A running (or finished) orchestration. `await run` waits for it to end."""
 
-    def __init__(self, state: RunState, root: Path, log: EventLog, model: ModelClient) -> None:
+    def __init__(self, state: RunState, root: Path, log: EventLog, router: Router,
+                 model: ModelClient | None = None) -> None:
         self.state = state
         self.root = root
         self.log = log
-        self.model = model
+        self.router = router
+        self.model = model                    # one client for every task, when given (tests, custom)
+        self.budgets = Budgets(self)
         self.policy = AutonomyPolicy.from_dict(state.policy) if state.policy else AutonomyPolicy(state.tier)
         self.checkpoint_timeout: float | None = state.checkpoint_timeout
         self.mediator = Mediator(state.plan.graph)
@@ -69,21 +75,24 @@ class Run:
     # ----- creation -------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, plan: Plan, repo: git.RepoInfo, log: EventLog, model: ModelClient, *,
-               policy: AutonomyPolicy, max_parallel: int | None,
-               checkpoint_timeout: float | None = None) -> "Run":
-        run = cls(RunState(new_run_id(), plan=plan), repo.root, log, model)
+    def create(cls, plan: Plan, repo: git.RepoInfo, log: EventLog, router: Router, *,
+               policy: AutonomyPolicy, max_parallel: int | None, model: ModelClient | None = None,
+               checkpoint_timeout: float | None = None, budget: float | None = None,
+               task_budget: float | None = None) -> "Run":
+        run = cls(RunState(new_run_id(), plan=plan), repo.root, log, router, model)
         run._emit("run_started", request=plan.request, plan=plan.to_dict(), repo=str(repo.root),
                   base=repo.head, branch=repo.branch, tier=policy.tier, max_parallel=max_parallel,
-                  policy=policy.to_dict(), checkpoint_timeout=checkpoint_timeout,
-                  model=model.name, pid=os.getpid(), uncommitted=repo.uncommitted)
+                  policy=policy.to_dict(), checkpoint_timeout=checkpoint_timeout, budget=budget,
+                  task_budget=task_budget, model=run.model_name, pid=os.getpid(),
+                  uncommitted=repo.uncommitted)
         run.policy, run.checkpoint_timeout = policy, checkpoint_timeout
         return run
 
     @classmethod
-    def reopen(cls, state: RunState, root: Path, log: EventLog, model: ModelClient) -> "Run":
+    def reopen(cls, state: RunState, root: Path, log: EventLog, router: Router,
+               model: ModelClient | None = None) -> "Run":
         """A run rebuilt from its log after the kernel that ran it went away."""
-        run = cls(state, root, log, model)
+        run = cls(state, root, log, router, model)
         for data in state.open_checkpoints.values():
             run._checkpoints[data["id"]] = run._make_checkpoint(data, data["task_id"])
         run._emit("run_reopened", pid=os.getpid(),
@@ -107,6 +116,11 @@ class Run:
     @property
     def id(self) -> str:
         return self.state.run_id
+
+    @property
+    def model_name(self) -> str:
+        """What the widgets say about models: the one given, or that each task is routed."""
+        return self.model.name if self.model is not None else "routed per task kind"
 
     @property
     def plan(self) -> Plan:
@@ -280,11 +294,12 @@ class Run:
         resumed = task_state.attempt > 0
         try:
             await self._prepare_worktree(task_id)
-            self._emit("task_started", task_id, attempt=task_state.attempt + 1, model=self.model.name,
+            info, client = self._model_for(task_id)
+            self._emit("task_started", task_id, attempt=task_state.attempt + 1, model=info.display,
                        branch=self._branch(task_id))
-            agent = Agent(task, Workspace(self._worktree(task_id)), self.model,
+            agent = Agent(task, Workspace(self._worktree(task_id)), client,
                           inbox=self.mediator.inbox(task_id), titles=self._titles,
-                          supervisor=TaskSupervisor(self, task_id, task_state.attempt),
+                          supervisor=TaskSupervisor(self, task_id, task_state.attempt, info),
                           emit=self._emitter(task_id),
                           gate=self._gate, resumed=resumed)
             result = await agent.run()
@@ -309,6 +324,17 @@ class Run:
         self._emit("task_finished", task_id, commit=commit, turns=result.turns, **payload)
         for message in messages:
             self._emit("message", task_id, **message.to_dict())
+
+    def _model_for(self, task_id: str) -> tuple[ModelInfo, ModelClient]:
+        """The task's model: the one given to the run, or the route for its kind (an event)."""
+        if self.model is not None:
+            info = describe_client(self.model)
+            self._emit("task_routed", task_id, model=info.name, model_id=info.model_id,
+                       provider=info.provider, reason="given")
+            return info, self.model
+        route = self.router.route(self.plan[task_id].kind.value)
+        self._emit("task_routed", task_id, **route.to_dict())
+        return route.model, self.router.client(route.model)
 
     async def _prepare_worktree(self, task_id: str) -> None:
         """A worktree on the task's branch holding the run's base plus its inputs' results."""

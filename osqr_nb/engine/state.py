@@ -39,6 +39,16 @@ class TaskState:
     files_deleted: list[str] = field(default_factory=list)
     started_at: float | None = None
     finished_at: float | None = None
+    model_id: str | None = None
+    route_reason: str | None = None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0            # known costs only
+    cost_unknown: bool = False       # some call of this task has no known price
+    budget: float | None = None      # a raised per-task cap
+
+    def budget_cap(self, default: float) -> float:
+        return self.budget or default
 
     @property
     def files(self) -> list[str]:
@@ -74,6 +84,10 @@ class RunState:
     finished_at: float | None = None
     owner_pid: int | None = None
     checkpoints_opened: int = 0
+    budget: float | None = None
+    task_budget: float | None = None
+    budget_warned: bool = False
+    unpriced: set[str] = field(default_factory=set)
     events_seen: int = 0
 
     @classmethod
@@ -108,6 +122,7 @@ class RunState:
         self.request, self.repo, self.base = d["request"], d["repo"], d["base"]
         self.tier, self.max_parallel = d["tier"], d.get("max_parallel")
         self.policy, self.checkpoint_timeout = d.get("policy"), d.get("checkpoint_timeout")
+        self.budget, self.task_budget = d.get("budget"), d.get("task_budget")
         self.status, self.started_at, self.owner_pid = "running", e.ts, d.get("pid")
         self.tasks = {t.id: TaskState(t.id) for t in self.plan.tasks}
 
@@ -124,9 +139,34 @@ class RunState:
     def _on_run_resumed(self, e: Event, d: dict[str, Any]) -> None:
         self.paused = False
 
+    @property
+    def total_cost(self) -> float:
+        return sum(t.cost_usd for t in self.tasks.values())
+
+    @property
+    def cost_unknown(self) -> bool:
+        return any(t.cost_unknown for t in self.tasks.values())
+
+    def _on_task_routed(self, e: Event, d: dict[str, Any]) -> None:
+        task = self._task(e)
+        task.model, task.model_id, task.route_reason = d["model"], d.get("model_id"), d.get("reason")
+
+    def _on_cost_unknown(self, e: Event, d: dict[str, Any]) -> None:
+        self.unpriced.add(d["model"])
+
+    def _on_budget_warning(self, e: Event, d: dict[str, Any]) -> None:
+        self.budget_warned = True
+
+    def _on_budget_raised(self, e: Event, d: dict[str, Any]) -> None:
+        self.budget, self.budget_warned = d["budget"], False
+
+    def _on_task_budget_raised(self, e: Event, d: dict[str, Any]) -> None:
+        self._task(e).budget = d["budget"]
+
     def _on_task_started(self, e: Event, d: dict[str, Any]) -> None:
         task = self._task(e)
-        task.status, task.model, task.attempt = RUNNING, d.get("model"), d.get("attempt", 1)
+        task.status, task.attempt = RUNNING, d.get("attempt", 1)
+        task.model = d.get("model") or task.model
         task.started_at, task.error = e.ts, None
 
     def _on_workspace_ready(self, e: Event, d: dict[str, Any]) -> None:
@@ -138,6 +178,12 @@ class RunState:
         task.turns += 1
         task.input_tokens += d.get("input_tokens", 0)
         task.output_tokens += d.get("output_tokens", 0)
+        task.cache_read_tokens += d.get("cache_read_tokens", 0)
+        task.cache_write_tokens += d.get("cache_write_tokens", 0)
+        if d.get("cost_usd") is None:
+            task.cost_unknown = True
+        else:
+            task.cost_usd += d["cost_usd"]
 
     def _on_checkpoint_opened(self, e: Event, d: dict[str, Any]) -> None:
         self.open_checkpoints[d["id"]] = dict(d, task_id=e.task_id)

@@ -10,13 +10,18 @@ import difflib
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..agents.agent import AgentStopped
 from ..autonomy.checkpoints import DECISION, ERRORS, WRITE
+from ..models.base import ModelClient, Reply
+from ..models.catalog import ModelInfo
+from ..models.errors import ProviderError
+from ..models.pricing import price
 
 if TYPE_CHECKING:
     from .run import Run
 
 APPROVE, REJECT, APPROVE_REST = "Approve", "Reject", "Approve the rest of this task"
-GO_ON, STOP = "Let it go on", "Stop this task"
+GO_ON, STOP, RETRY = "Let it go on", "Stop this task", "Retry"
 MAX_DIFF_LINES = 200
 
 
@@ -29,9 +34,10 @@ def unified_diff(path: str, old: str | None, new: str) -> str:
 
 
 class TaskSupervisor:
-    def __init__(self, run: "Run", task_id: str, attempt: int) -> None:
+    def __init__(self, run: "Run", task_id: str, attempt: int, model: ModelInfo | None = None) -> None:
         self.run = run
         self.task_id = task_id
+        self.model = model
         self.kind = run.plan[task_id].kind.value
         self.attempt = attempt
         self.approve_rest = False
@@ -79,8 +85,43 @@ class TaskSupervisor:
                                  details={"errors": errors[-5:]}, free_text=False)
         return answer == GO_ON
 
-    async def _ask(self, kind: str, question: str, options: list[str], **fields: Any) -> str:
-        earlier = self._earlier_answer(question)
+    async def on_reply(self, reply: Reply) -> None:
+        """Record the call's usage and cost, then hold the agent if a budget is spent."""
+        usage = reply.usage
+        info = self.model
+        cost = price(info.model_id, info.provider, usage) if info else None
+        self.run._emit("model_reply", self.task_id, model=info.name if info else self.run.model_name,
+                       input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                       cache_read_tokens=getattr(usage, "cache_read_tokens", 0),
+                       cache_write_tokens=getattr(usage, "cache_write_tokens", 0),
+                       cost_usd=cost, stop_reason=reply.stop_reason, tools=[c.name for c in reply.tool_calls])
+        if cost is None and info is not None and info.name not in self.run.state.unpriced:
+            self.run._emit("cost_unknown", self.task_id, model=info.name, model_id=info.model_id,
+                           warning=f"no known price for {info.model_id}: its cost is counted as unknown, not zero")
+        await self.run.budgets.check(self)
+
+    async def provider_failed(self, error: ProviderError) -> ModelClient | None:
+        """A provider that stays down: the task waits on a [Retry] [Switch model] card."""
+        current = self.model.name if self.model else self.run.model_name
+        self.run._emit("provider_failed", self.task_id, model=current, error=str(error),
+                       status_code=error.status_code, kind=type(error).__name__)
+        others = self.run.router.alternatives(self.kind, current) if self.run.router else []
+        options = [RETRY] + [f"Switch to {m.name}" for m in others[:3]] + [STOP]
+        answer = await self._ask(ERRORS, f"⚠ {error}", options, proposed=RETRY, category="provider",
+                                 reason="the model's provider failed after its retries", free_text=False,
+                                 details={"errors": [str(error)]}, fresh=True)
+        if answer == STOP:
+            raise AgentStopped(f"stopped after the provider failed: {error}")
+        if answer == RETRY:
+            return None
+        chosen = next(m for m in others if answer == f"Switch to {m.name}")
+        self.model = chosen
+        self.run._emit("task_routed", self.task_id, reason="switched", **_route_fields(chosen))
+        return self.run.router.client(chosen)
+
+    async def _ask(self, kind: str, question: str, options: list[str], fresh: bool = False,
+                   **fields: Any) -> str:
+        earlier = None if fresh else self._earlier_answer(question)
         if earlier is not None:
             return earlier
         return await self.run._ask(self.task_id, kind=kind, question=question, options=options,
@@ -96,3 +137,7 @@ class TaskSupervisor:
                 self._reused.add(key)
                 return decision["chosen"]
         return None
+
+
+def _route_fields(info: ModelInfo) -> dict[str, Any]:
+    return {"model": info.name, "model_id": info.model_id, "provider": info.provider}

@@ -64,7 +64,7 @@ class RunView(widgets.VBox):
         if state.error:
             note += f"<br><span style='color:#e53935'>{escape(state.error)}</span>"
         self.header.value = (f"<b>osqr run {escape(run.id)}</b> · {escape(run.status)} · "
-                             f"model: {escape(run.model.name)}{note}")
+                             f"model: {escape(run.model_name)}{note}")
         self.dag.value = render_dag(run.plan, state.tasks)
         c = state.counts()
         extra = "".join(f" · {label} {c[key]}" for key, label in
