@@ -12,34 +12,39 @@ import ipywidgets as widgets
 
 from . import api
 from .config import settings
+from .engine.report import describe as describe_cost
 from .plan.decompose import OfflinePlanner
+from .routing import models_table
 from .plan.task import PlanError
 from .ui.checkpoint import card_for
 from .ui.dag import render_dag
 from .workspace.git import RepoError
 
-LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints")
+LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints", "route", "models", "cost")
 
 
 @magics_class
 class OsqrMagics(Magics):
     @magic_arguments()
     @argument("command", nargs="?",
-              help="line form only: status | pause | resume | history | checkpoints")
+              help="line form only: status | pause | resume | history | checkpoints | route | "
+                   "models | cost")
     @argument("run_id", nargs="?", help="the run to act on (default: the last one)")
     @argument("--repo", default=None, help="the git repository the agents work on (default: .)")
     @argument("--tier", type=int, default=None,
               help="autonomy: 1 supervised, 2 balanced, 3 autonomous, 4 full auto")
     @argument("--max-parallel", type=int, default=None, help="agents running at once")
+    @argument("--model", default=None, help="one model for every task (a route name or model id)")
+    @argument("--budget", type=float, default=None, help="US dollars the run may spend")
     @argument("--dry-run", action="store_true", help="show the plan and its graph; run nothing")
     @line_cell_magic
     def osqr(self, line: str, cell: str | None = None):
         """Run a request with parallel agents (cell form) or manage runs (line form).
 
-        %%osqr [--repo PATH] [--tier 1-4] [--max-parallel N] [--dry-run]
+        %%osqr [--repo PATH] [--tier 1-4] [--max-parallel N] [--model NAME] [--budget USD] [--dry-run]
         <request, e.g. Build the auth module, update the API docs, and refactor the database schema>
 
-        %osqr status | pause | resume [RUN_ID] | history | checkpoints
+        %osqr status | pause | resume [RUN_ID] | history | checkpoints | route | models | cost [RUN_ID]
         """
         args = parse_argstring(self.osqr, line)
         if cell is None:
@@ -57,7 +62,8 @@ class OsqrMagics(Magics):
         try:
             if args.dry_run:
                 return self._dry_run(cell, args.repo or ".")
-            run = api.start(cell, repo=args.repo or ".", tier=tier, max_parallel=parallel)
+            run = api.start(cell, repo=args.repo or ".", tier=tier, max_parallel=parallel,
+                            model=args.model, budget=args.budget)
         except (RepoError, PlanError, ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from None
         for warning in run.warnings:
@@ -86,6 +92,10 @@ class OsqrMagics(Magics):
                 return self._resume(args)
             if command == "checkpoints":
                 return self._checkpoints()
+            if command == "route":
+                return settings().router().table()
+            if command == "models":
+                return models_table(settings().router())
             run = api.get_run(args.run_id) if args.run_id else api.last_run()
         except (RepoError, ValueError, KeyError) as exc:
             raise UsageError(str(exc).strip('"')) from None
@@ -93,6 +103,10 @@ class OsqrMagics(Magics):
             raise UsageError("no run in this kernel yet; start one with %%osqr, or %osqr resume")
         if command == "pause":
             run.pause()
+        if command == "cost":
+            report = run.cost_report()
+            display(HTML(f"<p>{escape(describe_cost(report))}</p>"))
+            return report
         display(run.view())
 
     def _checkpoints(self) -> None:

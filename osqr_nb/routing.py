@@ -140,3 +140,18 @@ class Router:
                          "model id": route.model.model_id, "why": route.reason,
                          "provider": route.model.provider, "key": self.key_state(route.model.provider)})
         return pd.DataFrame(rows)
+
+
+def models_table(router: Router) -> pd.DataFrame:
+    """Every model the router knows: id, provider, API, price per million tokens, reachable now."""
+    from .models.pricing import per_million
+    rows = []
+    names = list(CATALOG) + router.providers.get("compatible", {}).get("models", [])
+    for name in names:
+        info = router.info(name)
+        price_in, price_out = per_million(info.model_id, info.provider) if info.provider != "compatible" \
+            else (None, None)
+        rows.append({"model": info.name, "model id": info.model_id, "provider": info.provider,
+                     "api": info.api, "usd per 1M input": price_in, "usd per 1M output": price_out,
+                     "available": router.available(info), "key": router.key_state(info.provider)})
+    return pd.DataFrame(rows)

@@ -31,9 +31,11 @@ class Kernel:
         self.kc.start_channels()
         self.kc.wait_for_ready(timeout=60)
         self.widgets: dict[str, dict] = {}   # comm id -> latest state
+        self.iopub: list[dict] = []          # every message's content, for searching outputs
 
     def _note(self, msg: dict) -> None:
         kind, content = msg["msg_type"], msg["content"]
+        self.iopub.append(content)
         if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
             self.widgets[content["comm_id"]] = dict(content["data"].get("state", {}))
         elif kind == "comm_msg" and content["comm_id"] in self.widgets:

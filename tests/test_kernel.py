@@ -1,6 +1,7 @@
 """The real thing: an IPython kernel driven through jupyter_client, widgets clicked by comm message."""
 
 import json
+import os
 import time
 
 import pytest
@@ -153,3 +154,33 @@ def test_tier_1_asks_before_each_write_and_tier_4_asks_nothing(kernel, repo):
     kernel.execute("await osqr_nb.last_run()")
     assert kernel.value("osqr_nb.last_run().status") == "complete"
     assert kernel.buttons("JWT", timeout=0) == []
+
+
+def test_a_key_given_to_the_kernel_never_reaches_an_output_a_widget_or_the_log(repo):
+    from osqr_nb.wire import WireServer
+
+    key = "test-key-not-secret-kernel-5c1a9"
+    with WireServer(retry_after=0.01) as wire:
+        wire.faults.append("401")                      # the server echoes the key back in its error
+        kernel = Kernel(cwd=str(repo), env={**os.environ, "ANTHROPIC_API_KEY": key})
+        try:
+            kernel.execute("%load_ext osqr_nb\nimport osqr_nb\n"
+                           f"%config OSQR.providers = {{'anthropic': {{'base_url': '{wire.base_url}', "
+                           "'max_retries': 0}}\n"
+                           "%config OSQR.routes = {k: ['claude-sonnet'] for k in "
+                           "['code', 'architecture', 'docs', 'quick_fix', 'review', 'refactor', 'tests']}")
+            kernel.execute(f"%%osqr --repo {repo} --tier 4\n{SEED_REQUEST}")
+            (retry,) = kernel.buttons("Retry", timeout=30)
+            kernel.click(retry)
+            kernel.execute("await osqr_nb.last_run()")
+            assert kernel.value("osqr_nb.last_run().status") == "complete"
+            for line in ("%osqr cost", "%osqr route", "%osqr models", "%osqr history", "osqr_nb.events()"):
+                kernel.execute(line)
+            kernel.drain()
+        finally:
+            kernel.shutdown()
+    outputs = json.dumps(kernel.iopub)
+    assert "claude-sonnet" in outputs and "refused" in outputs       # the run and its error were shown
+    assert key not in outputs
+    assert key not in json.dumps(osqr_nb.events(repo).data.tolist())
+    assert key not in (repo / ".osqr" / "osqr.db").read_bytes().decode(errors="replace")

@@ -199,6 +199,16 @@ class Run:
     def events(self) -> pd.DataFrame:
         return events_frame(self.log.read(self.id))
 
+    def cost_report(self, human_rate: float | None = None) -> pd.DataFrame:
+        """Per task: model, tokens, dollars, wall time, and the human-equivalent estimate.
+
+        `report.attrs["summary"]` holds the run's totals: wall time against the sum
+        of task times (what a sequential run would take) and the speed-up.
+        """
+        from ..config import settings
+        from .report import cost_report
+        return cost_report(self.state, settings().human_rate if human_rate is None else human_rate)
+
     def on_event(self, listener: Callable[[Event], None]) -> None:
         self._listeners.append(listener)
 

@@ -50,6 +50,8 @@ def render_dag(plan: Plan, tasks: dict[str, TaskState] | None = None) -> str:
         state = tasks.get(node)
         status = state.status if state else "waiting"
         model = (state.model if state and state.model else "") or ""
+        if state and (state.cost_usd or state.cost_unknown):
+            model += f" · ${state.cost_usd:.3f}" + ("+?" if state.cost_unknown else "")
         x, y = box(node)
         colour = COLOURS[status]
         parts.append(

@@ -70,8 +70,11 @@ class RunView(widgets.VBox):
         extra = "".join(f" · {label} {c[key]}" for key, label in
                         (("needs_input", "Needs input"), ("failed", "Failed"), ("skipped", "Skipped"))
                         if c[key])
+        cost = f" · ${state.total_cost:.4f}" + ("+?" if state.cost_unknown else "")
+        if state.budget:
+            cost += f" of ${state.budget:.2f}"
         self.counts.value = (f"Active {c['running']} · Waiting {c['waiting']} · "
-                             f"Complete {c['complete']}{extra}")
+                             f"Complete {c['complete']}{extra}{cost}")
         self.pause_button.description = "Resume All" if state.paused else "Pause All"
         self.pause_button.icon = "play" if state.paused else "pause"
         self.pause_button.disabled = run.done

@@ -14,11 +14,13 @@ changes, and uses no name that one side renamed or removed.
 
 from __future__ import annotations
 
+import ast
+import builtins
+import symtable
 from collections import Counter
 from dataclasses import dataclass, field
 
 import libcst as cst
-from libcst.metadata import GlobalScope, MetadataWrapper, ScopeProvider
 
 PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
 _EMPTY = cst.Module(body=[])
@@ -182,6 +184,7 @@ class _Merger:
 
     def __init__(self) -> None:
         self.details: list[str] = []
+        self.dropped: set[tuple] = set()   # imports that the other side's imports cover
 
     def module(self, base: cst.Module, ours: cst.Module, theirs: cst.Module) -> cst.Module:
         header = _pick("the module header", *(_code_of_lines(m.header) for m in (base, ours, theirs)))
@@ -189,7 +192,7 @@ class _Merger:
         body = self.sequence(*(_statement_items(m.body) for m in (base, ours, theirs)))
         merged = ours.with_changes(header=(base, ours, theirs)[header].header,
                                    footer=(base, ours, theirs)[footer].footer, body=body)
-        _verify(base.body, ours.body, theirs.body, merged.body)
+        _verify(base.body, ours.body, theirs.body, merged.body, self.dropped)
         return merged
 
     def sequence(self, base: list[_Item], ours: list[_Item], theirs: list[_Item]) -> list:
@@ -212,6 +215,10 @@ class _Merger:
         for key in set().union(*sides) - set(keys):
             if self.resolve(*(side.get(key) for side in sides)) is not None:  # removed on one side
                 raise Unsure(f"internal check failed: {_describe(key)} has no place")
+        for key in _covered_imports(dict(zip(keys, merged)), sides):
+            merged[keys.index(key)] = None
+            self.dropped.add(key)
+            self.details.append(f"{_describe(key)}: dropped, the other side's import covers it")
         return [node for node in merged if node is not None]
 
     def resolve(self, base: _Item | None, ours: _Item | None, theirs: _Item | None) -> cst.CSTNode | None:
@@ -227,6 +234,10 @@ class _Merger:
         elif ours is None or theirs is None:
             deleter, changer = ("ours", "theirs") if ours is None else ("theirs", "ours")
             raise Unsure(f"{deleter} removes {label}, which {changer} changes")
+        elif base is None and ours.kind == "from":
+            combined = self.import_names((None, ours.node, theirs.node), label)
+            self.details.append(f"{label}: added by both sides, names combined")
+            return combined
         elif base is None:
             raise Unsure(f"both sides add {label} with different content")
         else:
@@ -255,10 +266,13 @@ class _Merger:
         return head.with_changes(body=head.body.with_changes(body=body))
 
     def import_names(self, nodes, label: str) -> cst.CSTNode:
-        imports = [n.body[0] for n in nodes]
-        if any(isinstance(i.names, cst.ImportStar) for i in imports):
+        imports = [n.body[0] if n else None for n in nodes]
+        if any(i and isinstance(i.names, cst.ImportStar) for i in imports):
             raise Unsure(f"both sides change {label}, a star import")
-        _pick(f"the statement {label}", *(_import_head(n) for n in nodes))
+        heads = [_import_head(n) if n else None for n in nodes]
+        if heads[0] is None and heads[1] != heads[2]:
+            raise Unsure(f"both sides add {label}, written differently")
+        _pick(f"the statement {label}", heads[0] or heads[1], heads[1], heads[2])
         names, close = self.elements(imports, lambda i: i.names, lambda i: i.rpar.whitespace_before if i.rpar else None)
         merged = imports[1].with_changes(names=names)
         if imports[1].rpar:
@@ -282,8 +296,8 @@ class _Merger:
 
     def elements(self, containers, get_elements, get_close) -> tuple[list, object]:
         """Merge the elements of three bracketed sequences; returns them with the closing whitespace."""
-        lists = [list(get_elements(c)) for c in containers]
-        closes = [get_close(c) for c in containers]
+        lists = [list(get_elements(c)) if c else [] for c in containers]
+        closes = [get_close(c) if c else None for c in containers]
         merged = self.sequence(*(_element_items(elements) for elements in lists))
         return _rejoin(merged, lists, closes)
 
@@ -362,6 +376,57 @@ def _set_close_ws(value, ws):
     return value.with_changes(rpar=rpar)
 
 
+# ---------------------------------------------------------------- imports
+
+
+def _covered_imports(merged: dict, sides: list[dict]) -> list[tuple]:
+    """New import statements that an import added or changed by the other side already
+    covers (`import packaging` next to `import packaging.version`): dropped, not doubled.
+    Both sides binding one name to different things is a conflict."""
+    base = sides[0]
+    changes = [{k: _bindings(merged[k]) for k, item in side.items() if k[0] in ("import", "from")
+                and merged.get(k) is not None and (k not in base or base[k].text != item.text)}
+               for side in sides[1:]]
+    dropped: list[tuple] = []
+    for own, other in ((changes[0], changes[1]), (changes[1], changes[0])):
+        for key, names in own.items():
+            if key in base or key in other or not names:
+                continue
+            others = [bound for k, bound in other.items() if k not in dropped]
+            for name, source in names.items():
+                if any(name in bound and not _covers(bound[name], source) and not _covers(source, bound[name])
+                       for bound in others):
+                    raise Unsure(f"both sides import {name!r}, from different places")
+            if all(any(_covers(bound.get(n), source) for bound in others) for n, source in names.items()):
+                dropped.append(key)
+    return dropped
+
+
+def _bindings(node: cst.CSTNode) -> dict[str, tuple]:
+    """Name bound -> what it is bound to, for one import statement."""
+    bound: dict[str, tuple] = {}
+    for stmt in ast.parse(_code(_strip_leading(node))).body:
+        for alias in getattr(stmt, "names", []):
+            if isinstance(stmt, ast.ImportFrom):
+                module = "." * stmt.level + (stmt.module or "")
+                bound[alias.asname or alias.name] = ("from", module, alias.name)
+            elif alias.asname:
+                bound[alias.asname] = ("as", alias.name)
+            else:
+                bound[alias.name.split(".")[0]] = ("module", alias.name)
+    bound.pop("*", None)
+    return bound
+
+
+def _covers(wider: tuple | None, narrower: tuple) -> bool:
+    """Does binding `wider` give everything `narrower` does? (`import a.b` covers `import a`.)"""
+    if wider is None:
+        return False
+    if wider[0] == narrower[0] == "module":
+        return wider[1] == narrower[1] or wider[1].startswith(narrower[1] + ".")
+    return wider == narrower
+
+
 # ---------------------------------------------------------------- order
 
 
@@ -419,10 +484,10 @@ def _refuse_double_replacement(base: dict, ours: dict, theirs: dict) -> None:
             raise Unsure(f"both sides change or remove {_describe(min(gone))}")
 
 
-def _verify(base, ours, theirs, merged) -> None:
+def _verify(base, ours, theirs, merged, dropped: set[tuple]) -> None:
     """Every top-level change of either side is in the result (a guard against our own bugs)."""
     texts = [{i.key: i.text for i in _statement_items(body)} for body in (base, ours, theirs, merged)]
-    for key in set().union(*texts[:3]):
+    for key in set().union(*texts[:3]) - dropped:
         b, o, t, m = (version.get(key) for version in texts)
         if (o == b and m != t) or (t == b and m != o) or (o != b and t != b and o != t and m is None):
             raise Unsure(f"internal check failed: the result loses a change to {_describe(key)}")
@@ -485,6 +550,10 @@ def _rejoin(merged: list, lists: list[list], closes: list) -> tuple[list, object
 
 
 # ---------------------------------------------------------------- checks
+# The checks use the standard library's C parser and symbol tables: they run on every
+# clean merge, and libcst's scope analysis is far slower on files of a thousand lines.
+
+_KNOWN = set(dir(builtins)) | {"__file__", "__path__", "__builtins__", "__annotations__"}
 
 
 def check_merged(base: str, ours: str, theirs: str, merged: str) -> str | None:
@@ -492,123 +561,174 @@ def check_merged(base: str, ours: str, theirs: str, merged: str) -> str | None:
 
     A clean text merge is not yet a good merge: the result must parse, and no name it
     uses may have been renamed or removed by one side (e.g. ours renames `helper`,
-    theirs adds a call to `helper`). Inputs that do not parse cannot be judged: None.
+    theirs adds a call to `helper`), nor may new code call a function whose parameters
+    the other side changed. Inputs that are not valid Python cannot be judged: None.
     """
     try:
-        b, o, t = (cst.parse_module(text) for text in (base, ours, theirs))
-    except cst.ParserSyntaxError:
+        b, o, t = (_Facts.of(text) for text in (base, ours, theirs))
+    except SyntaxError:
         return None
     try:
-        m = cst.parse_module(merged)
-    except cst.ParserSyntaxError as error:
-        return f"the result does not parse: {str(error).splitlines()[0]}"
-    if _compiles(ours) and _compiles(theirs) and not _compiles(merged):
-        return "the result is not valid Python"
-    return _lost_names(b, o, t, m) or _lost_members(b, o, t, m) or _changed_signatures(b, o, t, m)
+        m = _Facts.of(merged)
+    except SyntaxError as error:
+        return f"the result is not valid Python: {error.msg} (line {error.lineno})"
+    return _lost_names(o, t, m) or _lost_members(b, o, t, m) or _changed_signatures(b, o, t, m)
 
 
-def _compiles(text: str) -> bool:
-    try:
-        compile(text, "<merge>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return False
-    return True
+@dataclass
+class _Facts:
+    """What the checks need to know about one version."""
+
+    unresolved: set[str]                 # names used but bound nowhere
+    defined: set[str]                    # names bound at module level
+    members: set[tuple[str, str]]        # (class, member) pairs
+    attributes: Counter                  # `self.name`, `cls.name`, `SomeClass.name` uses
+    calls: Counter                       # calls of `name(...)`, and of `self.name(...)` as ".name"
+    signatures: dict[str, tuple]         # qualified function name -> parameter shape
+
+    @classmethod
+    def of(cls, text: str) -> _Facts:
+        try:
+            tree = ast.parse(text)
+            table = symtable.symtable(text, "<merge>", "exec")
+        except ValueError as error:   # e.g. a NUL byte
+            raise SyntaxError(str(error)) from None
+        unresolved, defined = _scopes(table)
+        unresolved |= _all_entries(tree) - defined
+        walker = _Walker({node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)})
+        walker.visit(tree)
+        return cls(unresolved, defined, walker.members, walker.attributes, walker.calls, walker.signatures)
 
 
-def _scope_facts(tree: cst.Module) -> tuple[set[str], set[str]]:
-    """(names used but defined nowhere, names defined at module level)."""
-    scopes = set(MetadataWrapper(tree, unsafe_skip_copy=True).resolve(ScopeProvider).values())
-    unresolved, defined = set(), set()
-    for scope in scopes:
-        if scope is None:
-            continue
-        unresolved |= {a.node.value for a in scope.accesses if not a.referents and isinstance(a.node, cst.Name)}
-        if isinstance(scope, GlobalScope):
-            defined |= {a.name for a in scope.assignments}
-    exported = _all_entries(tree)
-    return unresolved | (exported - defined), defined
+def _scopes(module: symtable.SymbolTable) -> tuple[set[str], set[str]]:
+    defined = {s.get_name() for s in module.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    referenced, tables = set(), [module]
+    while tables:
+        table = tables.pop()
+        for symbol in table.get_symbols():
+            at_module = table is module or symbol.is_global()
+            if symbol.is_referenced() and at_module:
+                referenced.add(symbol.get_name())
+            if symbol.is_declared_global() and symbol.is_assigned():
+                defined.add(symbol.get_name())
+        tables.extend(table.get_children())
+    return referenced - defined - _KNOWN, defined
 
 
-def _all_entries(tree: cst.Module) -> set[str]:
-    entries = set()
+def _all_entries(tree: ast.Module) -> set[str]:
+    entries: set[str] = set()
     for stmt in tree.body:
-        small = stmt.body[0] if isinstance(stmt, cst.SimpleStatementLine) and stmt.body else None
-        if isinstance(small, (cst.Assign, cst.AnnAssign)) and "__all__" in _code(small).split("=")[0]:
-            value = small.value
-            if isinstance(value, (cst.List, cst.Tuple, cst.Set)):
-                entries |= {e.value.evaluated_value for e in value.elements
-                            if isinstance(e.value, cst.SimpleString) and isinstance(e.value.evaluated_value, str)}
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            value = getattr(stmt, "value", None)
+            if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
+                entries |= {e.value for e in value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
     return entries
 
 
-def _lost_names(b, o, t, m) -> str | None:
-    (_, base_defs), (o_missing, o_defs), (t_missing, t_defs) = (_scope_facts(x) for x in (b, o, t))
-    lost = sorted(_scope_facts(m)[0] - o_missing - t_missing)
-    if not lost:
-        return None
-    name = lost[0]
-    remover = "ours" if name not in o_defs else "theirs" if name not in t_defs else "one side"
-    return f"the result uses {name!r}, which {remover} renames or removes"
+class _Walker(ast.NodeVisitor):
+    """Class members, their uses, calls by name, and function signatures. Uses of members
+    count only through `self`, `cls`, `super()` or a class of the module, so that
+    `runner.invoke(...)` is not taken for a call of this module's `Tests.invoke`."""
 
-
-class _Facts(cst.CSTVisitor):
-    """Class members, attribute names used, and calls by name, for the rename checks."""
-
-    def __init__(self) -> None:
+    def __init__(self, classes: set[str]) -> None:
+        self.receivers = classes | {"self", "cls"}
         self.members: set[tuple[str, str]] = set()
         self.attributes: Counter = Counter()
         self.calls: Counter = Counter()
-        self.signatures: dict[str, str] = {}
-        self.classes: list[str] = []
+        self.signatures: dict[str, tuple] = {}
+        self.path: list[str] = []
 
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self.classes.append(node.name.value)
-        for stmt in node.body.body if isinstance(node.body, cst.IndentedBlock) else ():
-            key = _statement_key(stmt, False)
-            if key[0] in ("def", "name", "class"):
-                self.members.add((node.name.value, key[1]))
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        qualified = ".".join([*self.path, node.name])
+        for stmt in node.body:
+            for name in _bound_names(stmt):
+                self.members.add((qualified, name))
+        self._inside(node)
 
-    def leave_ClassDef(self, node: cst.ClassDef) -> None:
-        self.classes.pop()
+    def visit_FunctionDef(self, node) -> None:
+        qualified = ".".join([*self.path, node.name])
+        self.signatures.setdefault(qualified, (_shape(node.args), "." in qualified))
+        self._inside(node)
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        name = ".".join([*self.classes, node.name.value])
-        self.signatures.setdefault(name, _code(node.params))
+    visit_AsyncFunctionDef = visit_FunctionDef
 
-    def visit_Attribute(self, node: cst.Attribute) -> None:
-        self.attributes[node.attr.value] += 1
+    def _inside(self, node) -> None:
+        self.path.append(node.name)
+        self.generic_visit(node)
+        self.path.pop()
 
-    def visit_Call(self, node: cst.Call) -> None:
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if self._own(node.value):
+            self.attributes[node.attr] += 1
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
         func = node.func
-        name = func.value if isinstance(func, cst.Name) else func.attr.value if isinstance(func, cst.Attribute) else None
-        if name:
-            self.calls[name] += 1
+        if isinstance(func, ast.Name):
+            self.calls[func.id] += 1
+        elif isinstance(func, ast.Attribute) and self._own(func.value):
+            self.calls["." + func.attr] += 1
+        self.generic_visit(node)
+
+    def _own(self, receiver: ast.expr) -> bool:
+        if isinstance(receiver, ast.Call):   # super().name
+            return isinstance(receiver.func, ast.Name) and receiver.func.id == "super"
+        return isinstance(receiver, ast.Name) and receiver.id in self.receivers
 
 
-def _facts(tree: cst.Module) -> _Facts:
-    facts = _Facts()
-    tree.visit(facts)
-    return facts
+def _bound_names(stmt: ast.stmt) -> list[str]:
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [stmt.name]
+    targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
+    return [t.id for t in targets if isinstance(t, ast.Name)]
 
 
-def _lost_members(b, o, t, m) -> str | None:
+def _shape(args: ast.arguments) -> tuple:
+    positional = [a.arg for a in (*args.posonlyargs, *args.args)]
+    defaults = len(args.defaults)
+    keyword = tuple((a.arg, d is not None) for a, d in zip(args.kwonlyargs, args.kw_defaults))
+    return tuple(positional), len(positional) - defaults, keyword, bool(args.vararg), bool(args.kwarg)
+
+
+def _breaks_callers(old: tuple, new: tuple) -> bool:
+    """Could a call written for the old parameters fail with the new ones?"""
+    (old_pos, old_required, old_kw, old_var, old_varkw) = old
+    (new_pos, new_required, new_kw, new_var, new_varkw) = new
+    if new_pos[: len(old_pos)] != old_pos or new_required > old_required:
+        return True
+    new_kw_names = dict(new_kw)
+    if any(name not in new_kw_names or (had and not new_kw_names[name]) for name, had in old_kw):
+        return True
+    added_required = any(not has for name, has in new_kw if name not in dict(old_kw))
+    return added_required or (old_var and not new_var) or (old_varkw and not new_varkw)
+
+
+def _lost_names(o: _Facts, t: _Facts, m: _Facts) -> str | None:
+    lost = sorted(m.unresolved - o.unresolved - t.unresolved)
+    if not lost:
+        return None
+    name = lost[0]
+    remover = "ours" if name not in o.defined else "theirs" if name not in t.defined else "one side"
+    return f"the result uses {name!r}, which {remover} renames or removes"
+
+
+def _lost_members(b: _Facts, o: _Facts, t: _Facts, m: _Facts) -> str | None:
     """A method or class attribute one side removed, still used as `.name` by new code."""
-    base, merged = _facts(b), _facts(m)
-    merged_members = {name for _, name in merged.members}
-    for side, label in ((_facts(o), "ours"), (_facts(t), "theirs")):
-        for cls, name in sorted(base.members - side.members):
-            if name not in merged_members and merged.attributes[name] > side.attributes[name]:
+    merged_members = {name for _, name in m.members}
+    for side, label in ((o, "ours"), (t, "theirs")):
+        for cls, name in sorted(b.members - side.members):
+            if name not in merged_members and m.attributes[name] > side.attributes[name]:
                 return f"{label} renames or removes {cls}.{name}, which the result still uses"
     return None
 
 
-def _changed_signatures(b, o, t, m) -> str | None:
+def _changed_signatures(b: _Facts, o: _Facts, t: _Facts, m: _Facts) -> str | None:
     """A function whose parameters one side changed, called by the other side's new code."""
-    base, merged = _facts(b), _facts(m)
-    for side, label in ((_facts(o), "ours"), (_facts(t), "theirs")):
-        for qualified, params in side.signatures.items():
-            old = base.signatures.get(qualified)
-            name = qualified.rsplit(".", 1)[-1]
-            if old is not None and old != params and merged.calls[name] > side.calls[name]:
+    for side, label in ((o, "ours"), (t, "theirs")):
+        for qualified, (shape, method) in side.signatures.items():
+            old = b.signatures.get(qualified)
+            name = ("." if method else "") + qualified.rsplit(".", 1)[-1]
+            if old and _breaks_callers(old[0], shape) and m.calls[name] > side.calls[name]:
                 return f"{label} changes the parameters of {qualified}(), which new code of the other side calls"
     return None
