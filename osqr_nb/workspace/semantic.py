@@ -25,8 +25,6 @@ import libcst as cst
 PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
 _EMPTY = cst.Module(body=[])
 _PASS_BODY = (cst.SimpleStatementLine([cst.Pass()]),)
-# Keys whose identity is their text: a change shows up as one removal plus one addition.
-_BY_CONTENT = ("stmt", "elem", "import")
 
 
 @dataclass(frozen=True)
@@ -80,6 +78,8 @@ def semantic_merge(base: str, ours: str, theirs: str, path: str = "x.py") -> Sem
             raise Unsure(problem)
     except Unsure as unsure:
         return SemanticResult(None, str(unsure), merger.details)
+    except (cst.CSTValidationError, RecursionError, ValueError) as error:  # a shape we did not foresee
+        return SemanticResult(None, f"cannot merge this structure ({type(error).__name__}: {error})", merger.details)
     return SemanticResult(merged, "combined: " + "; ".join(merger.details), merger.details)
 
 

@@ -1,0 +1,232 @@
+"""Merge corpus: how often does a merge command get a case right, admit a conflict, or lie?
+
+Each case is a base, ours and theirs version of one file and the truth: the merged
+file, or "this is a true conflict". A merge command is run the way `git merge-file`
+is (`COMMAND OURS BASE THEIRS`, result written to OURS, exit 0 clean, 1-127
+conflicts) on temporary copies, and each case scores as
+
+  correct       clean and equal to the truth (trailing whitespace ignored), or a
+                conflict reported on a true conflict;
+  conflict      a conflict reported where a merge existed (honest, left to a person);
+  wrong silent  clean but not the truth (includes a clean result on a true conflict);
+  error         any other exit.
+
+Under the table, the wrong silent results that are the truth's code in another order
+(same statements once module and class bodies are sorted; comments and blank lines
+ignored) are counted apart: a person merging by hand may order two new functions
+either way.
+
+Cases come from a corpus directory (default: benchmarks/merge_cases, one folder per
+case with base.py, ours.py, theirs.py and expected.py, or a `conflict` file instead
+of expected.py) or are mined at run time from a local git repository's merge
+commits (`--mine PATH`): for every merge of two parents and every Python file that
+both parents changed since their merge base, the merge base's, first parent's and
+second parent's versions, with the merge commit's version as the truth. Mined code
+is only ever written to a temporary directory.
+
+    python benchmarks/merge_corpus.py [--corpus DIR | --mine REPO] [--limit N]
+        [--tool NAME=COMMAND ...] [--jobs N] [-v] [--check]
+
+By default it scores `python -m osqr_nb merge-file` and `git merge-file` in one run.
+With --check the exit code is 1 if the first tool merges anything silently wrong
+or gets fewer cases right than the second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CORPUS = Path(__file__).resolve().parent / "merge_cases"
+DEFAULT_TOOLS = {
+    "osqr merge-file": [sys.executable, "-m", "osqr_nb", "merge-file", "-q"],
+    "git merge-file": ["git", "merge-file", "-q"],
+}
+OUTCOMES = ("correct", "conflict", "wrong silent", "error")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    base: bytes
+    ours: bytes
+    theirs: bytes
+    truth: bytes | None   # None: a true conflict, no merge is right
+    suffix: str = ".py"
+
+
+@dataclass(frozen=True)
+class Score:
+    tool: str
+    case: Case
+    outcome: str
+    seconds: float
+    equivalent: bool = False   # wrong silent, but the truth's code in another order
+
+
+def load_corpus(root: Path) -> list[Case]:
+    cases = []
+    for folder in sorted(p for p in root.iterdir() if (p / "base.py").exists()):
+        parts = [(folder / f"{role}.py").read_bytes() for role in ("base", "ours", "theirs")]
+        expected = folder / "expected.py"
+        truth = expected.read_bytes() if expected.exists() else None
+        if truth is None and not (folder / "conflict").exists():
+            raise SystemExit(f"{folder.name}: needs expected.py or a `conflict` file")
+        cases.append(Case(folder.name, *parts, truth))
+    return cases
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def _blob(repo: Path, commit: str, path: str) -> bytes | None:
+    done = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"], capture_output=True)
+    return done.stdout if done.returncode == 0 else None
+
+
+def mine(repo: Path, limit: int | None) -> list[Case]:
+    """Cases from the merge commits reachable from HEAD, newest first."""
+    cases: list[Case] = []
+    for line in _git(repo, "rev-list", "--merges", "--parents", "HEAD").splitlines():
+        merge, *parents = line.split()
+        bases = _git(repo, "merge-base", "--all", *parents).split() if len(parents) == 2 else []
+        if len(bases) != 1:
+            continue   # octopus merges and criss-cross histories have no single base
+        for path in _changed_on_both_sides(repo, bases[0], parents):
+            versions = [_blob(repo, commit, path) for commit in (bases[0], *parents, merge)]
+            if None not in versions:
+                cases.append(Case(f"{merge[:10]}:{path}", *versions))
+            if limit and len(cases) >= limit:
+                return cases
+    return cases
+
+
+def _changed_on_both_sides(repo: Path, base: str, parents: list[str]) -> list[str]:
+    changed = [set(_git(repo, "diff", "--name-only", "--no-renames", base, parent, "--", "*.py").split("\n"))
+               for parent in parents]
+    return sorted(path for path in changed[0] & changed[1] if path)
+
+
+def score(tool: str, command: list[str], case: Case) -> Score:
+    with tempfile.TemporaryDirectory(prefix="merge-corpus-") as tmp:
+        paths = [Path(tmp) / f"{role}{case.suffix}" for role in ("ours", "base", "theirs")]
+        for path, text in zip(paths, (case.ours, case.base, case.theirs)):
+            path.write_bytes(text)
+        started = time.perf_counter()
+        done = subprocess.run([*command, *map(str, paths)], cwd=tmp, capture_output=True)
+        seconds = time.perf_counter() - started
+        result = paths[0].read_bytes()
+    outcome = _outcome(done.returncode, result, case.truth)
+    equivalent = outcome == "wrong silent" and case.truth is not None and _equivalent(result, case.truth)
+    return Score(tool, case, outcome, seconds, equivalent)
+
+
+def _outcome(code: int, result: bytes, truth: bytes | None) -> str:
+    if 1 <= code < 128:
+        return "correct" if truth is None else "conflict"
+    if code != 0:
+        return "error"
+    return "correct" if truth is not None and _normal(result) == _normal(truth) else "wrong silent"
+
+
+def _normal(text: bytes) -> list[bytes]:
+    return [line.rstrip() for line in text.rstrip().splitlines()]
+
+
+def _equivalent(result: bytes, truth: bytes) -> bool:
+    try:
+        return _canonical(ast.parse(result)) == _canonical(ast.parse(truth))
+    except (SyntaxError, ValueError):
+        return False
+
+
+def _canonical(node: ast.AST) -> str:
+    """The code with module and class bodies sorted: equal for two orders of one set of definitions."""
+    if not isinstance(node, (ast.Module, ast.ClassDef)):
+        return ast.dump(node)
+    head = ast.dump(node.__class__(**{**node.__dict__, "body": []})) if isinstance(node, ast.ClassDef) else "module"
+    return head + "[" + ",".join(sorted(_canonical(child) for child in node.body)) + "]"
+
+
+def run(cases: list[Case], tools: dict[str, list[str]], jobs: int) -> list[Score]:
+    work = [(tool, command, case) for case in cases for tool, command in tools.items()]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda job: score(*job), work))
+
+
+def table(scores: list[Score], tools: list[str], cases: list[Case]) -> str:
+    conflicts = sum(case.truth is None for case in cases)
+    lines = [f"{len(cases)} cases ({len(cases) - conflicts} with a merge, {conflicts} true conflicts)",
+             f"{'tool':<18}" + "".join(f"{o:>18}" for o in OUTCOMES) + f"{'ms/case (median)':>18}"]
+    for tool in tools:
+        mine_ = [s for s in scores if s.tool == tool]
+        counts = [sum(s.outcome == o for s in mine_) for o in OUTCOMES]
+        cells = "".join(f"{f'{n} ({100 * n / max(len(mine_), 1):.1f}%)':>18}" for n in counts)
+        median = 1000 * statistics.median(s.seconds for s in mine_) if mine_ else 0.0
+        lines.append(f"{tool:<18}{cells}{median:>18.0f}")
+    for tool in tools:
+        wrong = [s for s in scores if s.tool == tool and s.outcome == "wrong silent"]
+        if wrong:
+            same = sum(s.equivalent for s in wrong)
+            lines.append(f"  {tool}: {same} of its {len(wrong)} wrong silent are the truth's code in another order")
+    return "\n".join(lines)
+
+
+def _tools(specs: list[str]) -> dict[str, list[str]]:
+    if not specs:
+        return dict(DEFAULT_TOOLS)
+    tools = {}
+    for spec in specs:
+        name, _, command = spec.partition("=")
+        if not command:
+            raise SystemExit(f"--tool wants NAME=COMMAND, got {spec!r}")
+        tools[name] = shlex.split(command)
+    return tools
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="a folder of cases")
+    source.add_argument("--mine", type=Path, metavar="REPO", help="mine cases from this git repository")
+    parser.add_argument("--limit", type=int, help="at most N cases")
+    parser.add_argument("--tool", action="append", default=[], metavar="NAME=COMMAND",
+                        help="a merge command taking OURS BASE THEIRS (repeat; default: osqr and git)")
+    parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("-v", "--verbose", action="store_true", help="list every case that is not correct")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless the first tool wins safely")
+    args = parser.parse_args(argv)
+    tools = _tools(args.tool)
+    cases = mine(args.mine, args.limit) if args.mine else load_corpus(args.corpus)[: args.limit]
+    started = time.perf_counter()
+    scores = run(cases, tools, args.jobs)
+    print(f"source: {f'merge commits of {args.mine}' if args.mine else args.corpus}")
+    print(table(scores, list(tools), cases))
+    print(f"wall time {time.perf_counter() - started:.1f} s with {args.jobs} jobs")
+    if args.verbose:
+        for s in scores:
+            if s.outcome != "correct":
+                print(f"  {s.tool}: {s.outcome}: {s.case.name}")
+    return _verdict(scores, list(tools)) if args.check else 0
+
+
+def _verdict(scores: list[Score], tools: list[str]) -> int:
+    def count(tool: str, outcome: str) -> int:
+        return sum(s.tool == tool and s.outcome == outcome for s in scores)
+    ok = count(tools[0], "wrong silent") == 0 and (len(tools) < 2 or count(tools[0], "correct") >= count(tools[1], "correct"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The Python-aware merge, driven by the committed corpus in benchmarks/merge_cases."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from osqr_nb.workspace.semantic import check_merged, semantic_merge
+
+CORPUS = Path(__file__).resolve().parent.parent / "benchmarks" / "merge_cases"
+MERGEABLE = sorted(p.name for p in CORPUS.iterdir() if (p / "expected.py").exists())
+CONFLICTS = sorted(p.name for p in CORPUS.iterdir() if (p / "conflict").exists())
+
+
+def versions(case: str) -> list[str]:
+    return [(CORPUS / case / f"{role}.py").read_text() for role in ("base", "ours", "theirs")]
+
+
+def test_corpus_holds_both_kinds_of_case():
+    assert len(MERGEABLE) >= 12 and len(CONFLICTS) >= 8
+    assert not set(MERGEABLE) & set(CONFLICTS)
+
+
+@pytest.mark.parametrize("case", MERGEABLE)
+def test_combines_each_mergeable_case(case):
+    base, ours, theirs = versions(case)
+    result = semantic_merge(base, ours, theirs, path="utils.py")
+    assert result.merged == (CORPUS / case / "expected.py").read_text(), result.reason
+    ast.parse(result.merged)
+    assert result.details
+
+
+@pytest.mark.parametrize("case", MERGEABLE)
+def test_sides_swapped_keep_the_same_code(case):
+    """Swapping ours and theirs may change the order of new things, never what is kept."""
+    base, ours, theirs = versions(case)
+    swapped = semantic_merge(base, theirs, ours).merged
+    expected = (CORPUS / case / "expected.py").read_text()
+    assert swapped is not None
+    assert sorted(re.findall(r"\w+|\S", swapped)) == sorted(re.findall(r"\w+|\S", expected))
+
+
+@pytest.mark.parametrize("case", CONFLICTS)
+def test_refuses_each_true_conflict(case):
+    base, ours, theirs = versions(case)
+    result = semantic_merge(base, ours, theirs)
+    assert result.merged is None
+    assert result.reason and not result.clean
+
+
+def test_seed_case_keeps_comments_and_formatting():
+    base, ours, theirs = versions("comments_before_main_block")
+    merged = semantic_merge(base, ours, theirs).merged
+    assert "# --- auth ----" in merged and "# spacing kept as written" in merged
+    assert "def check(   token ):" in merged and "return bool( token )" in merged
+    assert '"usage: app [ARGS]"  # short on purpose' in merged
+
+
+def test_reasons_name_what_went_wrong():
+    assert "helper" in semantic_merge(*versions("rename_vs_call")).reason
+    assert "normalize" in semantic_merge(*versions("both_change_body")).reason
+    assert "removes" in semantic_merge(*versions("delete_vs_change")).reason
+    assert "does not parse" in semantic_merge(*versions("syntax_error_one_side")).reason
+
+
+def test_refuses_files_that_are_not_python():
+    result = semantic_merge("a\n", "b\n", "c\n", path="notes.md")
+    assert result.merged is None and "not a Python file" in result.reason
+
+
+def test_refuses_a_base_with_a_syntax_error():
+    result = semantic_merge("def f(:\n", "def f(:\n\nx = 1\n", "def f(:\n\ny = 2\n")
+    assert result.merged is None and "base does not parse" in result.reason
+
+
+def test_both_adding_the_same_function_keeps_one_copy():
+    base = "import os\n"
+    same = "\n\ndef home():\n    return os.path.expanduser('~')\n"
+    merged = semantic_merge(base, base + same, base + same + "\n\ndef cwd():\n    return os.getcwd()\n").merged
+    assert merged.count("def home") == 1 and "def cwd" in merged
+
+
+def test_imports_that_cover_each_other_are_not_doubled():
+    base = "def f():\n    return 1\n"
+    ours = "import packaging\n\n\n" + base + "\n\ndef v():\n    return packaging.version\n"
+    theirs = "import packaging.version\n\n\n" + base + "\n\ndef w():\n    return packaging.version.parse('1')\n"
+    merged = semantic_merge(base, ours, theirs).merged
+    assert "import packaging.version\n" in merged and "import packaging\n" not in merged
+
+
+def test_one_name_imported_from_two_places_is_a_conflict():
+    base = "def f():\n    return 1\n"
+    ours = "from a import X\n" + base + "\n\ndef g():\n    return X\n"
+    theirs = "from b import X\n" + base + "\n\ndef h():\n    return X\n"
+    result = semantic_merge(base, ours, theirs)
+    assert result.merged is None and "'X'" in result.reason
+
+
+def test_both_changing_one_unnamed_statement_is_a_conflict():
+    base = "import logging\n\nlogging.basicConfig(level=logging.INFO)\n"
+    result = semantic_merge(base, base.replace("INFO", "DEBUG"), base.replace("INFO", "WARNING"))
+    assert result.merged is None
+
+
+def test_clean_text_merge_checks():
+    base, ours, theirs = versions("remove_import_vs_use")
+    text_merge = ours + theirs[len(base):]          # what a line merge produces
+    assert "json" in check_merged(base, ours, theirs, text_merge)
+    assert check_merged(base, ours, theirs, "def broken(:\n").startswith("the result is not valid Python")
+    fine = versions("add_functions_same_place")
+    assert check_merged(*fine, (CORPUS / "add_functions_same_place" / "expected.py").read_text()) is None
