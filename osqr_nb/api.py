@@ -15,6 +15,7 @@ from .engine.run import Run
 from .engine.state import RunState
 from .models.base import ModelClient
 from .engine.budget import check_budget
+from .models.errors import KEY_VARIABLES
 from .plan.decompose import OfflinePlanner
 from .plan.task import Plan
 from .store.events import log_path, open_log
@@ -61,6 +62,10 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
     budget = check_budget(config.budget if budget is None else budget)
     task_budget = check_budget(config.task_budget, "OSQR.task_budget")
     router = config.router(model if isinstance(model, str) else None)
+    if isinstance(model, str) and not router.available(router.forced):
+        variable = KEY_VARIABLES.get(router.forced.provider, "a base URL in OSQR.providers")
+        raise ValueError(f"model {model!r} needs {variable}: set it (or OSQR.providers), "
+                         "or leave the model out to run offline with the scripted model")
     info = git.inspect_repo(repo)
     if plan is None:
         plan = OfflinePlanner().plan(request or "", str(info.root))

@@ -41,9 +41,14 @@ class OSQR(SingletonConfigurable):
     human_rate = Float(75.0, help="US dollars per hour of a person's time, for the cost report's "
                        "human-equivalent estimate.").tag(config=True)
 
+    offline = Unicode("direct", help="With no provider configured, the scripted model answers: 'direct' "
+                      "in-process, or 'wire' through the real anthropic SDK and a loopback server that "
+                      "speaks its protocol.").tag(config=True)
+
     def router(self, forced: str | None = None):
         from .routing import Router
-        return Router(self.routes, self.providers, forced or self.model or None, self.scripted_delay)
+        return Router(self.routes, self.providers, forced or self.model or None, self.scripted_delay,
+                      offline=self.offline)
 
     def policy(self, tier: int | None = None) -> AutonomyPolicy:
         """The autonomy policy these settings describe (checked: a bad value is a clear error)."""

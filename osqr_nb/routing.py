@@ -47,7 +47,11 @@ class Route:
 class Router:
     def __init__(self, routes: Mapping[str, list[str]] | None = None,
                  providers: Mapping[str, Mapping[str, Any]] | None = None, forced: str | None = None,
-                 scripted_delay: float = 0.0, env: Mapping[str, str] | None = None) -> None:
+                 scripted_delay: float = 0.0, env: Mapping[str, str] | None = None,
+                 offline: str = "direct") -> None:
+        if offline not in ("direct", "wire"):
+            raise ValueError(f"OSQR.offline must be 'direct' or 'wire', got {offline!r}")
+        self.offline = offline
         self.providers = {k: dict(v) for k, v in (providers or {}).items()}
         self.env = os.environ if env is None else env
         self.routes = {**DEFAULT_ROUTES, **self._checked(routes or {})}
@@ -122,6 +126,8 @@ class Router:
                    if settings.get(k) is not None}
         if info.provider == "scripted":
             from .models.scripted import ScriptedModel
+            if self.offline == "wire":
+                return offline_wire_client(self.scripted_delay)
             return ScriptedModel(delay=self.scripted_delay)
         if info.api == "messages":
             from .models.anthropic import AnthropicModel
@@ -155,3 +161,20 @@ def models_table(router: Router) -> pd.DataFrame:
                      "api": info.api, "usd per 1M input": price_in, "usd per 1M output": price_out,
                      "available": router.available(info), "key": router.key_state(info.provider)})
     return pd.DataFrame(rows)
+
+
+_wire_servers: dict[float, Any] = {}
+
+
+def offline_wire_client(delay: float) -> ModelClient:
+    """The scripted model behind the real anthropic SDK, over a loopback wire server that
+    lives as long as the process: the offline demo then runs every SDK code path."""
+    from .models.anthropic import AnthropicModel
+    from .models.scripted import SCRIPTED_NAME, ScriptedModel
+    from .wire import WireServer
+
+    if delay not in _wire_servers:
+        _wire_servers[delay] = WireServer(ScriptedModel(delay=delay)).start()
+    client = AnthropicModel("scripted", api_key="offline-demo-no-key", base_url=_wire_servers[delay].base_url)
+    client.name = SCRIPTED_NAME
+    return client

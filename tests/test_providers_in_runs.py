@@ -179,3 +179,29 @@ def test_stop_here_at_the_budget_cancels_with_nothing_lost(repo, anthropic_via_w
 def test_a_budget_that_is_not_a_positive_number_is_refused(repo, budget):
     with pytest.raises(ValueError, match="budget must be a positive number"):
         osqr_nb.start("x", repo=repo, budget=budget)
+
+
+def test_the_offline_demo_can_run_through_the_real_sdk(repo):
+    config = settings()
+    config.offline = "wire"
+    try:
+        async def main():
+            run = osqr_nb.start(SEED_REQUEST, repo=repo)
+            (await run.next_checkpoint(timeout=30)).resolve("JWT")
+            await run
+            return run
+        run = run_async(main())
+    finally:
+        config.offline = "direct"
+    assert run.status == "complete"
+    assert {t.model for t in run.tasks.values()} == {"scripted (offline demo)"}
+    assert run.state.total_cost == 0 and not run.state.cost_unknown
+    assert all(r["input_tokens"] > 0 for r in run.events().query("type == 'model_reply'").data)
+
+
+def test_forcing_a_model_without_its_key_says_which_variable_to_set(repo):
+    async def main():
+        osqr_nb.start("add a thing", repo=repo, model="claude-opus")
+    with pytest.raises(ValueError, match="needs ANTHROPIC_API_KEY"):
+        run_async(main())
+    assert osqr_nb.events(repo).empty
