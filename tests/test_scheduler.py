@@ -154,3 +154,19 @@ def test_bad_arguments_are_refused():
 
 def test_an_empty_graph_finishes_at_once():
     assert run_async(schedule(nx.DiGraph(), lambda n: None)) == {}
+
+
+def test_a_partial_edge_lets_the_dependent_start_once_its_input_has_started():
+    graph = nx.DiGraph()
+    graph.add_edge("schema", "auth", partial=True)
+    graph.add_edge("auth", "docs")
+    events = []
+
+    async def work(node):
+        events.append(f"start {node}")
+        await asyncio.sleep(0.05 if node == "schema" else 0.01)
+        events.append(f"end {node}")
+
+    run_async(schedule(graph, work))
+    assert events.index("start auth") < events.index("end schema")     # started on partial input
+    assert events.index("start docs") > events.index("end auth")       # a plain edge still waits

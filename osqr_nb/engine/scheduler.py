@@ -34,6 +34,8 @@ def remaining_path_lengths(graph: nx.DiGraph, weight: str = "weight") -> dict[No
 class Scheduler:
     """Runs `work(node)` for every node of a DAG, respecting edges and a parallel limit.
 
+    An edge with `partial=True` lets its target start as soon as the source has
+    started (not finished): the target works on partial inputs.
     on_error="raise": the first failure cancels the rest and is raised (like a TaskGroup).
     on_error="skip": a failure is recorded, its descendants are skipped, the rest go on.
     """
@@ -52,7 +54,12 @@ class Scheduler:
         self.errors: dict[Node, BaseException] = {}
         self.skipped: set[Node] = set()
         self.running: dict[Node, asyncio.Task] = {}
+        self.started: set[Node] = set()
         self._waiting = {n: d for n, d in graph.in_degree()}
+        self._partial_out: dict[Node, list[Node]] = {}     # successors that wait for a start
+        self._plain_out: dict[Node, list[Node]] = {}       # successors that wait for the end
+        for u, v, partial in graph.edges(data="partial"):
+            (self._partial_out if partial else self._plain_out).setdefault(u, []).append(v)
         self._ready: list[tuple[float, int, Node]] = []
         self._order = 0
         self._paused = False
@@ -112,6 +119,10 @@ class Scheduler:
             else:
                 node = heapq.heappop(self._ready)[2]
             self.running[node] = loop.create_task(self._one(node))
+            self.started.add(node)
+            if node in self._partial_out:
+                for successor in self._partial_out[node]:
+                    self._arrived(successor)
 
     async def _one(self, node: Node) -> None:
         try:
@@ -124,12 +135,16 @@ class Scheduler:
             self._failed(node, exc)
             return
         self.running.pop(node, None)
-        for successor in self.graph.successors(node):
-            self._waiting[successor] -= 1
-            if self._waiting[successor] == 0:
-                self._make_ready(successor)
+        for successor in self._plain_out.get(node, ()):
+            self._arrived(successor)
         self._launch()
         self._check_done()
+
+    def _arrived(self, node: Node) -> None:
+        """One of `node`'s inputs is ready (finished, or started for a partial edge)."""
+        self._waiting[node] -= 1
+        if self._waiting[node] == 0:
+            self._make_ready(node)
 
     def _failed(self, node: Node, exc: BaseException) -> None:
         self.errors[node] = exc
