@@ -59,7 +59,8 @@ HOURS_PER_DAY = 8.0
 
 _BULLET = re.compile(r"^(?P<indent>\s*)(?:[-*+]|\d+[.)])\s+(?P<rest>.*)$")
 _CHECKBOX = re.compile(r"^\[[ xX]\]\s+")
-_ID_TAG = re.compile(r"^\[(?P<id>[^\]\s]*)\]\s*")
+_ID_TAG = re.compile(r"^\[(?P<id>[^\]]+)\]\s*")         # any [tag]; a bad id is reported
+_PLAN_TAG = re.compile(r"^\[[A-Za-z0-9][\w.-]*\]\s")     # what makes a list look like a plan
 _HEAD = re.compile(r"^(?P<title>.*?)(?:\s*\((?P<kind>[^()]*)\))?(?:\s+after\s+(?P<after>.+?))?\s*$",
                    re.IGNORECASE)
 _KEY_LINE = re.compile(r"^(?:[-*+]\s+)?(?P<key>[A-Za-z][A-Za-z _]*?)\s*:\s*(?P<value>.*)$")
@@ -117,7 +118,7 @@ def looks_like_plan(text: str) -> bool:
     if item is None:
         return False
     rest = _CHECKBOX.sub("", item.group("rest"))
-    return bool(_ID_TAG.match(rest)) and not rest.startswith("[]")
+    return bool(_PLAN_TAG.match(rest + " "))
 
 
 # --- Markdown -------------------------------------------------------------------------------------
@@ -324,8 +325,9 @@ def _resolve(entry: Entry, names: dict[str, str], problems: list[str]) -> tuple[
             name = word.rstrip("~").strip()
             dep = _lookup(name, names)
             if dep is None:
+                known = sorted({i for i in names.values() if _ID.match(i)})
                 problems.append(f"line {entry.line}: after {name!r}: no task has that id or title "
-                                f"(ids: {', '.join(sorted(set(names.values())))})")
+                                f"(ids: {', '.join(known)})")
                 continue
             depends += [dep] if dep not in depends else []
             partial += [dep] if word.endswith("~") and dep not in partial else []
@@ -339,7 +341,10 @@ def _cycle_problem(tasks: list[Task], lines: dict[str, int]) -> list[str]:
         cycle = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:
         return self_loops
-    path = " -> ".join(f"{u} (line {lines[u]})" for u, _ in cycle) + f" -> {cycle[0][0]}"
+    nodes = [u for u, _ in cycle]
+    start = nodes.index(min(nodes, key=lines.__getitem__))   # read it from the earliest line
+    nodes = nodes[start:] + nodes[:start]
+    path = " -> ".join(f"{u} (line {lines[u]})" for u in nodes) + f" -> {nodes[0]}"
     return self_loops + [f"the plan has a dependency cycle: {path}; remove one of these `after`s"]
 
 
