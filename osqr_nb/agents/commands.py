@@ -7,11 +7,12 @@ gigabytes neither hangs nor fills memory), and an environment holding no API
 keys or other secrets.
 
 Where bubblewrap (`bwrap`) works, the command also runs inside it: the whole
-file system read-only, the worktree writable, a private `/tmp`, no network, its
-own process namespace (so a timeout kills every descendant) and well-known
-credential files hidden. The worktree's `.git` is read-only inside the sandbox,
-and so is the repository's git directory that a worktree's `.git` file points
-to: git commands that only read (`git diff`, `git log`, `git status`) work, git
+file system read-only, the worktree writable, private `/tmp`, `/var/tmp` and
+`/run` (hiding daemons' sockets), no network, no capabilities even for root,
+its own process namespace (so a timeout kills every descendant) and well-known
+credential files under HOME hidden. The worktree's `.git` is read-only inside
+the sandbox, and so is the repository's git directory that a worktree's `.git`
+file points to: git commands that only read (`git diff`, `git log`, `git status`) work, git
 commands that write (`git commit`, `git add`, `git stash`) fail with a
 read-only file system; committing is the orchestrator's job.
 Without bwrap the command runs unconfined ("none"); the result says which mode
@@ -49,6 +50,13 @@ _CREDENTIAL_PATHS = (".ssh", ".aws", ".azure", ".gnupg", ".docker", ".kube", ".n
                      ".pypirc", ".npmrc", ".config/gh", ".config/gcloud", ".config/hub", ".anthropic",
                      ".openai")
 _SHELL_OPERATORS = set("|&;<>()")
+# Replaced by empty private directories: scratch space, and the place daemons keep their
+# sockets (a read-only mount does not stop connecting to a Unix socket).
+_PRIVATE_DIRS = ("/tmp", "/var/tmp", "/run", "/var/run")
+# Own namespaces (no network, own processes: a kill reaches every descendant), no
+# capabilities (root could otherwise remount / writable), no controlling terminal.
+_ISOLATION = ("--unshare-user-try", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+              "--cap-drop", "ALL", "--new-session", "--die-with-parent")
 
 
 class CommandError(ValueError):
@@ -107,7 +115,7 @@ def sandbox_available() -> bool:
     if shutil.which("bwrap") is None:
         return False
     probe = ["bwrap", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc",
-             "--unshare-net", "--unshare-pid", "--new-session", "--die-with-parent", "true"]
+             *_ISOLATION, "true"]
     try:
         return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
@@ -162,20 +170,21 @@ def to_argv(command: str | Sequence[str]) -> list[str]:
 def bwrap_argv(worktree: Path, argv: list[str], home: Path | None = None) -> list[str]:
     """The bubblewrap wrapping of `argv`: read-only disk, writable worktree, no network.
 
-    Mounts stack in order: the private /tmp first (the worktree or its repository
-    may live under /tmp), then the git directories read-only, then the worktree
-    writable, and last its `.git` read-only again.
+    Mounts stack in order: the private scratch directories first (the worktree
+    or its repository may live under /tmp), then the git directories read-only,
+    then the worktree writable, and last its `.git` read-only again.
     """
-    wrapped = ["bwrap", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc"]
+    wrapped = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    for scratch in _PRIVATE_DIRS:
+        if scratch == "/tmp" or (os.path.isdir(scratch) and not os.path.islink(scratch)):
+            wrapped += ["--tmpfs", scratch]
     for git_dir in _git_dirs(worktree):
         wrapped += ["--ro-bind", str(git_dir), str(git_dir)]
     wrapped += ["--bind", str(worktree), str(worktree)]
     if (worktree / ".git").exists():
         wrapped += ["--ro-bind", str(worktree / ".git"), str(worktree / ".git")]
     wrapped += _hide_credentials(home or Path.home(), worktree)
-    wrapped += ["--dir", SANDBOX_HOME, "--unshare-net", "--unshare-pid", "--new-session",
-                "--die-with-parent", "--chdir", str(worktree), "--", *argv]
-    return wrapped
+    return [*wrapped, "--dir", SANDBOX_HOME, *_ISOLATION, "--chdir", str(worktree), "--", *argv]
 
 
 def _git_dirs(worktree: Path) -> list[Path]:
@@ -281,18 +290,19 @@ async def run_command(command: str | Sequence[str], cwd: Path, *, timeout: float
     """
     argv = to_argv(command)
     cwd = Path(cwd).resolve()
-    mode = _mode(sandbox)
-    with tempfile.TemporaryDirectory(prefix="osqr-cmd-") as scratch:
-        if mode == "bwrap":
-            env = safe_environment(SANDBOX_HOME, "/tmp")
-            full = bwrap_argv(cwd, argv)
-        else:
-            for sub in ("home", "tmp"):
-                os.mkdir(os.path.join(scratch, sub))
-            env = safe_environment(os.path.join(scratch, "home"), os.path.join(scratch, "tmp"))
-            full = argv
+    if _mode(sandbox) == "bwrap":
+        env = safe_environment(SANDBOX_HOME, "/tmp")
         _check_program(argv, env, cwd)
-        return await _supervise(argv, full, cwd, env, timeout, limit, mode)
+        return await _supervise(argv, bwrap_argv(cwd, argv), cwd, env, timeout, limit, "bwrap")
+    scratch = Path(tempfile.mkdtemp(prefix="osqr-cmd-"))
+    try:
+        (scratch / "home").mkdir()
+        (scratch / "tmp").mkdir()
+        env = safe_environment(str(scratch / "home"), str(scratch / "tmp"))
+        _check_program(argv, env, cwd)
+        return await _supervise(argv, argv, cwd, env, timeout, limit, "none")
+    finally:
+        await asyncio.to_thread(shutil.rmtree, scratch, ignore_errors=True)
 
 
 async def _supervise(argv: list[str], full: list[str], cwd: Path, env: dict[str, str], timeout: float,
