@@ -285,3 +285,18 @@ def test_resume_after_the_process_died_finishes_the_run_without_redoing_work(rep
     assert {"db/schema.sql", "auth/sessions.py", "docs/API.md"} <= set(files)
     with pytest.raises(ValueError, match="already finished"):
         osqr_nb.resume(run_id, repo=repo)
+
+
+def test_every_model_call_and_tool_result_is_logged_and_the_transcript_rebuilds(repo):
+    run = run_async(seed_run(repo))
+    transcript = run.transcript("db-schema")
+    assert list(transcript.role) == ["user", "assistant", "tool", "assistant", "tool", "assistant", "tool",
+                                     "assistant"]
+    assert transcript.content.iloc[0].startswith("# Task: DB Schema")
+    assert transcript.tool_calls.iloc[-1][0]["name"] == "finish"
+    replies = run.events().query("type == 'model_reply'").data.tolist()
+    assert all(r["latency"] >= 0 and r["reply"] for r in replies)
+    write = run.events().query("type == 'tool_call' and task_id == 'db-schema'").data.tolist()[1]
+    assert "CREATE TABLE users" in run.log.get_blob(write["args"])
+    with pytest.raises(KeyError, match="no task 'ghost'"):
+        run.transcript("ghost")

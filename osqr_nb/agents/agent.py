@@ -9,6 +9,7 @@ Between turns the agent waits at `gate`, which is how Pause All reaches it.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -38,7 +39,8 @@ class Supervisor(Protocol):
 
     async def errors(self, errors: list[str]) -> bool: ...   # True: let the agent go on
 
-    async def on_reply(self, reply: Reply) -> None: ...     # usage, cost, budgets (may wait)
+    async def on_reply(self, reply: Reply, sent: list[dict[str, Any]] | None = None,
+                       latency: float | None = None) -> None: ...   # log, cost, budgets (may wait)
 
     async def provider_failed(self, error: ProviderError) -> ModelClient | None: ...
 
@@ -121,6 +123,7 @@ class Agent:
         """One model call. A provider that stays down asks the supervisor (retry, or another
         model); a malformed or cut-off tool call is told to the model, which tries again."""
         while True:
+            started = time.perf_counter()
             try:
                 reply = await self.model.complete(SYSTEM_PROMPT, self.messages, TOOL_SPECS)
             except BadToolCall as exc:
@@ -138,12 +141,12 @@ class Agent:
                 if replacement is not None:
                     self.model = replacement
                 continue
-            await self._spent(reply)
+            await self._spent(reply, time.perf_counter() - started)
             return reply
 
-    async def _spent(self, reply: Reply | None) -> None:
+    async def _spent(self, reply: Reply | None, latency: float | None = None) -> None:
         if reply is not None:
-            await self.supervisor.on_reply(reply)
+            await self.supervisor.on_reply(reply, self.messages, latency)
 
     async def _failed_call(self, reply: Reply | None, call_id: str | None, message: str) -> None:
         if reply is not None and (reply.text or reply.tool_calls):
@@ -167,17 +170,17 @@ class Agent:
             else:
                 result = self.workspace.call(name, args)
         except Rejected as exc:
-            self.emit("tool_call", name=name, path=args.get("path"), ok=False, error=str(exc))
+            self.emit("tool_call", name=name, path=args.get("path"), ok=False, error=str(exc), args=args)
             return f"error: {exc}"
         except ToolError as exc:
-            self.emit("tool_call", name=name, path=args.get("path"), ok=False, error=str(exc))
+            self.emit("tool_call", name=name, path=args.get("path"), ok=False, error=str(exc), args=args)
             self.failures.append(f"{name}: {exc}")
             if not await self.supervisor.errors(list(self.failures)):
                 raise AgentStopped(f"stopped after {len(self.failures)} failed tool calls in a row: "
                                  f"{self.failures[-1]}") from None
             return f"error: {exc}"
         self.failures.clear()
-        self.emit("tool_call", name=name, path=args.get("path"), ok=True)
+        self.emit("tool_call", name=name, path=args.get("path"), ok=True, args=args, result=result)
         return result
 
     async def _write(self, args: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import secrets
 import time
@@ -364,7 +365,25 @@ class Run:
             self._emit("workspace_ready", task_id, head=await git.head(path), worktree=str(path))
 
     def _emitter(self, task_id: str):
-        return lambda event_type, **data: self._emit(event_type, task_id, **data)
+        """Events from an agent; tool arguments and results go to the blob store by hash."""
+        def emit(event_type: str, **data: Any) -> None:
+            for field in ("args", "result"):
+                if field in data:
+                    data[field] = self.log.put_blob(json.dumps(data[field], default=str, ensure_ascii=False))
+            self._emit(event_type, task_id, **data)
+        return emit
+
+    def transcript(self, task_id: str, attempt: int | None = None) -> pd.DataFrame:
+        """The task's conversation with its model (the latest attempt by default), from the log."""
+        self.plan[task_id]
+        replies = [e for e in self.log.read(self.id) if e.type == "model_reply" and e.task_id == task_id]
+        if not replies:
+            return pd.DataFrame(columns=["role", "content", "tool_calls", "tool_call_id"])
+        attempt = attempt or max(e.data.get("attempt", 1) for e in replies)
+        replies = [e for e in replies if e.data.get("attempt", 1) == attempt]
+        hashes = [h for e in replies for h in e.data.get("sent", [])] + [replies[-1].data["reply"]]
+        rows = [json.loads(self.log.get_blob(h)) for h in hashes]
+        return pd.DataFrame(rows).reindex(columns=["role", "content", "tool_calls", "tool_call_id"])
 
     # ----- checkpoints ----------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ answered in an earlier attempt of the task is not asked again.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,7 @@ class TaskSupervisor:
         self.approve_rest = False
         self.errors_seen = 0
         self._reused: set[str] = set()
+        self._logged = 0           # messages of the conversation already in the log
 
     async def decide(self, question: str, options: list[dict[str, Any]], proposed: str,
                      confidence: float, category: str, blocked: bool = False) -> str:
@@ -85,12 +88,18 @@ class TaskSupervisor:
                                  details={"errors": errors[-5:]}, free_text=False)
         return answer == GO_ON
 
-    async def on_reply(self, reply: Reply) -> None:
-        """Record the call's usage and cost, then hold the agent if a budget is spent."""
+    async def on_reply(self, reply: Reply, sent: list[dict[str, Any]] | None = None,
+                       latency: float | None = None) -> None:
+        """Record the call (what was sent, the reply, usage, cost, latency), then hold the agent
+        if a budget is spent. Message bodies are stored once, by content hash."""
         usage = reply.usage
         info = self.model
         cost = price(info.model_id, info.provider, usage) if info else None
+        new = [self.run.log.put_blob(_json(m)) for m in (sent or [])[self._logged:]]
+        self._logged = len(sent or [])
         self.run._emit("model_reply", self.task_id, model=info.name if info else self.run.model_name,
+                       sent=new, reply=self.run.log.put_blob(_json(_as_message(reply))),
+                       latency=latency, attempt=self.attempt,
                        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                        cache_read_tokens=getattr(usage, "cache_read_tokens", 0),
                        cache_write_tokens=getattr(usage, "cache_write_tokens", 0),
@@ -141,3 +150,18 @@ class TaskSupervisor:
 
 def _route_fields(info: ModelInfo) -> dict[str, Any]:
     return {"model": info.name, "model_id": info.model_id, "provider": info.provider}
+
+
+def _as_message(reply: Reply) -> dict[str, Any]:
+    return {"role": "assistant", "content": reply.text, "tool_calls": reply.tool_calls,
+            "stop_reason": reply.stop_reason}
+
+
+def _json(message: dict[str, Any]) -> str:
+    return json.dumps(message, default=_plain, ensure_ascii=False, sort_keys=True)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value)

@@ -6,6 +6,7 @@ run's state can always be rebuilt by folding its events (see engine/state.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -24,6 +25,10 @@ CREATE TABLE IF NOT EXISTS events (
     data    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
+CREATE TABLE IF NOT EXISTS blobs (
+    hash TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 """
 
 
@@ -63,6 +68,20 @@ class EventLog:
                 (event.run_id, event.type, event.task_id, event.ts, payload),
             )
         return Event(event.run_id, event.type, event.task_id, event.data, event.ts, cur.lastrowid)
+
+    def put_blob(self, body: str) -> str:
+        """Store a large body once, by content hash (conversations repeat themselves)."""
+        digest = hashlib.sha256(body.encode()).hexdigest()[:32]
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO blobs (hash, body) VALUES (?, ?)", (digest, body))
+        return digest
+
+    def get_blob(self, digest: str) -> str:
+        with self._lock:
+            row = self._db.execute("SELECT body FROM blobs WHERE hash = ?", (digest,)).fetchone()
+        if row is None:
+            raise KeyError(f"no stored body {digest!r} in {self.path}")
+        return row[0]
 
     def read(self, run_id: str | None = None) -> Iterator[Event]:
         query = "SELECT seq, run_id, type, task_id, ts, data FROM events"
