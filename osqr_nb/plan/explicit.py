@@ -168,26 +168,29 @@ def _continuation(entry: Entry, text: str) -> None:
     _set(entry, key, found.group("value").strip())
 
 
+_LIST_KEYS = ("after", "partial", "writes", "reads", "acceptance")
+
+
+def _values(key: str, value: Any) -> list[str]:
+    """A list field's values from YAML data or from Markdown text ('a, b~' or 'x.py y.py')."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    text = str(value).strip()
+    if key == "acceptance":
+        return [text] if text else []
+    return _split_names(text) if key in ("after", "partial") else _split_paths(text)
+
+
 def _set(entry: Entry, key: str, value: Any) -> None:
     """Store one field given as text (Markdown) or as YAML data."""
-    if key in ("after", "partial", "writes", "reads", "acceptance") and isinstance(value, list):
-        values = [str(v) for v in value]
-    elif key == "acceptance":
-        values = [str(value)] if str(value).strip() else []
-    elif key in ("after", "partial"):
-        values = _split_names(str(value))
-    else:
-        values = _split_paths(str(value)) if key in ("writes", "reads") else []
-    if key == "partial":
-        entry.after += [v if v.endswith("~") else v + "~" for v in values]
-    elif key == "after":
-        entry.after += values
-    elif key in ("writes", "reads", "acceptance"):
-        getattr(entry, key).extend(values)
-    elif key == "description":
+    if key == "description":
         entry.description.append(str(value))
-    else:
+    elif key not in _LIST_KEYS:
         setattr(entry, key, str(value).strip())
+    elif key == "partial":   # a partial dependency is a dependency marked with "~"
+        entry.after += [v.rstrip("~") + "~" for v in _values(key, value)]
+    else:
+        getattr(entry, key).extend(_values(key, value))
 
 
 def _markdown_entries(text: str) -> list[Entry]:
