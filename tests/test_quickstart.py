@@ -18,5 +18,5 @@ def test_quickstart_notebook_runs_clean(tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "complete - osqr/" in text
-    assert "db-schema -> auth-module: ['UUID for user IDs, separate sessions table']" in text
+    assert "db-schema -> auth-module (task_output): ['UUID for user IDs, separate sessions table']" in text
     assert "✓ auth-module files: ['auth/__init__.py', 'auth/sessions.py']" in text

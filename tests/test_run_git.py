@@ -300,3 +300,35 @@ def test_every_model_call_and_tool_result_is_logged_and_the_transcript_rebuilds(
     assert "CREATE TABLE users" in run.log.get_blob(write["args"])
     with pytest.raises(KeyError, match="no task 'ghost'"):
         run.transcript("ghost")
+
+
+def test_a_partial_dependent_starts_early_gets_updates_and_adapts_when_its_input_finishes(repo):
+    from osqr_nb.models.scripted import ScriptedModel
+
+    plan = Plan([Task("db-schema", "DB Schema", "refactor", "Design the database schema"),
+                 Task("client", "API Client", "code", "Write the API client", depends_on=["db-schema"],
+                      partial=["db-schema"]),
+                 Task("docs", "API Docs", "docs", depends_on=["client"])])
+
+    async def main():
+        run = osqr_nb.start(plan=plan, repo=repo, tier=4, model=ScriptedModel(delay=0.02))
+        await run
+        return run
+
+    run = run_async(main())
+    assert run.status == "complete"
+    events = run.events()
+    order = list(zip(events.type, events.task_id))
+    assert order.index(("task_started", "client")) < order.index(("task_finished", "db-schema"))
+    kinds = [(m.from_task, m.to_task, m.type) for m in run.messages]
+    assert ("db-schema", "client", "partial") in kinds and ("db-schema", "client", "task_output") in kinds
+    transcript = run.transcript("client")
+    texts = "\n".join(str(c) for c in transcript.content)
+    assert "Update from DB Schema (db-schema, partial" in texts or "partial" in texts
+    assert "not finished: new input arrived" in texts
+    note = git(repo, "show", f"osqr/{run.id}/integration:osqr-demo/client.md")
+    assert note.count("Revised after the final input arrived") == 1 and "sessions" in note
+    # the client's branch holds the schema it started without
+    assert "db/schema.sql" in git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/client")
+    from osqr_nb.ui.dag import render_dag
+    assert render_dag(plan).count("osqr-partial") == 1

@@ -1,7 +1,7 @@
 """The provider adapters through the real SDKs, against the loopback wire server.
 
 Each adapter plays the scripted model's seed conversation (list_files ->
-write_file -> report_decision -> finish) plain and streamed; every fault the
+write_file -> share -> report_decision -> finish) plain and streamed; every fault the
 server can inject is covered; no error ever shows the key.
 """
 
@@ -28,7 +28,7 @@ from osqr_nb.wire import FAULT_HEADER, WireServer
 
 KEY = "test-key-not-secret"
 BRIEF = "# Task: Refactor the database schema\nid: schema\nkind: refactor\n\nUsers and sessions."
-SEED_TOOLS = ["list_files", "write_file", "report_decision", "finish"]
+SEED_TOOLS = ["list_files", "write_file", "share", "report_decision", "finish"]
 ADAPTERS = ["anthropic", "responses", "chat"]
 
 
@@ -111,7 +111,7 @@ def test_seed_tool_loop(server, kind, stream):
 
     names, replies, messages = run(play())
     assert names == SEED_TOOLS
-    assert [r.stop_reason for r in replies] == ["tool_use"] * 4
+    assert [r.stop_reason for r in replies] == ["tool_use"] * len(SEED_TOOLS)
     write = replies[1].tool_calls[0]
     assert write.arguments == {"path": "db/schema.sql", "content": SCHEMA_SQL}   # survives JSON and SSE
     assert replies[3].tool_calls[0].arguments["decisions"] == ["UUID for user IDs, separate sessions table"]

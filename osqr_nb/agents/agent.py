@@ -17,14 +17,18 @@ from ..models.base import ModelClient, Reply, Usage
 from ..models.errors import BadToolCall, ProviderError, Truncated
 from ..plan.task import Task
 from .messages import Message
-from .tools import TOOL_SPECS, Rejected, ToolError, Workspace
+from .commands import CommandError
+from .tools import TOOL_SPECS, Rejected, ToolError, Workspace, validate_arguments
 
 SYSTEM_PROMPT = """\
 You are one of several coding agents working in parallel on one repository, each in
-its own git worktree. Do only your task. Use the tools: list_files, read_file and
-write_file work inside your worktree; call report_decision before acting on a design
-choice you are not sure of and use the option it returns; call finish when done, with
-a summary, your decisions and the context that tasks building on yours need."""
+its own git worktree. Do only your task. Use the tools: list_files, read_file, search,
+write_file and edit_file work inside your worktree; run_command runs the project's own
+tests, linters and builds there. Call report_decision before acting on a design choice
+you are not sure of and use the option it returns. Use share to tell the tasks that
+build on yours what you know so far. Messages from the tasks you depend on may arrive
+while you work: adapt to them. Call finish when done, with a summary, your decisions
+and the context that tasks building on yours need."""
 
 Emit = Callable[..., None]
 
@@ -43,6 +47,14 @@ class Supervisor(Protocol):
                        latency: float | None = None) -> None: ...   # log, cost, budgets (may wait)
 
     async def provider_failed(self, error: ProviderError) -> ModelClient | None: ...
+
+    async def approve_command(self, command: str, sandbox: str) -> bool: ...
+
+    def share(self, context: str, files: list[str]) -> int: ...             # how many got it
+
+    def new_messages(self) -> list[str]: ...                                # arrived since last asked
+
+    async def before_finish(self) -> list[str]: ...   # waits for partial inputs; late news, if any
 
 
 class AgentError(RuntimeError):
@@ -96,6 +108,7 @@ class Agent:
         for turn in range(1, self.max_turns + 1):
             if self.gate is not None:
                 await self.gate.wait()
+            self._take_updates()
             reply = await self._ask_model()
             if reply is None:
                 continue                          # the failure was told to the model; ask again
@@ -112,12 +125,23 @@ class Agent:
             idle_turns = 0
             for call in reply.tool_calls:
                 if call.name == "finish":
-                    args = call.arguments
-                    return AgentResult(str(args.get("summary", "")), list(args.get("decisions") or []),
-                                       str(args.get("context", "")), turn, usage)
-                result = await self._tool(call.name, call.arguments)
+                    late = await self.supervisor.before_finish()
+                    if not late:
+                        args = call.arguments
+                        return AgentResult(str(args.get("summary", "")), list(args.get("decisions") or []),
+                                           str(args.get("context", "")), turn, usage)
+                    result = "not finished: new input arrived from the tasks you depend on; adapt your " \
+                             "work to it, then call finish again\n\n" + "\n\n".join(late)
+                else:
+                    result = await self._tool(call.name, call.arguments)
                 self.messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
         raise AgentError(f"no finish after {self.max_turns} turns")
+
+    def _take_updates(self) -> None:
+        """Messages that arrived while this agent ran (partial shares, final outputs)."""
+        updates = self.supervisor.new_messages()
+        if updates:
+            self.messages.append({"role": "user", "content": "\n\n".join(updates)})
 
     async def _ask_model(self) -> Reply | None:
         """One model call. A provider that stays down asks the supervisor (retry, or another
@@ -161,33 +185,56 @@ class Agent:
             raise AgentStopped(f"stopped after {len(self.failures)} failures in a row: {message}")
 
     async def _tool(self, name: str, args: dict[str, Any]) -> str:
+        handlers = {"report_decision": self._decided, "write_file": self._write, "edit_file": self._edit,
+                    "run_command": self._command, "share": self._share}
         try:
-            if name == "report_decision":
-                chosen = await self._decision(args)
-                result = f"chosen: {chosen}\nUse this option."
-            elif name == "write_file":
-                result = await self._write(args)
+            if name in handlers:
+                result = await handlers[name](validate_arguments(name, args))
             else:
-                result = self.workspace.call(name, args)
+                result = await self.workspace.acall(name, args)
         except Rejected as exc:
-            self.emit("tool_call", name=name, path=args.get("path"), ok=False, error=str(exc), args=args)
+            self.emit("tool_call", name=name, path=_target(args), ok=False, error=str(exc), args=args)
             return f"error: {exc}"
         except ToolError as exc:
-            self.emit("tool_call", name=name, path=args.get("path"), ok=False, error=str(exc), args=args)
+            self.emit("tool_call", name=name, path=_target(args), ok=False, error=str(exc), args=args)
             self.failures.append(f"{name}: {exc}")
             if not await self.supervisor.errors(list(self.failures)):
                 raise AgentStopped(f"stopped after {len(self.failures)} failed tool calls in a row: "
-                                 f"{self.failures[-1]}") from None
+                                   f"{self.failures[-1]}") from None
             return f"error: {exc}"
         self.failures.clear()
-        self.emit("tool_call", name=name, path=args.get("path"), ok=True, args=args, result=result)
+        self.emit("tool_call", name=name, path=_target(args), ok=True, args=args, result=result)
         return result
 
+    async def _decided(self, args: dict[str, Any]) -> str:
+        return f"chosen: {await self._decision(args)}\nUse this option."
+
+    async def _edit(self, args: dict[str, Any]) -> str:
+        path = args["path"]
+        old, new = self.workspace.plan_edit(path, args["old"], args["new"], bool(args.get("replace_all")))
+        if not await self.supervisor.approve_write(path, old, new):
+            raise Rejected(f"the person rejected this change to {path}; do not make it")
+        return self.workspace.edit_file(path, args["old"], args["new"], bool(args.get("replace_all")))
+
+    async def _command(self, args: dict[str, Any]) -> str:
+        command = args["command"]
+        shown = command if isinstance(command, str) else " ".join(command)
+        if not await self.supervisor.approve_command(shown, self.workspace.sandbox_mode):
+            raise Rejected(f"the person did not let this command run: {shown}")
+        try:
+            result = await self.workspace.run_command(command, args.get("timeout"))
+        except CommandError as exc:
+            raise ToolError(str(exc)) from None
+        self.emit("command", **result.summary())
+        return result.text()
+
+    async def _share(self, args: dict[str, Any]) -> str:
+        sent = self.supervisor.share(str(args.get("context", "")), list(args.get("files") or []))
+        return f"shared with {sent} waiting task(s)" if sent else "shared (no task depends on this one)"
+
     async def _write(self, args: dict[str, Any]) -> str:
-        path, content = args.get("path"), args.get("content")
+        path, content = args["path"], args["content"]
         target = self.workspace.resolve(path)
-        if not isinstance(content, str):
-            raise ToolError("write_file needs content (a string)")
         old = target.read_text(errors="replace") if target.is_file() else None
         if not await self.supervisor.approve_write(path, old, content):
             raise Rejected(f"the person rejected this change to {path}; do not make it")
@@ -218,3 +265,9 @@ def _option(raw: Any) -> dict[str, Any] | None:
         listed = {k: [raw[k]] if isinstance(raw.get(k), str) else list(raw.get(k) or []) for k in ("pros", "cons")}
         return {"label": raw["label"].strip(), **listed}
     return None
+
+
+def _target(args: dict[str, Any]) -> Any:
+    """What a tool call is about, for the event log: its path, or its command."""
+    return args.get("path") if isinstance(args, dict) and "path" in args else \
+        (args.get("command") if isinstance(args, dict) else None)

@@ -23,10 +23,13 @@ class Message:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def render(self, title: str | None = None) -> str:
-        """The text an agent reads."""
+    def render(self, title: str | None = None, update: bool = False) -> str:
+        """The text an agent reads (an `update` arrives while it works)."""
         p = self.payload
-        lines = [f"### From {title or self.from_task} ({self.from_task})"]
+        stage = "partial, still working" if self.type == "partial" else "final"
+        head = f"## Update from {title or self.from_task} ({self.from_task}, {stage})" if update \
+            else f"### From {title or self.from_task} ({self.from_task}{', partial' if self.type == 'partial' else ''})"
+        lines = [head]
         if p.get("files_created"):
             lines.append("Files created: " + ", ".join(p["files_created"]))
         if p.get("files_modified"):
@@ -47,9 +50,9 @@ class Mediator:
         self.graph = graph
         self.messages: list[Message] = []
 
-    def route(self, from_task: str, payload: dict[str, Any]) -> list[Message]:
+    def route(self, from_task: str, payload: dict[str, Any], type: str = "task_output") -> list[Message]:
         """One message for each task that depends on `from_task`."""
-        return [Message(from_task, to, "task_output", payload) for to in self.graph.successors(from_task)]
+        return [Message(from_task, to, type, payload) for to in self.graph.successors(from_task)]
 
     def deliver(self, message: Message) -> None:
         self.messages.append(message)

@@ -70,6 +70,7 @@ class Run:
         self._done: asyncio.Future | None = None
         self._listeners: list[Callable[[Event], None]] = []
         self._titles = {t.id: t.title for t in state.plan.tasks}
+        self._settled: dict[str, asyncio.Event] = {}
         self.keep_worktrees = False
         self.warnings: list[str] = []
 
@@ -234,6 +235,8 @@ class Run:
         self.state.apply(event)
         if event_type == "run_finished":
             self._close_checkpoints(f"the run ended ({data['status']})")
+        if event_type in ("task_finished", "task_failed", "task_skipped", "task_cancelled"):
+            self._settled.setdefault(task_id, asyncio.Event()).set()
         self.version += 1
         for listener in self._listeners:
             listener(event)
@@ -336,6 +339,23 @@ class Run:
         for message in messages:
             self._emit("message", task_id, **message.to_dict())
 
+    async def settled(self, task_id: str) -> None:
+        """Wait until the task has finished, failed, been skipped or cancelled."""
+        if self.state.tasks[task_id].status in SETTLED:
+            return
+        await self._settled.setdefault(task_id, asyncio.Event()).wait()
+
+    async def bring_in_inputs(self, task_id: str, inputs: list[str]) -> None:
+        """Merge finished partial inputs into a running task's worktree (its own edits kept)."""
+        done = [self._branch(t) for t in inputs if self.state.tasks[t].status == COMPLETE]
+        if not done:
+            return
+        code, out = await git.git(self._worktree(task_id), "merge", "--autostash", "--no-edit", *done,
+                                  check=False)
+        if code:
+            await git.abort_merge(self._worktree(task_id))
+            self._emit("inputs_not_merged", task_id, inputs=done, error=out.strip()[-500:])
+
     def _model_for(self, task_id: str) -> tuple[ModelInfo, ModelClient]:
         """The task's model: the one given to the run, or the route for its kind (an event)."""
         if self.model is not None:
@@ -353,7 +373,8 @@ class Run:
         lock = _worktree_locks.setdefault(self.root, asyncio.Lock())
         async with lock:   # git serialises ref and worktree updates; so do we, within a process
             await git.add_worktree(self.root, path, self._branch(task_id), self.state.base)
-        inputs = [self._branch(p) for p in self.state.plan.graph.predecessors(task_id)]
+        inputs = [self._branch(p) for p in self.state.plan.graph.predecessors(task_id)
+                  if self.state.tasks[p].status == COMPLETE]     # partial inputs come in at the end
         if inputs:
             conflicted = await git.merge_branches(path, inputs, f"osqr: inputs of {task_id}",
                                                  fast_forward=True)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 APPROVE, REJECT, APPROVE_REST = "Approve", "Reject", "Approve the rest of this task"
 GO_ON, STOP, RETRY = "Let it go on", "Stop this task", "Retry"
+RUN_IT, DONT_RUN, RUN_ALL = "Run it", "Don't run it", "Run all commands of this task"
 MAX_DIFF_LINES = 200
 
 
@@ -46,6 +47,8 @@ class TaskSupervisor:
         self.errors_seen = 0
         self._reused: set[str] = set()
         self._logged = 0           # messages of the conversation already in the log
+        self.commands_approved = False
+        self._seen_messages = len(run.state.messages)   # the inbox before the agent started
 
     async def decide(self, question: str, options: list[dict[str, Any]], proposed: str,
                      confidence: float, category: str, blocked: bool = False) -> str:
@@ -127,6 +130,44 @@ class TaskSupervisor:
         self.model = chosen
         self.run._emit("task_routed", self.task_id, reason="switched", **_route_fields(chosen))
         return self.run.router.client(chosen)
+
+    async def approve_command(self, command: str, sandbox: str) -> bool:
+        """Unsandboxed commands can touch the whole machine: tier 1 asks for each, tier 2 for the first."""
+        tier = self.run.policy.tier_for(self.kind)
+        if sandbox != "none" or tier > 2 or self.commands_approved:
+            return True
+        answer = await self._ask(WRITE, f"Run `{command}` without a sandbox?", [RUN_IT, DONT_RUN, RUN_ALL],
+                                 proposed=RUN_IT, category="command", free_text=False,
+                                 reason=f"bubblewrap is not available here, so the command could change "
+                                        f"files outside the worktree (tier {tier})",
+                                 details={"errors": [command]})
+        self.commands_approved = answer == RUN_ALL or (answer == RUN_IT and tier == 2)
+        return answer != DONT_RUN
+
+    def share(self, context: str, files: list[str]) -> int:
+        """Publish partial context to the tasks that depend on this one (a `partial` message each)."""
+        messages = self.run.mediator.route(self.task_id, {"context": context, "files_created": files},
+                                           type="partial")
+        for message in messages:
+            self.run._emit("message", self.task_id, **message.to_dict())
+        return len(messages)
+
+    def new_messages(self) -> list[str]:
+        """Messages to this task that arrived since the agent last looked, as text."""
+        messages = self.run.state.messages
+        fresh = [m for m in messages[self._seen_messages:] if m.to_task == self.task_id]
+        self._seen_messages = len(messages)
+        return [m.render(self.run._titles.get(m.from_task), update=True) for m in fresh]
+
+    async def before_finish(self) -> list[str]:
+        """A task that started on partial inputs finishes only once they have: their results
+        are merged into its worktree, and whatever they said since comes back as late news."""
+        graph = self.run.plan.graph
+        inputs = [p for p in graph.predecessors(self.task_id) if graph.edges[p, self.task_id].get("partial")]
+        for task_id in inputs:
+            await self.run.settled(task_id)
+        await self.run.bring_in_inputs(self.task_id, inputs)
+        return self.new_messages()
 
     async def _ask(self, kind: str, question: str, options: list[str], fresh: bool = False,
                    **fields: Any) -> str:

@@ -149,8 +149,10 @@ class ScriptedModel:
             await asyncio.sleep(self.delay)
         title, task_id, kind, brief = _task_header(messages)
         step = sum(1 for m in messages if m["role"] == "assistant")
-        script = getattr(self, f"_{_script_for(title, kind)}")
-        reply = script(step, task_id, title, brief, _tool_results(messages))
+        name = _script_for(title, kind)
+        script = getattr(self, f"_{name}")
+        extra = {"messages": messages} if name == "generic" else {}
+        reply = script(step, task_id, title, brief, _tool_results(messages), **extra)
         size = sum(len(m.get("content") or "") for m in messages) + len(system)
         reply.usage = Usage(input_tokens=size // 4, output_tokens=len(str(reply.tool_calls)) // 4)
         return reply
@@ -161,6 +163,9 @@ class ScriptedModel:
         if step == 1:
             return _call("write_file", path="db/schema.sql", content=SCHEMA_SQL)
         if step == 2:
+            return _call("share", context="Draft schema: users(id UUID, email, password_hash); a sessions "
+                         "table is coming.", files=["db/schema.sql"])
+        if step == 3:
             return _call("report_decision", category="data_model",
                          question="How should users and their sessions be stored?",
                          options=["UUID for user IDs, separate sessions table",
@@ -221,13 +226,29 @@ class ScriptedModel:
         return _call("finish", summary="Wrote docs/API.md from the upstream tasks' reports.",
                      decisions=[], context="docs/API.md documents the modules built upstream.")
 
-    def _generic(self, step: int, task_id: str, title: str, brief: str, results: list[str]) -> Reply:
+    def _generic(self, step: int, task_id: str, title: str, brief: str, results: list[str],
+                 messages: list[dict[str, Any]] | None = None) -> Reply:
+        """List the files, write a note from what is known, finish; when news arrives at
+        finish (a partial input finished meanwhile), rewrite the note from it and finish again."""
         if step == 0:
             return _call("list_files", path=".")
-        if step == 1:
-            body = brief.split("\n", 4)[-1].strip()
+        wrote = sum(1 for m in messages or [] if m["role"] == "assistant"
+                    for c in m.get("tool_calls") or [] if c.name == "write_file")
+        late = results[-1] if results and results[-1].startswith("not finished") else None
+        if wrote == 0 or late:
+            known = _updates(messages or []) or [brief.split("\n", 4)[-1].strip()]
+            stage = "Revised after the final input arrived" if late else "Draft"
             return _call("write_file", path=f"osqr-demo/{task_id}.md",
-                         content=f"# {title}\n\nScripted offline demo output: no model wrote "
-                         f"this. The task as the agent received it:\n\n{body}\n")
-        return _call("finish", summary=f"Wrote osqr-demo/{task_id}.md (scripted placeholder).",
-                     decisions=[], context="")
+                         content=f"# {title}\n\nScripted offline demo output: no model wrote this.\n\n"
+                         f"{stage}, based on:\n\n" + "\n".join(f"- {k}" for k in known) + "\n")
+        return _call("finish", summary=f"Wrote osqr-demo/{task_id}.md (scripted placeholder"
+                     f"{', revised once its inputs finished' if wrote > 1 else ''}).", decisions=[], context="")
+
+
+def _updates(messages: list[dict[str, Any]]) -> list[str]:
+    """What the tasks this one depends on said, newest last (from briefs, updates, late news)."""
+    found = []
+    for m in messages:
+        text = m.get("content") or ""
+        found += re.findall(r"^(?:Context|Summary|Decisions): (.+)$", text, re.M)
+    return found

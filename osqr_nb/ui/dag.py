@@ -41,10 +41,11 @@ def render_dag(plan: Plan, tasks: dict[str, TaskState] | None = None) -> str:
              f'font-family="sans-serif" class="osqr-dag">',
              '<defs><marker id="osqr-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
              'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#607d8b"/></marker></defs>']
-    for u, v in graph.edges:
+    for u, v, partial in graph.edges(data="partial"):
         (x1, y1), (x2, y2) = box(u), box(v)
+        dash = ' stroke-dasharray="5,4" class="osqr-partial"' if partial else ""
         parts.append(f'<line x1="{x1 + BOX_W}" y1="{y1 + BOX_H // 2}" x2="{x2 - 2}" y2="{y2 + BOX_H // 2}" '
-                     'stroke="#607d8b" stroke-width="1.5" marker-end="url(#osqr-arrow)"/>')
+                     f'stroke="#607d8b" stroke-width="1.5" marker-end="url(#osqr-arrow)"{dash}/>')
     for node in graph:
         task = graph.nodes[node]["task"]
         state = tasks.get(node)
