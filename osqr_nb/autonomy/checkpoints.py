@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 LET_ME_THINK = "Let me think"
 
-DECISION, WRITE, ERRORS = "decision", "write", "errors"
+DECISION, WRITE, ERRORS, COLLISION = "decision", "write", "errors", "collision"
 
 
 class CheckpointClosed(ValueError):

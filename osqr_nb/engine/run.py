@@ -22,7 +22,8 @@ import pandas as pd
 from ..agents.agent import Agent
 from ..agents.messages import Mediator, Message
 from ..agents.tools import Workspace
-from ..autonomy.checkpoints import DECISION, LET_ME_THINK, Checkpoint
+from ..autonomy.checkpoints import COLLISION, DECISION, LET_ME_THINK, Checkpoint
+from ..plan.collisions import Choice, Collision, choose_by_policy, predict_collisions, score_predictions
 from ..autonomy.policy import AutonomyPolicy
 from ..models.base import ModelClient
 from ..plan.task import Plan
@@ -72,6 +73,7 @@ class Run:
         self._titles = {t.id: t.title for t in state.plan.tasks}
         self._settled: dict[str, asyncio.Event] = {}
         self.keep_worktrees = False
+        self.collision_growth = 0.25     # tiers 3-4 serialize when the critical path grows less than this
         self.warnings: list[str] = []
 
     # ----- creation -------------------------------------------------------------------------
@@ -245,13 +247,16 @@ class Run:
     # ----- orchestration --------------------------------------------------------------------
 
     async def _orchestrate(self) -> None:
-        graph = self.state.plan.graph
-        self._scheduler = Scheduler(graph, self._run_task, max_parallel=self.state.max_parallel,
-                                    on_error="skip")
-        if self.state.paused:
-            self._scheduler.pause()
         await git.git(self.root, "worktree", "prune")     # forget worktrees whose folders were deleted
         try:
+            if not self.state.preflight_done:
+                await self._preflight()
+            graph = self.plan.graph
+            self.mediator.graph = graph
+            self._scheduler = Scheduler(graph, self._run_task, max_parallel=self.state.max_parallel,
+                                        on_error="skip")
+            if self.state.paused:
+                self._scheduler.pause()
             await self._scheduler.run()
         except (asyncio.CancelledError, SchedulerCancelled):
             for task_id, task in self.state.tasks.items():
@@ -263,6 +268,47 @@ class Run:
             failed = [p for p in nx.ancestors(graph, task_id) if p in self._scheduler.errors]
             self._emit("task_skipped", task_id, because=sorted(failed))
         await self._integrate()
+
+    async def _preflight(self) -> None:
+        """Tier 1 prevention: files that tasks free to run at once may both write, decided
+        before any agent starts (the person at tiers 1-2, the policy at tiers 3-4)."""
+        plan = self.plan
+        collisions = await asyncio.to_thread(predict_collisions, plan, self.root)
+        self._emit("collisions_predicted", collisions=[c.to_dict() for c in collisions], plan=plan.to_dict())
+        for collision in collisions:
+            if self.policy.tier >= 3:
+                choice, reason = choose_by_policy(collision, plan, self.collision_growth)
+                decided_by = "auto"
+            else:
+                choice, decided_by = await self._ask_collision(collision)
+                reason = "the person chose"
+            effect = collision.apply(plan, choice)
+            self._emit("collision_resolved", collision.task_a, collision=collision.to_dict(),
+                       choice=str(choice), action=choice.action, first=choice.first, reason=reason,
+                       decided_by=decided_by, effect=effect.to_dict(), plan=plan.to_dict())
+        self._emit("preflight_done", collisions=len(collisions))
+
+    async def _ask_collision(self, collision: Collision) -> tuple[Choice, str]:
+        options = collision.options(self.plan)
+        labels = [o.label for o in options]
+        notes = {o.label: {"pros": [o.effect.summary], "cons": []} for o in options}
+        evidence = [f"{f}: {'; '.join(why)}" for f, why in collision.evidence.items()]
+        answer = await self._ask(collision.task_a, kind=COLLISION, question=collision.message, options=labels,
+                                 attempt=0, proposed=labels[-1], category="collision", free_text=False,
+                                 reason="tasks that may run at the same time may both change these files",
+                                 details={"options": notes, "errors": evidence[:6]})
+        checkpoint = next(c for c in self._checkpoints.values() if c.question == collision.message)
+        return next(o.choice for o in options if o.label == answer), checkpoint.decided_by or "human"
+
+    def collision_report(self) -> pd.DataFrame:
+        """Predicted collisions against the files both tasks of a pair really changed."""
+        predicted = [Collision.from_dict(c) for c in self.state.collisions]
+        plan_then = Plan.from_dict(self.state.predicted_plan) if self.state.predicted_plan else self.plan
+        actual = {t: s.files for t, s in self.state.tasks.items() if s.status == COMPLETE}
+        precision, recall, details = score_predictions(predicted, actual, plan_then)
+        frame = pd.DataFrame(details, columns=["task_a", "task_b", "file", "predicted", "actual"])
+        frame.attrs.update(precision=precision, recall=recall)
+        return frame
 
     async def _integrate(self) -> None:
         done = [t for t in self.state.plan.tasks if self.state.tasks[t.id].status == COMPLETE]
@@ -276,6 +322,9 @@ class Run:
         if not self.keep_worktrees:     # their work is committed on the branches, which stay
             await git.remove_worktrees(self.root, [self._worktree(t.id) for t in done]
                                        + [self._worktree("_integration")])
+        report = self.collision_report()
+        self._emit("collision_report", precision=report.attrs["precision"], recall=report.attrs["recall"],
+                   rows=report.to_dict("records"))
         failed = [t for t, s in self.state.tasks.items() if s.status != COMPLETE]
         status = "failed" if failed else "conflicts" if result.conflicts else "complete"
         self._emit("run_finished", status=status,

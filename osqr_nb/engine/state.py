@@ -88,6 +88,10 @@ class RunState:
     task_budget: float | None = None
     budget_warned: bool = False
     unpriced: set[str] = field(default_factory=set)
+    collisions: list[dict[str, Any]] = field(default_factory=list)   # predicted before the start
+    predicted_plan: dict[str, Any] | None = None                       # the plan they were predicted on
+    preflight_done: bool = False
+    collision_scores: dict[str, Any] | None = None
     events_seen: int = 0
 
     @classmethod
@@ -146,6 +150,20 @@ class RunState:
     @property
     def cost_unknown(self) -> bool:
         return any(t.cost_unknown for t in self.tasks.values())
+
+    def _on_collisions_predicted(self, e: Event, d: dict[str, Any]) -> None:
+        self.collisions, self.predicted_plan = d["collisions"], d["plan"]
+
+    def _on_collision_resolved(self, e: Event, d: dict[str, Any]) -> None:
+        if self.plan is None or self.plan.to_dict() != d["plan"]:      # a live run changed it already
+            self.plan = Plan.from_dict(d["plan"])
+            self.tasks = {t.id: self.tasks.get(t.id, TaskState(t.id)) for t in self.plan.tasks}
+
+    def _on_preflight_done(self, e: Event, d: dict[str, Any]) -> None:
+        self.preflight_done = True
+
+    def _on_collision_report(self, e: Event, d: dict[str, Any]) -> None:
+        self.collision_scores = d
 
     def _on_task_routed(self, e: Event, d: dict[str, Any]) -> None:
         task = self._task(e)

@@ -13,7 +13,7 @@ from html import escape
 
 import ipywidgets as widgets
 
-from ..autonomy.checkpoints import DECISION, LET_ME_THINK, WRITE, Checkpoint
+from ..autonomy.checkpoints import COLLISION, DECISION, LET_ME_THINK, WRITE, Checkpoint
 
 _cards: dict[str, "CheckpointCard"] = {}
 
@@ -32,8 +32,9 @@ def _list(items: list[str], mark: str) -> str:
 
 def describe(checkpoint: Checkpoint) -> str:
     """The card's text: question, proposal, pros and cons, diff or errors, affected tasks."""
-    parts = [f"<b>AGENT CHECKPOINT: {escape(checkpoint.task_title)}</b>",
-             escape(checkpoint.question)]
+    title = "PREDICTED COLLISION" if checkpoint.kind == COLLISION else \
+        f"AGENT CHECKPOINT: {escape(checkpoint.task_title)}"
+    parts = [f"<b>{title}</b>", escape(checkpoint.question)]
     if checkpoint.kind == DECISION and checkpoint.proposed:
         confidence = f" (confidence {checkpoint.confidence:.2f})" if checkpoint.confidence is not None else ""
         parts.append(f"<small>Agent proposes <b>{escape(checkpoint.proposed)}</b>{confidence}</small>")
