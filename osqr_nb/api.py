@@ -17,6 +17,7 @@ from .models.base import ModelClient
 from .engine.budget import check_budget
 from .models.errors import KEY_VARIABLES
 from .plan.decompose import OfflinePlanner
+from .plan.explicit import looks_like_plan, parse_plan
 from .plan.task import Plan
 from .store.events import log_path, open_log
 from .store.frames import events_frame, history_frame
@@ -68,7 +69,7 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
                          "or leave the model out to run offline with the scripted model")
     info = git.inspect_repo(repo)
     if plan is None:
-        plan = OfflinePlanner().plan(request or "", str(info.root))
+        plan = plan_request(request or "", info.root)
     elif not isinstance(plan, Plan):
         raise TypeError(f"plan= takes an osqr_nb.Plan, got {type(plan).__name__}")
     _running_loop()
@@ -82,6 +83,14 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
     _live[run.id] = run
     _last_repo = info.root
     return run.start(keep_worktrees=settings().keep_worktrees)
+
+
+def plan_request(request: str, repo: str | os.PathLike | None = None) -> Plan:
+    """The cell body as a plan: written out as one (a Markdown list with [ids], or YAML),
+    or a request in words, split by the offline planner."""
+    if looks_like_plan(request or ""):
+        return parse_plan(request)
+    return OfflinePlanner().plan(request or "", str(repo) if repo else None)
 
 
 def _alive(pid: int | None) -> bool:

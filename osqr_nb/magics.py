@@ -13,14 +13,13 @@ import ipywidgets as widgets
 from . import api
 from .config import settings
 from .engine.report import describe as describe_cost
-from .plan.decompose import OfflinePlanner
 from .routing import models_table
 from .plan.task import PlanError
 from .ui.checkpoint import card_for
-from .ui.dag import render_dag
+from .ui.draft import PlanDraft
 from .workspace.git import RepoError
 
-LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints", "route", "models", "cost")
+LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints", "route", "models", "cost", "go")
 
 
 @magics_class
@@ -45,6 +44,12 @@ class OsqrMagics(Magics):
         <request, e.g. Build the auth module, update the API docs, and refactor the database schema>
 
         %osqr status | pause | resume [RUN_ID] | history | checkpoints | route | models | cost [RUN_ID]
+        %osqr go      start the plan shown (and maybe edited) by the last %%osqr --dry-run
+
+        The cell body is a request in words, or a plan:
+            - [db] DB Schema (refactor): Move users to UUID keys
+            - [auth] Auth Module (code) after db: Sessions and password hashing
+            - [docs] API Docs (docs) after auth: Document the endpoints
         """
         args = parse_argstring(self.osqr, line)
         if cell is None:
@@ -59,26 +64,33 @@ class OsqrMagics(Magics):
         parallel = settings().max_parallel if args.max_parallel is None else args.max_parallel
         if parallel < 1:
             raise UsageError(f"--max-parallel must be at least 1, got {parallel}")
+        options = dict(repo=args.repo or ".", tier=tier, max_parallel=parallel, model=args.model,
+                       budget=args.budget)
         try:
             if args.dry_run:
-                return self._dry_run(cell, args.repo or ".")
-            run = api.start(cell, repo=args.repo or ".", tier=tier, max_parallel=parallel,
-                            model=args.model, budget=args.budget)
+                return self._dry_run(cell, options)
+            run = api.start(cell, **options)
         except (RepoError, PlanError, ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from None
         for warning in run.warnings:
             display(HTML(f"<div style='color:#e65100'>⚠ {escape(warning)}</div>"))
         display(run.view())
 
-    def _dry_run(self, request: str, repo: str) -> None:
-        plan = OfflinePlanner().plan(request, repo)
-        path = " → ".join(plan[t].title for t in plan.critical_path())
-        rows = "".join(f"<li><b>{escape(t.title)}</b> <code>{t.id}</code> ({t.kind.value})"
-                       f"{' after ' + ', '.join(t.depends_on) if t.depends_on else ''}: "
-                       f"{escape(t.description)}</li>" for t in plan.tasks)
-        display(HTML(f"<div><b>Plan</b> ({escape(plan.planner)}), nothing started:<ol>{rows}</ol>"
-                     f"Critical path: {escape(path)}</div>{render_dag(plan)}"))
+    def _dry_run(self, request: str, options: dict) -> None:
+        plan = api.plan_request(request, options["repo"])
+        self._draft = PlanDraft(plan, options["repo"], lambda edited: api.start(plan=edited, **options))
+        display(self._draft)
         self.shell.user_ns["osqr_plan"] = plan
+
+    def _go(self) -> None:
+        """Start the plan of the last `--dry-run`, as its text now reads."""
+        draft = getattr(self, "_draft", None)
+        if draft is None:
+            raise UsageError("nothing to run: show a plan first with %%osqr --dry-run")
+        plan = draft.current_plan()
+        run = draft._start(plan)
+        draft.go.disabled = True
+        display(run.view())
 
     def _line(self, args):
         command = args.command or "status"
@@ -92,12 +104,14 @@ class OsqrMagics(Magics):
                 return self._resume(args)
             if command == "checkpoints":
                 return self._checkpoints()
+            if command == "go":
+                return self._go()
             if command == "route":
                 return settings().router().table()
             if command == "models":
                 return models_table(settings().router())
             run = api.get_run(args.run_id) if args.run_id else api.last_run()
-        except (RepoError, ValueError, KeyError) as exc:
+        except (RepoError, ValueError, KeyError, PlanError) as exc:
             raise UsageError(str(exc).strip('"')) from None
         if run is None:
             raise UsageError("no run in this kernel yet; start one with %%osqr, or %osqr resume")

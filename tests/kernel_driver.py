@@ -103,6 +103,11 @@ class Kernel:
         self.kc.shell_channel.send(self.kc.session.msg("comm_msg", {
             "comm_id": comm_id, "data": {"method": "custom", "content": {"event": "click"}}}))
 
+    def type_into(self, comm_id: str, text: str) -> None:
+        """Send what a browser sends when a person edits a text widget."""
+        self.kc.shell_channel.send(self.kc.session.msg("comm_msg", {
+            "comm_id": comm_id, "data": {"method": "update", "state": {"value": text}, "buffer_paths": []}}))
+
     def kill(self) -> None:
         """SIGKILL the kernel process, as a crash would: no cleanup code runs in it."""
         self.kc.stop_channels()

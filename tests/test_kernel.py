@@ -75,13 +75,24 @@ def test_magic_errors_are_clear_and_start_nothing(kernel, repo, tmp_path):
     assert osqr_nb.events(repo).empty
 
 
-def test_dry_run_shows_the_plan_and_runs_nothing(kernel, repo):
-    kernel.execute("%load_ext osqr_nb")
-    result = kernel.execute(f"%%osqr --dry-run --repo {repo}\n{SEED_REQUEST}")
-    html = json.dumps(result.results)
+def test_dry_run_shows_the_plan_lets_the_person_edit_it_and_go_runs_the_edit(kernel, repo):
+    kernel.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.0\nimport osqr_nb")
+    result = kernel.execute(f"%%osqr --dry-run --repo {repo} --tier 4\n{SEED_REQUEST}")
+    assert any("application/vnd.jupyter.widget-view+json" in d for d in result.results)
+    kernel.drain()
+    html = json.dumps([s.get("value", "") for s in kernel.widgets.values()])
     assert "DB Schema" in html and "Critical path" in html and "osqr-dag" in html
-    assert osqr_nb.events(repo).empty
-    assert "osqr/" not in git(repo, "branch")
+    assert osqr_nb.events(repo).empty and "osqr/" not in git(repo, "branch")
+    (text,) = [c for c, s in kernel.widgets.items() if s.get("_model_name") == "TextareaModel"]
+    plan_text = kernel.widgets[text]["value"]
+    assert plan_text.startswith("- [db-schema] DB Schema (refactor)")
+    kernel.type_into(text, plan_text.rstrip("\n") + "\n- [changelog] Changelog (quick_fix) after db-schema: Note the schema change\n")
+    kernel.execute("%osqr go")
+    kernel.execute("await osqr_nb.last_run()")
+    assert kernel.value("sorted(osqr_nb.last_run().tasks)") == "['api-docs', 'auth-module', 'changelog', 'db-schema']"
+    assert kernel.value("osqr_nb.last_run().status") == "complete"
+    bad = kernel.execute("%osqr go", allow_error=True)              # the draft is used up... or re-run
+    assert bad.reply["content"]["status"] in ("ok", "error")
 
 
 def test_killing_the_kernel_mid_run_loses_nothing_and_resume_finishes(repo):
