@@ -64,7 +64,12 @@ def test_tier_4_lets_the_policy_choose_and_says_why_and_the_report_scores_the_pr
     resolved = run.events().query("type == 'collision_resolved'").data.iloc[0]
     assert resolved["decided_by"] == "auto" and resolved["action"] == "parallel"
     assert "over the 25% limit" in resolved["reason"]
-    assert run.status == "conflicts"                           # both edited the same lines, as predicted
+    # both edited the same lines, as predicted; the semantic merge keeps both new functions
+    assert run.status == "complete"
+    resolved = run.events().query("type == 'conflict_resolved'").data.iloc[0]
+    assert (resolved["file"], resolved["resolver"], resolved["decided_by"]) == ("utils.py", "semantic", "auto")
+    merged = git(repo, "show", f"osqr/{run.id}/integration:utils.py")
+    assert "def validate_token" in merged and "def format_response" in merged
     report = run.collision_report()
     assert report.attrs["precision"] == 1.0 and report.attrs["recall"] == 1.0
     assert report[["task_a", "task_b", "file"]].values.tolist() == [["auth", "helpers", "utils.py"]]

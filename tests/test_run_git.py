@@ -146,7 +146,7 @@ def test_parallel_tasks_that_collide_give_a_clear_conflict_and_keep_both_branche
     })
 
     async def main():
-        run = osqr_nb.start(plan=plan, repo=repo, model=model)
+        run = osqr_nb.start(plan=plan, repo=repo, model=model, tier=4)   # tier 4: nobody to ask
         await run
         return run
 

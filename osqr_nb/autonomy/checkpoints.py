@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 LET_ME_THINK = "Let me think"
 
-DECISION, WRITE, ERRORS, COLLISION = "decision", "write", "errors", "collision"
+DECISION, WRITE, ERRORS, COLLISION, CONFLICT = "decision", "write", "errors", "collision", "conflict"
 
 
 class CheckpointClosed(ValueError):
@@ -26,7 +26,8 @@ class Checkpoint:
                  category: str = "general", task_title: str | None = None, reason: str = "",
                  details: dict[str, Any] | None = None, affects: list[str] | None = None,
                  free_text: bool = True, created_at: float | None = None,
-                 record: Callable[["Checkpoint", str, str], None] | None = None) -> None:
+                 record: Callable[["Checkpoint", str, str], None] | None = None,
+                 validate: Callable[[str], str | None] | None = None) -> None:
         self.id = id
         self.run_id = run_id
         self.task_id = task_id
@@ -48,6 +49,7 @@ class Checkpoint:
         self.parked = False
         self.closed: str | None = None
         self._record = record
+        self._validate = validate             # why a free-text answer cannot be taken, or None
         self._listeners: list[Callable[["Checkpoint"], None]] = []
         self._future: asyncio.Future | None = None
 
@@ -94,7 +96,10 @@ class Checkpoint:
             raise ValueError(f"this checkpoint takes one of {self.choices}, not free text")
         if not isinstance(text, str) or not text.strip():
             raise ValueError("the answer is empty; write what the agent should do")
-        self._settle(text.strip(), by)
+        problem = self._validate(text) if self._validate else None
+        if problem:
+            raise ValueError(f"not taken: {problem}")
+        self._settle(text if self._validate else text.strip(), by)
 
     def _check_open(self) -> None:
         if self.closed is not None:

@@ -22,7 +22,7 @@ import pandas as pd
 from ..agents.agent import Agent
 from ..agents.messages import Mediator, Message
 from ..agents.tools import Workspace
-from ..autonomy.checkpoints import COLLISION, DECISION, LET_ME_THINK, Checkpoint
+from ..autonomy.checkpoints import COLLISION, CONFLICT, DECISION, LET_ME_THINK, Checkpoint
 from ..plan.collisions import Choice, Collision, choose_by_policy, predict_collisions, score_predictions
 from ..autonomy.policy import AutonomyPolicy
 from ..models.base import ModelClient
@@ -30,7 +30,10 @@ from ..plan.task import Plan
 from ..store.events import Event, EventLog
 from ..store.frames import events_frame
 from ..workspace import git
-from ..workspace.merge import Integrator
+from ..workspace.merge import Conflict, Integrator, problems_with
+from ..workspace.merge_agent import propose_merge
+from ..workspace.semantic import PYTHON_SUFFIXES, semantic_merge
+from .supervisor import unified_diff
 from .scheduler import Scheduler, SchedulerCancelled
 from .state import COMPLETE, SETTLED, RunState, TaskState
 from .budget import Budgets
@@ -73,6 +76,7 @@ class Run:
         self._titles = {t.id: t.title for t in state.plan.tasks}
         self._settled: dict[str, asyncio.Event] = {}
         self.keep_worktrees = False
+        self._last_decider = "auto"
         self.collision_growth = 0.25     # tiers 3-4 serialize when the critical path grows less than this
         self.warnings: list[str] = []
 
@@ -300,6 +304,90 @@ class Run:
         checkpoint = next(c for c in self._checkpoints.values() if c.question == collision.message)
         return next(o.choice for o in options if o.label == answer), checkpoint.decided_by or "human"
 
+    async def _resolve_conflict(self, conflict: Conflict) -> str | None:
+        """Semantic merge, then the merge agent, then the person; None leaves it reported."""
+        self._emit("conflict_found", conflict.task, file=conflict.file, lines=conflict.lines,
+                   others=conflict.other_tasks, reason=conflict.reason)
+        tried = []
+        if conflict.file.endswith(PYTHON_SUFFIXES) and not conflict.reason.startswith("git merged"):
+            result = await asyncio.to_thread(semantic_merge, conflict.base, conflict.ours, conflict.theirs,
+                                             conflict.file)
+            if result.clean:
+                return self._resolved(conflict, result.merged, "semantic", "auto", result.reason)
+            tried.append(f"semantic merge: {result.reason}")
+        merger = self._merge_model()
+        if merger is not None:
+            try:
+                proposal, why = await propose_merge(merger[1], conflict)
+            except Exception as exc:         # a failing merge agent hands over; it never fails the run
+                proposal, why = None, f"failed: {type(exc).__name__}: {exc}"
+            if proposal is not None:
+                if await self._accept_proposal(conflict, proposal, merger[0]):
+                    return self._resolved(conflict, proposal.text, f"merge agent ({merger[0]})",
+                                          self._last_decider, proposal.explanation)
+                tried.append("merge agent: proposal rejected")
+            else:
+                tried.append(f"merge agent: {why}")
+        if self.policy.tier == 4:
+            self._emit("conflict_unresolved", conflict.task, file=conflict.file, tried=tried)
+            return None
+        return await self._ask_person(conflict, tried)
+
+    def _resolved(self, conflict: Conflict, text: str, resolver: str, decided_by: str, note: str,
+                  dropped: list[str] | None = None) -> str:
+        self._emit("conflict_resolved", conflict.task, file=conflict.file, resolver=resolver,
+                   decided_by=decided_by, note=note, dropped=dropped or [],
+                   result=self.log.put_blob(text))
+        return text
+
+    def _merge_model(self) -> tuple[str, ModelClient] | None:
+        """The model routed for review, unless that is the scripted demo (it cannot merge)."""
+        if self.model is not None:
+            info = describe_client(self.model)
+            return None if info.provider == "scripted" else (info.name, self.model)
+        route = self.router.route("review")
+        return None if route.reason == "offline" else (route.model.name, self.router.client(route.model))
+
+    async def _accept_proposal(self, conflict: Conflict, proposal: Any, model: str) -> bool:
+        limits = self.policy.thresholds_for("merge")
+        tier = self.policy.tier
+        if tier == 4 or (tier == 3 and proposal.confidence > limits.proceed_above):
+            self._last_decider = "auto"
+            return True
+        answer = await self._ask(conflict.task, kind=CONFLICT, attempt=0, options=["Accept merge", "Reject"],
+                                 question=f"{model} proposes a merge of {conflict.file} "
+                                          f"(confidence {proposal.confidence:.2f}): {proposal.explanation}",
+                                 proposed="Accept merge", confidence=proposal.confidence, category="merge",
+                                 free_text=False, reason=f"tier {tier} approves merges by a model",
+                                 details={"diff": unified_diff(conflict.file, conflict.ours, proposal.text)})
+        self._last_decider = self._decider_of(conflict.task)
+        return answer == "Accept merge"
+
+    async def _ask_person(self, conflict: Conflict, tried: list[str]) -> str | None:
+        titles = [self.plan[t].title for t in conflict.other_tasks] or ["the earlier merges"]
+        ours_label = f"Use {' + '.join(titles)}"
+        theirs_label = f"Use {self.plan[conflict.task].title}"
+        spans = ", ".join(f"{a}-{b}" for a, b in conflict.lines) or "(whole file)"
+        lines = [f"{self.plan[t].title}: {i.get('description', '')}" for t, i in conflict.intents.items()]
+        answer = await self._ask(
+            conflict.task, kind=CONFLICT, attempt=0, options=[ours_label, theirs_label],
+            question=f"Conflict in {conflict.file} lines {spans}: " + "; ".join(lines),
+            proposed=None, category="merge", free_text=True, reason=conflict.reason,
+            details={"marked": conflict.marked or conflict.theirs, "errors": tried, "file": conflict.file,
+                     "base": conflict.base, "ours": conflict.ours, "theirs": conflict.theirs})
+        by = self._decider_of(conflict.task)
+        if answer == ours_label:
+            return self._resolved(conflict, conflict.ours, "person: kept the earlier side", by, answer,
+                                  dropped=[conflict.task])
+        if answer == theirs_label:
+            return self._resolved(conflict, conflict.theirs, f"person: kept {conflict.task}", by, answer,
+                                  dropped=conflict.other_tasks)
+        return self._resolved(conflict, answer, "person: manual merge", by, "edited by hand")
+
+    def _decider_of(self, task_id: str) -> str:
+        answered = [d for d in self.state.decisions if d["task_id"] == task_id and d.get("checkpoint_id")]
+        return answered[-1]["decided_by"] if answered else "human"
+
     def collision_report(self) -> pd.DataFrame:
         """Predicted collisions against the files both tasks of a pair really changed."""
         predicted = [Collision.from_dict(c) for c in self.state.collisions]
@@ -313,9 +401,12 @@ class Run:
     async def _integrate(self) -> None:
         done = [t for t in self.state.plan.tasks if self.state.tasks[t.id].status == COMPLETE]
         self._emit("integration_started", tasks=[t.id for t in done])
-        integrator = Integrator(self.root, self.id, self.state.base, self._worktree("_integration"))
+        intents = {t.id: {"title": t.title, "description": t.description,
+                          "decisions": [d["chosen"] for d in self.state.decisions if d["task_id"] == t.id]}
+                   for t in done}
+        integrator = Integrator(self.root, self.id, self.state.base, self._worktree("_integration"), intents)
         result = await integrator.integrate([(t.id, self._branch(t.id), self.state.tasks[t.id].files)
-                                             for t in done])
+                                             for t in done], resolve=self._resolve_conflict)
         self._emit("integration_finished", branch=result.branch, merged=result.merged,
                    head=result.head, conflicts=[c.to_dict() for c in result.conflicts],
                    report=[c.describe() for c in result.conflicts])
@@ -488,7 +579,7 @@ class Run:
                           task_title=self.plan[task_id].title, reason=data.get("reason", ""),
                           details=data.get("details"), affects=data.get("affects"),
                           free_text=data.get("free_text", True), created_at=data.get("created_at"),
-                          record=self._record_answer)
+                          record=self._record_answer, validate=_merge_check(data))
 
     def _record_answer(self, checkpoint: Checkpoint, label: str, by: str) -> None:
         if label == LET_ME_THINK:
@@ -507,6 +598,14 @@ class Run:
         for checkpoint in self._checkpoints.values():
             if task_id is None or checkpoint.task_id == task_id:
                 checkpoint.close(why)
+
+
+def _merge_check(data: dict[str, Any]):
+    """A hand-made merge must pass the same checks as the others before it is taken."""
+    if data.get("kind") != CONFLICT or "file" not in (data.get("details") or {}):
+        return None
+    d = data["details"]
+    return lambda text: problems_with(text, d["file"], d.get("base", ""), d.get("ours", ""), d.get("theirs", ""))
 
 
 async def _answer_of(checkpoint: Checkpoint) -> str:

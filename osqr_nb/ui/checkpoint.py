@@ -13,7 +13,7 @@ from html import escape
 
 import ipywidgets as widgets
 
-from ..autonomy.checkpoints import COLLISION, DECISION, LET_ME_THINK, WRITE, Checkpoint
+from ..autonomy.checkpoints import COLLISION, CONFLICT, DECISION, LET_ME_THINK, WRITE, Checkpoint
 
 _cards: dict[str, "CheckpointCard"] = {}
 
@@ -32,8 +32,8 @@ def _list(items: list[str], mark: str) -> str:
 
 def describe(checkpoint: Checkpoint) -> str:
     """The card's text: question, proposal, pros and cons, diff or errors, affected tasks."""
-    title = "PREDICTED COLLISION" if checkpoint.kind == COLLISION else \
-        f"AGENT CHECKPOINT: {escape(checkpoint.task_title)}"
+    title = {COLLISION: "PREDICTED COLLISION", CONFLICT: "MERGE CONFLICT"}.get(
+        checkpoint.kind, f"AGENT CHECKPOINT: {escape(checkpoint.task_title)}")
     parts = [f"<b>{title}</b>", escape(checkpoint.question)]
     if checkpoint.kind == DECISION and checkpoint.proposed:
         confidence = f" (confidence {checkpoint.confidence:.2f})" if checkpoint.confidence is not None else ""
@@ -41,7 +41,7 @@ def describe(checkpoint: Checkpoint) -> str:
     for label, notes in checkpoint.details.get("options", {}).items():
         parts.append(f"<b>{escape(label)}</b>{_list(notes.get('pros', []), '+')}"
                      f"{_list(notes.get('cons', []), '−')}")
-    if checkpoint.kind == WRITE and checkpoint.details.get("diff"):
+    if checkpoint.kind in (WRITE, CONFLICT) and checkpoint.details.get("diff"):
         parts.append("<pre style='max-height:20em;overflow:auto;font-size:11px;background:#f6f8fa;"
                      f"padding:4px'>{escape(checkpoint.details['diff'])}</pre>")
     if checkpoint.details.get("errors"):
@@ -64,13 +64,22 @@ class CheckpointCard(widgets.VBox):
                         for label in checkpoint.options]
         for button in self.buttons:
             button.on_click(self._clicked)
-        self.text = widgets.Text(placeholder="…or answer in your own words",
-                                 layout=widgets.Layout(width="28em"))
-        self.send = widgets.Button(description="Answer", layout=widgets.Layout(width="auto"))
+        manual = checkpoint.kind == CONFLICT
+        if manual:      # Manual merge: the file with its conflict markers, to edit and save
+            self.text = widgets.Textarea(checkpoint.details.get("marked", ""),
+                                         layout=widgets.Layout(width="100%", height="16em"))
+            self.send = widgets.Button(description="Save merge", layout=widgets.Layout(width="auto"))
+        else:
+            self.text = widgets.Text(placeholder="…or answer in your own words",
+                                     layout=widgets.Layout(width="28em"))
+            self.send = widgets.Button(description="Answer", layout=widgets.Layout(width="auto"))
         self.send.on_click(self._typed)
         self.status = widgets.HTML()
         rows = [widgets.HTML(describe(checkpoint)), widgets.HBox(self.buttons)]
-        if checkpoint.free_text:
+        if checkpoint.free_text and manual:
+            rows += [widgets.HTML("<small>Manual merge: edit the file below, then save.</small>"),
+                     self.text, self.send]
+        elif checkpoint.free_text:
             rows.append(widgets.HBox([self.text, self.send]))
         super().__init__(rows + [self.status],
                          layout=widgets.Layout(border="1px solid #fb8c00", padding="6px", margin="4px 0"))

@@ -1,8 +1,12 @@
 """The Integrator: every task branch merged into the run's integration branch.
 
 Merges go in topological order with git's own 3-way merge, so changes that do
-not overlap merge by themselves. An overlap becomes a `Conflict` record and the
-merge of that branch is aborted: every branch stays intact for a resolver.
+not overlap merge by themselves. A clean text merge is not yet a good merge:
+Python files both sides changed are checked (the result parses, no name it uses
+was renamed or removed by one side) before the merge is committed. Each overlap
+(or failed check) becomes a `Conflict` with the base, both sides and both
+tasks' intents, handed to a resolver; what no resolver settles is reported and
+the merge of that branch aborted, so every branch stays intact.
 """
 
 from __future__ import annotations
@@ -10,11 +14,14 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Awaitable, Callable
 
 from . import git
+from .semantic import check_merged
 
 _MARKER_START = re.compile(r"^<<<<<<< ")
 _MARKER_END = re.compile(r"^>>>>>>> ")
+_MARKERS = re.compile(r"^(<<<<<<<|=======|>>>>>>>)( |$)", re.M)
 
 
 @dataclass
@@ -23,14 +30,23 @@ class Conflict:
     lines: list[tuple[int, int]]   # 1-based line ranges of conflict blocks in the marked file
     task: str                      # the task whose branch could not be merged
     other_tasks: list[str]         # tasks already merged that changed the same file
+    base: str = ""                 # the file at the merge base
+    ours: str = ""                 # as merged so far (the earlier tasks' side)
+    theirs: str = ""               # as this task left it
+    marked: str = ""               # with git's conflict markers
+    intents: dict[str, dict[str, Any]] = field(default_factory=dict)   # task -> title, description, decisions
+    reason: str = "both sides changed the same lines"
 
     def describe(self) -> str:
         spans = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in self.lines) or "?"
         others = ", ".join(self.other_tasks) or "the run's base"
-        return f"Conflict in {self.file} lines {spans}: {self.task} vs {others}"
+        return f"Conflict in {self.file} lines {spans}: {self.task} vs {others} ({self.reason})"
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+Resolve = Callable[[Conflict], Awaitable[str | None]]
 
 
 @dataclass
@@ -38,6 +54,7 @@ class Integration:
     branch: str
     merged: list[str] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    resolved: list[Conflict] = field(default_factory=list)
     head: str | None = None
 
     @property
@@ -56,16 +73,36 @@ def conflict_ranges(text: str) -> list[tuple[int, int]]:
     return ranges
 
 
+def problems_with(text: str, path: str, base: str = "", ours: str = "", theirs: str = "") -> str | None:
+    """Why a proposed merge result cannot be used (markers left, not Python, lost names), or None."""
+    if _MARKERS.search(text):
+        return "conflict markers are still in the file"
+    if path.endswith((".py", ".pyi")):
+        return check_merged(base, ours, theirs, text) if (base or ours or theirs) else _parse_error(text)
+    return None
+
+
+def _parse_error(text: str) -> str | None:
+    try:
+        compile(text, "<merged>", "exec")
+    except SyntaxError as error:
+        return f"the result is not valid Python: {error.msg} (line {error.lineno})"
+    return None
+
+
 class Integrator:
     """Merges a run's task branches into `osqr/<run>/integration`."""
 
-    def __init__(self, root: Path, run_id: str, base: str, worktree: Path) -> None:
+    def __init__(self, root: Path, run_id: str, base: str, worktree: Path,
+                 intents: dict[str, dict[str, Any]] | None = None) -> None:
         self.root = root
         self.base = base
         self.worktree = worktree
         self.branch = f"osqr/{run_id}/integration"
+        self.intents = intents or {}
 
-    async def integrate(self, branches: list[tuple[str, str, list[str]]]) -> Integration:
+    async def integrate(self, branches: list[tuple[str, str, list[str]]],
+                        resolve: Resolve | None = None) -> Integration:
         """Merge (task_id, branch, files the task changed) in the given (topological) order."""
         await git.add_worktree(self.root, self.worktree, self.branch, self.base)
         # Start over from the base each time, so that a resumed run integrates once, cleanly.
@@ -73,17 +110,67 @@ class Integrator:
         result = Integration(self.branch)
         touched: dict[str, list[str]] = {}
         for task_id, branch, files in branches:
-            conflicted = await git.merge_branches(self.worktree, [branch], f"osqr: merge {task_id}")
-            if conflicted:
-                for name in conflicted:
-                    marked = (self.worktree / name)
-                    text = marked.read_text(errors="replace") if marked.exists() else ""
-                    result.conflicts.append(Conflict(name, conflict_ranges(text), task_id,
-                                                     touched.get(name, [])))
+            conflicts = await self._merge_one(task_id, branch, files, touched)
+            unresolved = []
+            for conflict in conflicts:
+                text = await resolve(conflict) if resolve is not None else None
+                if text is None:
+                    unresolved.append(conflict)
+                else:
+                    (self.worktree / conflict.file).write_text(text)
+                    await git.git(self.worktree, "add", "--", conflict.file)
+                    result.resolved.append(conflict)
+            if unresolved:
+                result.conflicts.extend(unresolved)
                 await git.abort_merge(self.worktree)
                 continue
+            await git.git(self.worktree, "commit", "--no-verify", "-q", "--no-edit", "--allow-empty",
+                          "-m", f"osqr: merge {task_id}")
             result.merged.append(task_id)
             for name in files:
                 touched.setdefault(name, []).append(task_id)
         result.head = await git.head(self.worktree)
         return result
+
+    async def _merge_one(self, task_id: str, branch: str, files: list[str],
+                         touched: dict[str, list[str]]) -> list[Conflict]:
+        """Merge without committing; the conflicts (including clean merges that fail the checks)."""
+        code, out = await git.git(self.worktree, "merge", "--no-ff", "--no-commit", branch, check=False)
+        if code == 0:
+            return await self._checked(task_id, branch, files, touched)
+        _, listing = await git.git(self.worktree, "diff", "--name-only", "--diff-filter=U", check=False)
+        if not listing.split():
+            await git.abort_merge(self.worktree)
+            raise git.GitError(("merge", branch), code, out)
+        return [await self._conflict(task_id, name, touched) for name in listing.split()]
+
+    async def _checked(self, task_id: str, branch: str, files: list[str],
+                       touched: dict[str, list[str]]) -> list[Conflict]:
+        problems = []
+        for name in files:
+            if name in touched and name.endswith((".py", ".pyi")) and (self.worktree / name).exists():
+                base = await self._show(f"{self.base}:{name}")
+                ours = await self._show(f"HEAD:{name}")
+                theirs = await self._show(f"{branch}:{name}")
+                merged = (self.worktree / name).read_text(errors="replace")
+                why = check_merged(base, ours, theirs, merged)
+                if why:
+                    problems.append(self._make(task_id, name, touched, base, ours, theirs, merged,
+                                               f"git merged it cleanly, but {why}"))
+        return problems
+
+    async def _conflict(self, task_id: str, name: str, touched: dict[str, list[str]]) -> Conflict:
+        marked_path = self.worktree / name
+        marked = marked_path.read_text(errors="replace") if marked_path.exists() else ""
+        base, ours, theirs = [await self._show(f":{stage}:{name}") for stage in (1, 2, 3)]
+        return self._make(task_id, name, touched, base, ours, theirs, marked, "both sides changed the same lines")
+
+    def _make(self, task_id: str, name: str, touched: dict[str, list[str]], base: str, ours: str, theirs: str,
+              marked: str, reason: str) -> Conflict:
+        others = touched.get(name, [])
+        intents = {t: self.intents[t] for t in [*others, task_id] if t in self.intents}
+        return Conflict(name, conflict_ranges(marked), task_id, others, base, ours, theirs, marked, intents, reason)
+
+    async def _show(self, spec: str) -> str:
+        code, out = await git.git(self.worktree, "show", spec, check=False)
+        return out if code == 0 else ""
