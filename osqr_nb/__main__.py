@@ -19,9 +19,9 @@ DRIVER_HELP = """\
 exit status: 0 clean, 1 conflicts left (the result holds conflict markers), 2 on error.
 git merge-file's own status is the number of conflicts; here any number is 1.
 
-as a git merge driver (git passes %A ours, %O base, %B theirs, %P the path; the
-driver writes its result to %A):
-  git config merge.osqr.driver "python -m osqr_nb merge-file %A %O %B --path %P"
+as a git merge driver (git passes %A ours, %O base, %B theirs as temporary copies;
+the driver writes its result to %A; add `--path %P` to pass the real name too):
+  git config merge.osqr.driver "python -m osqr_nb merge-file %A %O %B"
   echo '*.py merge=osqr' >> .gitattributes
 """
 

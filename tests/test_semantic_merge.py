@@ -110,3 +110,12 @@ def test_clean_text_merge_checks():
     assert check_merged(base, ours, theirs, "def broken(:\n").startswith("the result is not valid Python")
     fine = versions("add_functions_same_place")
     assert check_merged(*fine, (CORPUS / "add_functions_same_place" / "expected.py").read_text()) is None
+
+
+def test_calls_are_checked_against_changed_parameters():
+    base = "class A:\n    def m(self, x):\n        return x\n\n    def n(self):\n        return self.m(1)\n"
+    theirs = base + "\n    def k(self):\n        return self.m(3)\n"
+    required = base.replace("def m(self, x)", "def m(self, x, y)").replace("self.m(1)", "self.m(1, 2)")
+    optional = base.replace("def m(self, x)", "def m(self, x, y=0)")
+    assert "self.m(3)" in semantic_merge(base, required, theirs).reason
+    assert "def k(self)" in semantic_merge(base, optional, theirs).merged

@@ -289,8 +289,8 @@ class _Merger:
         empty = [_code(s.with_changes(value=cst.Name("_"))) for s in statements]
         _pick(f"the statement {label}", *empty)
         elements, close = self.elements(values, lambda v: v.elements, _close_ws)
-        if isinstance(values[1], cst.Tuple) and len(elements) == 1 and elements[0].comma == cst.MaybeSentinel.DEFAULT:
-            elements = [elements[0].with_changes(comma=cst.Comma())]
+        if isinstance(values[1], cst.Tuple):
+            elements = _tuple_commas(elements, values[1])
         value = _set_close_ws(values[1].with_changes(elements=elements), close)
         return nodes[1].with_changes(body=[statements[1].with_changes(value=value)])
 
@@ -357,6 +357,16 @@ def _literal_assignments(nodes) -> bool:
         if isinstance(small.value, cst.Tuple) and not small.value.rpar:
             return False
     return True
+
+
+def _tuple_commas(elements: list, frame: cst.Tuple) -> list:
+    """`(a,)` needs its comma; `(a, b)` written on one line does not."""
+    last = elements[-1]
+    if len(elements) == 1 and last.comma == cst.MaybeSentinel.DEFAULT:
+        return [last.with_changes(comma=cst.Comma())]
+    if len(elements) > 1 and len(frame.elements) == 1 and "\n" not in _code(frame):
+        return [*elements[:-1], last.with_changes(comma=cst.MaybeSentinel.DEFAULT)]
+    return elements
 
 
 def _close_ws(value):
@@ -572,7 +582,7 @@ def check_merged(base: str, ours: str, theirs: str, merged: str) -> str | None:
         m = _Facts.of(merged)
     except SyntaxError as error:
         return f"the result is not valid Python: {error.msg} (line {error.lineno})"
-    return _lost_names(o, t, m) or _lost_members(b, o, t, m) or _changed_signatures(b, o, t, m)
+    return _lost_names(o, t, m) or _lost_members(b, o, t, m) or _broken_calls(b, o, t, m)
 
 
 @dataclass
@@ -583,8 +593,8 @@ class _Facts:
     defined: set[str]                    # names bound at module level
     members: set[tuple[str, str]]        # (class, member) pairs
     attributes: Counter                  # `self.name`, `cls.name`, `SomeClass.name` uses
-    calls: Counter                       # calls of `name(...)`, and of `self.name(...)` as ".name"
-    signatures: dict[str, tuple]         # qualified function name -> parameter shape
+    bad_calls: set[tuple[str, str]]      # (function, call) for calls that do not fit its parameters
+    signatures: dict[str, str]           # qualified function name -> its parameters
 
     @classmethod
     def of(cls, text: str) -> _Facts:
@@ -597,7 +607,8 @@ class _Facts:
         unresolved |= _all_entries(tree) - defined
         walker = _Walker({node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)})
         walker.visit(tree)
-        return cls(unresolved, defined, walker.members, walker.attributes, walker.calls, walker.signatures)
+        signatures = {name: ast.dump(defs[0].args) for name, defs in walker.defs.items()}
+        return cls(unresolved, defined, walker.members, walker.attributes, walker.bad_calls(), signatures)
 
 
 def _scopes(module: symtable.SymbolTable) -> tuple[set[str], set[str]]:
@@ -627,28 +638,30 @@ def _all_entries(tree: ast.Module) -> set[str]:
 
 
 class _Walker(ast.NodeVisitor):
-    """Class members, their uses, calls by name, and function signatures. Uses of members
-    count only through `self`, `cls`, `super()` or a class of the module, so that
-    `runner.invoke(...)` is not taken for a call of this module's `Tests.invoke`."""
+    """Class members and their uses, functions and the calls of them. Members count only
+    through `self`, `cls`, `super()` or a class of the module, so that `runner.invoke(...)`
+    is not taken for a use of this module's `Tests.invoke`."""
 
     def __init__(self, classes: set[str]) -> None:
         self.receivers = classes | {"self", "cls"}
         self.members: set[tuple[str, str]] = set()
         self.attributes: Counter = Counter()
-        self.calls: Counter = Counter()
-        self.signatures: dict[str, tuple] = {}
+        self.defs: dict[str, list] = {}
+        self.calls: list[tuple[str, ast.Call, bool]] = []   # (function, call, called on self/cls)
         self.path: list[str] = []
+        self.classes: list[str] = []
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         qualified = ".".join([*self.path, node.name])
         for stmt in node.body:
             for name in _bound_names(stmt):
                 self.members.add((qualified, name))
+        self.classes.append(qualified)
         self._inside(node)
+        self.classes.pop()
 
     def visit_FunctionDef(self, node) -> None:
-        qualified = ".".join([*self.path, node.name])
-        self.signatures.setdefault(qualified, (_shape(node.args), "." in qualified))
+        self.defs.setdefault(".".join([*self.path, node.name]), []).append(node)
         self._inside(node)
 
     visit_AsyncFunctionDef = visit_FunctionDef
@@ -666,15 +679,25 @@ class _Walker(ast.NodeVisitor):
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
         if isinstance(func, ast.Name):
-            self.calls[func.id] += 1
-        elif isinstance(func, ast.Attribute) and self._own(func.value):
-            self.calls["." + func.attr] += 1
+            self.calls.append((func.id, node, False))
+        elif self.classes and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
+                and func.value.id in ("self", "cls"):
+            self.calls.append((f"{self.classes[-1]}.{func.attr}", node, True))
         self.generic_visit(node)
 
     def _own(self, receiver: ast.expr) -> bool:
         if isinstance(receiver, ast.Call):   # super().name
             return isinstance(receiver.func, ast.Name) and receiver.func.id == "super"
         return isinstance(receiver, ast.Name) and receiver.id in self.receivers
+
+    def bad_calls(self) -> set[tuple[str, str]]:
+        """Calls of a function defined once in this module that cannot bind to its parameters."""
+        bad = set()
+        for name, call, on_self in self.calls:
+            defs = self.defs.get(name, [])
+            if len(defs) == 1 and not _fits(call, defs[0], on_self):
+                bad.add((name, ast.unparse(call)))
+        return bad
 
 
 def _bound_names(stmt: ast.stmt) -> list[str]:
@@ -684,24 +707,26 @@ def _bound_names(stmt: ast.stmt) -> list[str]:
     return [t.id for t in targets if isinstance(t, ast.Name)]
 
 
-def _shape(args: ast.arguments) -> tuple:
+def _fits(call: ast.Call, function, on_self: bool) -> bool:
+    """Could this call bind to the function's parameters? (Unknown, e.g. with *args: yes.)"""
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
+        return True
+    args = function.args
+    decorators = {getattr(d, "id", None) for d in function.decorator_list}
     positional = [a.arg for a in (*args.posonlyargs, *args.args)]
-    defaults = len(args.defaults)
-    keyword = tuple((a.arg, d is not None) for a, d in zip(args.kwonlyargs, args.kw_defaults))
-    return tuple(positional), len(positional) - defaults, keyword, bool(args.vararg), bool(args.kwarg)
-
-
-def _breaks_callers(old: tuple, new: tuple) -> bool:
-    """Could a call written for the old parameters fail with the new ones?"""
-    (old_pos, old_required, old_kw, old_var, old_varkw) = old
-    (new_pos, new_required, new_kw, new_var, new_varkw) = new
-    if new_pos[: len(old_pos)] != old_pos or new_required > old_required:
-        return True
-    new_kw_names = dict(new_kw)
-    if any(name not in new_kw_names or (had and not new_kw_names[name]) for name, had in old_kw):
-        return True
-    added_required = any(not has for name, has in new_kw if name not in dict(old_kw))
-    return added_required or (old_var and not new_var) or (old_varkw and not new_varkw)
+    required = len(positional) - len(args.defaults)
+    if on_self and "staticmethod" not in decorators and positional:
+        positional, required = positional[1:], required - 1
+    if len(call.args) > len(positional) and not args.vararg:
+        return False
+    given = set(positional[: len(call.args)])
+    by_keyword = {k.arg for k in call.keywords}
+    named = (set(positional) - {a.arg for a in args.posonlyargs}) | {a.arg for a in args.kwonlyargs}
+    if given & by_keyword or (not args.kwarg and by_keyword - named):
+        return False
+    missing = [p for p in positional[:max(required, 0)] if p not in given and p not in by_keyword]
+    missing += [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is None and a.arg not in by_keyword]
+    return not missing
 
 
 def _lost_names(o: _Facts, t: _Facts, m: _Facts) -> str | None:
@@ -723,12 +748,13 @@ def _lost_members(b: _Facts, o: _Facts, t: _Facts, m: _Facts) -> str | None:
     return None
 
 
-def _changed_signatures(b: _Facts, o: _Facts, t: _Facts, m: _Facts) -> str | None:
-    """A function whose parameters one side changed, called by the other side's new code."""
-    for side, label in ((o, "ours"), (t, "theirs")):
-        for qualified, (shape, method) in side.signatures.items():
-            old = b.signatures.get(qualified)
-            name = ("." if method else "") + qualified.rsplit(".", 1)[-1]
-            if old and _breaks_callers(old[0], shape) and m.calls[name] > side.calls[name]:
-                return f"{label} changes the parameters of {qualified}(), which new code of the other side calls"
-    return None
+def _broken_calls(b: _Facts, o: _Facts, t: _Facts, m: _Facts) -> str | None:
+    """A call that fits neither side's version but fails in the result: one side changed the
+    parameters of a function that the other side's new code calls the old way."""
+    broken = sorted(m.bad_calls - o.bad_calls - t.bad_calls)
+    if not broken:
+        return None
+    name, call = broken[0]
+    changer = next((label for side, label in ((o, "ours"), (t, "theirs"))
+                    if side.signatures.get(name) != b.signatures.get(name)), "one side")
+    return f"{changer} changes the parameters of {name}(), and the result calls it as {call}"
