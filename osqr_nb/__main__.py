@@ -71,7 +71,7 @@ def merge_file(args: argparse.Namespace) -> int:
     status, merged = _git_merge_file(texts, labels, args.diff3)
     name = args.path or args.ours
     if _is_python(name):
-        status, merged, reason = _python_merge(texts, status, merged, labels)
+        status, merged, reason = _python_merge(texts, status, merged, labels, args.diff3)
         if status and not args.quiet:
             print(f"osqr_nb merge-file: {name}: conflicts left: {reason}", file=sys.stderr)
     _write(args, merged)
@@ -109,7 +109,8 @@ def _is_python(name: str) -> bool:
     return name.endswith(PYTHON_SUFFIXES) or Path(name).name.startswith(".merge_file_")
 
 
-def _python_merge(texts: list[bytes], status: int, merged: bytes, labels: list[str]) -> tuple[int, bytes, str]:
+def _python_merge(texts: list[bytes], status: int, merged: bytes, labels: list[str],
+                  diff3: bool) -> tuple[int, bytes, str]:
     """Accept git's clean result only if it passes the checks; resolve its conflicts if we can."""
     from .workspace.semantic import check_merged, semantic_merge
 
@@ -121,18 +122,20 @@ def _python_merge(texts: list[bytes], status: int, merged: bytes, labels: list[s
         problem = check_merged(base, ours, theirs, merged.decode(errors="replace"))
         if problem is None:
             return 0, merged, ""
-        return 1, _whole_file_conflict(ours, theirs, labels), f"git merged cleanly, but {problem}"
+        return 1, _whole_file_conflict(ours, base if diff3 else None, theirs, labels), \
+            f"git merged cleanly, but {problem}"
     result = semantic_merge(base, ours, theirs, path="merged.py")
     if result.merged is None:
         return 1, merged, result.reason
     return 0, result.merged.encode(), ""
 
 
-def _whole_file_conflict(ours: str, theirs: str, labels: list[str]) -> bytes:
+def _whole_file_conflict(ours: str, base: str | None, theirs: str, labels: list[str]) -> bytes:
     """One conflict spanning the file, for a clean text merge that is not a good merge."""
     def ended(text: str) -> str:
         return text if not text or text.endswith("\n") else text + "\n"
-    return f"<<<<<<< {labels[0]}\n{ended(ours)}=======\n{ended(theirs)}>>>>>>> {labels[2]}\n".encode()
+    middle = f"||||||| {labels[1]}\n{ended(base)}" if base is not None else ""
+    return f"<<<<<<< {labels[0]}\n{ended(ours)}{middle}=======\n{ended(theirs)}>>>>>>> {labels[2]}\n".encode()
 
 
 def _write(args: argparse.Namespace, merged: bytes) -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+__all__ = ["PYTHON_SUFFIXES", "SemanticResult", "check_merged", "semantic_merge"]
+
 PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
 _EMPTY = cst.Module(body=[])
 _PASS_BODY = (cst.SimpleStatementLine([cst.Pass()]),)
@@ -272,7 +274,8 @@ class _Merger:
         heads = [_import_head(n) if n else None for n in nodes]
         if heads[0] is None and heads[1] != heads[2]:
             raise Unsure(f"both sides add {label}, written differently")
-        _pick(f"the statement {label}", heads[0] or heads[1], heads[1], heads[2])
+        if _pick(f"the statement {label}", heads[0] or heads[1], heads[1], heads[2]) != 1:
+            raise Unsure(f"both sides change {label}, one of them its form")   # ours is the frame
         names, close = self.elements(imports, lambda i: i.names, lambda i: i.rpar.whitespace_before if i.rpar else None)
         merged = imports[1].with_changes(names=names)
         if imports[1].rpar:
@@ -287,7 +290,8 @@ class _Merger:
         if ("\n" in _code(values[1])) != ("\n" in _code(values[2])):
             raise Unsure(f"both sides change {label}, formatted differently")
         empty = [_code(s.with_changes(value=cst.Name("_"))) for s in statements]
-        _pick(f"the statement {label}", *empty)
+        if _pick(f"the statement {label}", *empty) != 1:
+            raise Unsure(f"both sides change {label}, one of them its form")   # ours is the frame
         elements, close = self.elements(values, lambda v: v.elements, _close_ws)
         if isinstance(values[1], cst.Tuple):
             elements = _tuple_commas(elements, values[1])
