@@ -88,6 +88,7 @@ class RunState:
     task_budget: float | None = None
     budget_warned: bool = False
     unpriced: set[str] = field(default_factory=set)
+    _before_asking: dict[str, str] = field(default_factory=dict, repr=False)
     collisions: list[dict[str, Any]] = field(default_factory=list)   # predicted before the start
     predicted_plan: dict[str, Any] | None = None                       # the plan they were predicted on
     preflight_done: bool = False
@@ -204,9 +205,12 @@ class RunState:
             task.cost_usd += d["cost_usd"]
 
     def _on_checkpoint_opened(self, e: Event, d: dict[str, Any]) -> None:
+        task = self._task(e)
         self.open_checkpoints[d["id"]] = dict(d, task_id=e.task_id)
         self.checkpoints_opened += 1
-        self._task(e).status = NEEDS_INPUT
+        if task.status in (WAITING, RUNNING):        # a finished task asked at the merge stays finished
+            self._before_asking.setdefault(e.task_id, task.status)
+            task.status = NEEDS_INPUT
 
     def _on_checkpoint_parked(self, e: Event, d: dict[str, Any]) -> None:
         self.parked.add(d["checkpoint_id"])
@@ -219,8 +223,9 @@ class RunState:
             self.parked.discard(checkpoint)
             if not any(c["task_id"] == e.task_id for c in self.open_checkpoints.values()):
                 task = self._task(e)
+                before = self._before_asking.pop(e.task_id, RUNNING)
                 if task.status == NEEDS_INPUT:
-                    task.status = RUNNING
+                    task.status = before
 
     def _on_task_finished(self, e: Event, d: dict[str, Any]) -> None:
         task = self._task(e)
