@@ -1,13 +1,34 @@
-"""osqr-nb: a Jupyter kernel as the control room for many AI coding agents."""
+"""osqr-nb: a Jupyter kernel as the control room for many AI coding agents.
 
-from .api import events, get_run, history, last_run, resume, start
-from .autonomy.checkpoints import Checkpoint
-from .engine.run import Run
-from .plan.task import Plan, PlanError, Task, TaskKind
+Names load on first use, so that `osqr_nb.gpkv` (a server) and the command line
+import no kernel, widget or pandas code.
+"""
 
-__all__ = ["start", "resume", "history", "events", "last_run", "get_run", "Run", "Plan", "Task",
-           "TaskKind", "PlanError", "Checkpoint", "load_ipython_extension"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "start": "api", "resume": "api", "history": "api", "events": "api", "costs": "api",
+    "last_run": "api", "get_run": "api", "Run": "engine.run", "Checkpoint": "autonomy.checkpoints",
+    "Plan": "plan.task", "Task": "plan.task", "TaskKind": "plan.task", "PlanError": "plan.task",
+}
+__all__ = [*_EXPORTS, "load_ipython_extension"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'osqr_nb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def load_ipython_extension(ipython) -> None:

@@ -20,7 +20,7 @@ from .plan.decompose import OfflinePlanner
 from .plan.explicit import looks_like_plan, parse_plan
 from .plan.task import Plan
 from .store.events import log_path, open_log
-from .store.frames import events_frame, history_frame
+from .store.frames import costs_frame, events_frame, history_frame
 from .workspace import git
 
 _live: dict[str, Run] = {}
@@ -169,6 +169,12 @@ def history(repo: str | os.PathLike | None = None) -> pd.DataFrame:
     """Every decision in the repository's log, one row each."""
     log = _log_of(repo)
     return history_frame(log.read() if log else [])
+
+
+def costs(repo: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Every model call of the repository's runs: run, task, model, tokens, dollars (NaN: unknown)."""
+    log = _log_of(repo)
+    return costs_frame(log.read() if log else [])
 
 
 def events(repo: str | os.PathLike | None = None) -> pd.DataFrame:

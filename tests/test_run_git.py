@@ -332,3 +332,12 @@ def test_a_partial_dependent_starts_early_gets_updates_and_adapts_when_its_input
     assert "db/schema.sql" in git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/client")
     from osqr_nb.ui.dag import render_dag
     assert render_dag(plan).count("osqr-partial") == 1
+
+
+def test_costs_frame_has_one_row_per_model_call(repo):
+    run = run_async(seed_run(repo))
+    costs = osqr_nb.costs(repo)
+    assert list(costs.columns) == ["run_id", "task_id", "time", "model", "input_tokens", "output_tokens",
+                                   "cache_read_tokens", "cache_write_tokens", "cost_usd", "latency"]
+    assert len(costs) == len(run.events().query("type == 'model_reply'"))
+    assert set(costs.model) == {"scripted"} and costs.cost_usd.sum() == 0

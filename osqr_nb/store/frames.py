@@ -39,3 +39,19 @@ def history_frame(events: Iterable[Event]) -> pd.DataFrame:
         frame[column] = pd.to_datetime(frame[column], utc=True)
     frame["confidence"] = frame["confidence"].astype(float)
     return frame
+
+
+COST_COLUMNS = ["run_id", "task_id", "time", "model", "input_tokens", "output_tokens", "cache_read_tokens",
+                "cache_write_tokens", "cost_usd", "latency"]
+
+
+def costs_frame(events: Iterable[Event]) -> pd.DataFrame:
+    """One row per model call; cost_usd is NaN where the price is unknown (never 0 for unknown)."""
+    rows = [(e.run_id, e.task_id, _time(e.ts), e.data.get("model"), e.data.get("input_tokens", 0),
+             e.data.get("output_tokens", 0), e.data.get("cache_read_tokens", 0),
+             e.data.get("cache_write_tokens", 0), e.data.get("cost_usd"), e.data.get("latency"))
+            for e in events if e.type == "model_reply"]
+    frame = pd.DataFrame(rows, columns=COST_COLUMNS)
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    frame["cost_usd"] = pd.to_numeric(frame["cost_usd"], errors="coerce").astype(float)
+    return frame
