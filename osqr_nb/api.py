@@ -16,7 +16,7 @@ from .engine.state import RunState
 from .models.base import ModelClient
 from .engine.budget import check_budget
 from .models.errors import KEY_VARIABLES
-from .plan.decompose import OfflinePlanner
+from .plan.decompose import ModelPlanner, OfflinePlanner
 from .plan.explicit import looks_like_plan, parse_plan
 from .plan.task import Plan
 from .store.events import log_path, open_log
@@ -68,21 +68,39 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
         raise ValueError(f"model {model!r} needs {variable}: set it (or OSQR.providers), "
                          "or leave the model out to run offline with the scripted model")
     info = git.inspect_repo(repo)
+    planner = None
     if plan is None:
-        plan = plan_request(request or "", info.root)
+        given = model is not None and not isinstance(model, str)      # a client handed over: no routing
+        planner = None if given else model_planner(router, request or "")
+        if planner is None:
+            plan = plan_request(request or "", info.root)
     elif not isinstance(plan, Plan):
         raise TypeError(f"plan= takes an osqr_nb.Plan, got {type(plan).__name__}")
     _running_loop()
     git.exclude_osqr_dir(info.root)
-    run = Run.create(plan, info, open_log(info.root), router, policy=policy, max_parallel=max_parallel,
-                     model=None if isinstance(model, str) else model, budget=budget,
-                     task_budget=task_budget, checkpoint_timeout=config.checkpoint_timeout or None)
+    common = dict(policy=policy, max_parallel=max_parallel, model=None if isinstance(model, str) else model,
+                  budget=budget, task_budget=task_budget, checkpoint_timeout=config.checkpoint_timeout or None)
+    if planner is not None:
+        run = Run.planning(request, planner, info, open_log(info.root), router, **common)
+    else:
+        run = Run.create(plan, info, open_log(info.root), router, **common)
     if info.warning:
         run.warnings.append(info.warning)
         warnings.warn(info.warning, OsqrWarning, stacklevel=2)
     _live[run.id] = run
     _last_repo = info.root
     return run.start(keep_worktrees=settings().keep_worktrees)
+
+
+def model_planner(router, request: str):
+    """The model planner on the model routed for architecture, when one is reachable (else None:
+    the offline heuristic plans). Explicit plans and empty requests never go to a model."""
+    if not request.strip() or looks_like_plan(request):
+        return None
+    route = router.route("architecture")
+    if route.reason == "offline":
+        return None
+    return ModelPlanner(router.client(route.model))
 
 
 def plan_request(request: str, repo: str | os.PathLike | None = None) -> Plan:

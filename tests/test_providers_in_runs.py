@@ -205,3 +205,47 @@ def test_forcing_a_model_without_its_key_says_which_variable_to_set(repo):
     with pytest.raises(ValueError, match="needs ANTHROPIC_API_KEY"):
         run_async(main())
     assert osqr_nb.events(repo).empty
+
+
+class PlanningScript:
+    """Behind the wire server: plans when asked through submit_plan, else plays the scripted demo."""
+
+    name = "planning script"
+
+    def __init__(self):
+        from osqr_nb.models.scripted import ScriptedModel
+        self.demo, self.plans = ScriptedModel(), 0
+
+    async def complete(self, system, messages, tools):
+        from osqr_nb.models.base import Reply, ToolCall
+        if tools and tools[0].name == "submit_plan":
+            self.plans += 1
+            tasks = [{"id": "schema", "title": "DB Schema", "kind": "architecture", "description": "Design the schema",
+                      "depends_on": [], "writes": ["db/schema.sql"], "estimate_hours": 2},
+                     {"id": "auth", "title": "Auth Module", "kind": "code", "description": "Build auth",
+                      "depends_on": ["schema"] if self.plans > 1 else ["ghost"], "estimate_hours": 4}]
+            return Reply(tool_calls=[ToolCall(f"p{self.plans}", "submit_plan", {"tasks": tasks})],
+                         stop_reason="tool_use")
+        return await self.demo.complete(system, messages, tools)
+
+
+def test_with_a_model_configured_the_architecture_model_writes_the_plan_in_the_background(repo):
+    with WireServer(PlanningScript(), retry_after=0.01) as wire:
+        config = settings()
+        saved = config.providers
+        config.providers = {"anthropic": {"api_key": KEY, "base_url": wire.base_url, "max_retries": 0}}
+        try:
+            async def main():
+                run = osqr_nb.start("Build the auth module on a new schema", repo=repo, tier=4)
+                assert run.status == "planning" and run.plan is None        # the cell returned at once
+                assert "Planning" in run.view().dag.value
+                await run
+                return run
+            run = run_async(main())
+        finally:
+            config.providers = saved
+    assert run.status == "complete"
+    assert [t.id for t in run.plan.tasks] == ["schema", "auth"]
+    ready = run.events().query("type == 'plan_ready'").data.iloc[0]
+    assert ready["planner"].startswith("model planner") and len(ready["attempts"]) == 2   # repaired once
+    assert run.cost_report().human_hours_estimate.tolist() == [2, 4]

@@ -61,7 +61,7 @@ class Run:
         self.budgets = Budgets(self)
         self.policy = AutonomyPolicy.from_dict(state.policy) if state.policy else AutonomyPolicy(state.tier)
         self.checkpoint_timeout: float | None = state.checkpoint_timeout
-        self.mediator = Mediator(state.plan.graph)
+        self.mediator = Mediator(state.plan.graph if state.plan else nx.DiGraph())
         self.mediator.messages = state.messages   # the mediator's inboxes are the folded messages
         self.version = 0                      # bumped on every event; widgets poll it
         self._checkpoints: dict[str, Checkpoint] = {}
@@ -73,7 +73,8 @@ class Run:
         self._main: asyncio.Task | None = None
         self._done: asyncio.Future | None = None
         self._listeners: list[Callable[[Event], None]] = []
-        self._titles = {t.id: t.title for t in state.plan.tasks}
+        self._titles = {t.id: t.title for t in state.plan.tasks} if state.plan else {}
+        self.planner = None                   # an async planner to run first, when no plan was given
         self._settled: dict[str, asyncio.Event] = {}
         self.keep_worktrees = False
         self._last_decider = "auto"
@@ -95,6 +96,28 @@ class Run:
                   uncommitted=repo.uncommitted)
         run.policy, run.checkpoint_timeout = policy, checkpoint_timeout
         return run
+
+    @classmethod
+    def planning(cls, request: str, planner: Any, repo: git.RepoInfo, log: EventLog, router: Router, *,
+                 policy: AutonomyPolicy, max_parallel: int | None, model: ModelClient | None = None,
+                 checkpoint_timeout: float | None = None, budget: float | None = None,
+                 task_budget: float | None = None) -> "Run":
+        """A run whose plan a model makes first, on the loop (the cell still returns at once)."""
+        run = cls(RunState(new_run_id()), repo.root, log, router, model)
+        run.planner = planner
+        run._emit("run_started", request=request, plan=None, planner=planner.name, repo=str(repo.root),
+                  base=repo.head, branch=repo.branch, tier=policy.tier, max_parallel=max_parallel,
+                  policy=policy.to_dict(), checkpoint_timeout=checkpoint_timeout, budget=budget,
+                  task_budget=task_budget, model=run.model_name, pid=os.getpid(), uncommitted=repo.uncommitted)
+        run.policy, run.checkpoint_timeout = policy, checkpoint_timeout
+        return run
+
+    async def _make_plan(self) -> None:
+        plan = await self.planner.plan(self.state.request, self.root)
+        self._emit("plan_ready", plan=plan.to_dict(), planner=self.planner.name,
+                   attempts=getattr(self.planner, "attempts", []))
+        self.mediator.graph = self.plan.graph
+        self._titles.update({t.id: t.title for t in self.plan.tasks})
 
     @classmethod
     def reopen(cls, state: RunState, root: Path, log: EventLog, router: Router,
@@ -253,6 +276,11 @@ class Run:
     async def _orchestrate(self) -> None:
         await git.git(self.root, "worktree", "prune")     # forget worktrees whose folders were deleted
         try:
+            if self.state.plan is None:
+                if self.planner is None:     # reopened while planning: plan again, offline
+                    from ..plan.decompose import OfflinePlanner, as_async
+                    self.planner = as_async(OfflinePlanner())
+                await self._make_plan()
             if not self.state.preflight_done:
                 await self._preflight()
             graph = self.plan.graph

@@ -123,13 +123,20 @@ class RunState:
         return self.tasks.setdefault(event.task_id, TaskState(event.task_id))
 
     def _on_run_started(self, e: Event, d: dict[str, Any]) -> None:
-        self.plan = self.plan or Plan.from_dict(d["plan"])
+        if d.get("plan") is not None:
+            self.plan = self.plan or Plan.from_dict(d["plan"])
         self.request, self.repo, self.base = d["request"], d["repo"], d["base"]
         self.tier, self.max_parallel = d["tier"], d.get("max_parallel")
         self.policy, self.checkpoint_timeout = d.get("policy"), d.get("checkpoint_timeout")
         self.budget, self.task_budget = d.get("budget"), d.get("task_budget")
         self.status, self.started_at, self.owner_pid = "running", e.ts, d.get("pid")
+        self.tasks = {t.id: TaskState(t.id) for t in self.plan.tasks} if self.plan else {}
+        self.status = "running" if self.plan else "planning"
+
+    def _on_plan_ready(self, e: Event, d: dict[str, Any]) -> None:
+        self.plan = Plan.from_dict(d["plan"])
         self.tasks = {t.id: TaskState(t.id) for t in self.plan.tasks}
+        self.status = "running"
 
     def _on_run_reopened(self, e: Event, d: dict[str, Any]) -> None:
         self.status, self.owner_pid, self.paused = "running", d.get("pid"), False

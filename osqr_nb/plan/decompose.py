@@ -304,3 +304,18 @@ class ModelPlanner:
             + "\n".join(f"- {p}" for p in problems)
             + "\nIts last plan, as an explicit plan you can fix and run in a %%osqr cell:\n" + shown,
             problems, tasks, replies)
+
+
+class _Awaitable:
+    """A synchronous planner behind the async interface (for a run that plans on the loop)."""
+
+    def __init__(self, planner: Planner) -> None:
+        self.inner = planner
+        self.name = planner.name
+
+    async def plan(self, request: str, repo: str | Path | None = None) -> Plan:
+        return self.inner.plan(request, str(repo) if repo else None)
+
+
+def as_async(planner: Planner) -> _Awaitable:
+    return _Awaitable(planner)

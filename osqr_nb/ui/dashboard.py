@@ -65,7 +65,8 @@ class RunView(widgets.VBox):
             note += f"<br><span style='color:#e53935'>{escape(state.error)}</span>"
         self.header.value = (f"<b>osqr run {escape(run.id)}</b> · {escape(run.status)} · "
                              f"model: {escape(run.model_name)}{note}")
-        self.dag.value = render_dag(run.plan, state.tasks)
+        self.dag.value = render_dag(run.plan, state.tasks) if run.plan is not None else \
+            f"<i>Planning: {escape(run.planner.name if run.planner else 'the planner')} is writing the plan…</i>"
         c = state.counts()
         extra = "".join(f" · {label} {c[key]}" for key, label in
                         (("needs_input", "Needs input"), ("failed", "Failed"), ("skipped", "Skipped"))
