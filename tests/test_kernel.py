@@ -172,7 +172,7 @@ def test_a_key_given_to_the_kernel_never_reaches_an_output_a_widget_or_the_log(r
 
     key = "test-key-not-secret-kernel-5c1a9"
     with WireServer(retry_after=0.01) as wire:
-        wire.faults.append("401")                      # the server echoes the key back in its error
+        wire.faults.extend(["401", "401"])             # the server echoes the key back in its error
         kernel = Kernel(cwd=str(repo), env={**os.environ, "ANTHROPIC_API_KEY": key})
         try:
             kernel.execute("%load_ext osqr_nb\nimport osqr_nb\n"
@@ -192,6 +192,7 @@ def test_a_key_given_to_the_kernel_never_reaches_an_output_a_widget_or_the_log(r
             kernel.shutdown()
     outputs = json.dumps(kernel.iopub)
     assert "claude-sonnet" in outputs and "refused" in outputs       # the run and its error were shown
+    assert "planning_failed" in json.dumps(osqr_nb.events(repo).type.tolist())   # planner fell back, said so
     assert key not in outputs
     assert key not in json.dumps(osqr_nb.events(repo).data.tolist())
     assert key not in (repo / ".osqr" / "osqr.db").read_bytes().decode(errors="replace")

@@ -94,7 +94,7 @@ def test_a_run_through_the_anthropic_sdk_costs_what_genai_prices_says(repo, anth
 
 
 def test_the_key_never_shows_in_events_widgets_or_errors(repo, anthropic_via_wire):
-    anthropic_via_wire.faults.extend(["401"])           # the server echoes the key it was sent
+    anthropic_via_wire.faults.extend(["401", "401"])    # the planner's call, then an agent's; echoes the key
 
     async def main():
         run = osqr_nb.start("add a health check", repo=repo, tier=3)
@@ -121,7 +121,7 @@ def _all_widgets(widget):
 
 
 def test_a_provider_that_stays_down_asks_retry_or_switch_and_never_fails_silently(repo, anthropic_via_wire):
-    anthropic_via_wire.faults.extend(["500"])
+    anthropic_via_wire.faults.extend(["500", "500"])    # the planner falls back offline, the agent asks
 
     async def main():
         run = osqr_nb.start("add a health check", repo=repo, tier=4)

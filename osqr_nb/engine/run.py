@@ -39,6 +39,7 @@ from .state import COMPLETE, SETTLED, RunState, TaskState
 from .budget import Budgets
 from .supervisor import TaskSupervisor
 from ..models.catalog import ModelInfo, describe_client
+from ..models.errors import ProviderError
 from ..routing import Router
 
 _worktree_locks: dict[Path, asyncio.Lock] = {}
@@ -113,7 +114,17 @@ class Run:
         return run
 
     async def _make_plan(self) -> None:
-        plan = await self.planner.plan(self.state.request, self.root)
+        """The model's plan; if its provider fails, the offline heuristic's (said in an event).
+        A model that never gives a valid plan fails the run with the last plan and its problems."""
+        try:
+            plan = await self.planner.plan(self.state.request, self.root)
+        except ProviderError as exc:
+            from ..plan.decompose import OfflinePlanner
+            warning = f"the planner's model failed ({exc}); planned offline instead"
+            self._emit("planning_failed", error=str(exc), fallback="offline heuristic", warning=warning)
+            self.warnings.append(warning)
+            self.planner = OfflinePlanner()
+            plan = self.planner.plan(self.state.request, str(self.root))
         self._emit("plan_ready", plan=plan.to_dict(), planner=self.planner.name,
                    attempts=getattr(self.planner, "attempts", []))
         self.mediator.graph = self.plan.graph

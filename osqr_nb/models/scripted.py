@@ -147,6 +147,8 @@ class ScriptedModel:
                        tools: list[ToolSpec]) -> Reply:
         if self.delay:
             await asyncio.sleep(self.delay)
+        if any(tool.name == "submit_plan" for tool in tools):
+            return self._plan(messages)
         title, task_id, kind, brief = _task_header(messages)
         step = sum(1 for m in messages if m["role"] == "assistant")
         name = _script_for(title, kind)
@@ -155,6 +157,16 @@ class ScriptedModel:
         reply = script(step, task_id, title, brief, _tool_results(messages), **extra)
         size = sum(len(m.get("content") or "") for m in messages) + len(system)
         reply.usage = Usage(input_tokens=size // 4, output_tokens=len(str(reply.tool_calls)) // 4)
+        return reply
+
+    def _plan(self, messages: list[dict[str, Any]]) -> Reply:
+        """Asked to plan, it submits what the offline heuristic planner makes of the request."""
+        from ..plan.decompose import OfflinePlanner
+        found = re.search(r"^Request:\n(.*?)\n\nRepository:", messages[0]["content"] if messages else "",
+                          re.S | re.M)
+        plan = OfflinePlanner().plan(found.group(1) if found else "do the task")
+        reply = _call("submit_plan", tasks=[t.to_dict() for t in plan.tasks])
+        reply.usage = Usage(len(messages[0]["content"]) // 4 if messages else 0, 50)
         return reply
 
     def _schema(self, step: int, task_id: str, title: str, brief: str, results: list[str]) -> Reply:
