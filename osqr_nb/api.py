@@ -49,7 +49,8 @@ def _check_parallel(max_parallel: object) -> int | None:
 
 def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: int = 2,
           max_parallel: int | None = 4, plan: Plan | None = None,
-          model: str | ModelClient | None = None, budget: float | None = None) -> Run:
+          model: str | ModelClient | None = None, budget: float | None = None,
+          check: str | None = None) -> Run:
     """Plan the request and start its agents in the background; returns the `Run` at once.
 
     `model` forces one model for every task (a name, or a ModelClient); by default
@@ -87,6 +88,9 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
     if info.warning:
         run.warnings.append(info.warning)
         warnings.warn(info.warning, OsqrWarning, stacklevel=2)
+    run.check = (check if check is not None else config.check) or None
+    if run.check:
+        run._emit("check_configured", command=run.check)
     _live[run.id] = run
     _last_repo = info.root
     return run.start(keep_worktrees=settings().keep_worktrees)

@@ -41,6 +41,8 @@ class OSQR(SingletonConfigurable):
     human_rate = Float(75.0, help="US dollars per hour of a person's time, for the cost report's "
                        "human-equivalent estimate.").tag(config=True)
 
+    check = Unicode("", help="A verification command run on the integration branch after merging, "
+                    "e.g. 'pytest -q'; a failure names the merge after which it first failed.").tag(config=True)
     offline = Unicode("direct", help="With no provider configured, the scripted model answers: 'direct' "
                       "in-process, or 'wire' through the real anthropic SDK and a loopback server that "
                       "speaks its protocol.").tag(config=True)

@@ -35,12 +35,13 @@ class OsqrMagics(Magics):
     @argument("--max-parallel", type=int, default=None, help="agents running at once")
     @argument("--model", default=None, help="one model for every task (a route name or model id)")
     @argument("--budget", type=float, default=None, help="US dollars the run may spend")
+    @argument("--check", default=None, help='a command that verifies the merged result, e.g. "pytest -q"')
     @argument("--dry-run", action="store_true", help="show the plan and its graph; run nothing")
     @line_cell_magic
     def osqr(self, line: str, cell: str | None = None):
         """Run a request with parallel agents (cell form) or manage runs (line form).
 
-        %%osqr [--repo PATH] [--tier 1-4] [--max-parallel N] [--model NAME] [--budget USD] [--dry-run]
+        %%osqr [--repo PATH] [--tier 1-4] [--max-parallel N] [--model NAME] [--budget USD] [--check CMD] [--dry-run]
         <request, e.g. Build the auth module, update the API docs, and refactor the database schema>
 
         %osqr status | pause | resume [RUN_ID] | history | checkpoints | route | models | cost [RUN_ID]
@@ -65,7 +66,7 @@ class OsqrMagics(Magics):
         if parallel < 1:
             raise UsageError(f"--max-parallel must be at least 1, got {parallel}")
         options = dict(repo=args.repo or ".", tier=tier, max_parallel=parallel, model=args.model,
-                       budget=args.budget)
+                       budget=args.budget, check=args.check.strip("\"'") if args.check else None)
         try:
             if args.dry_run:
                 return self._dry_run(cell, options)

@@ -142,3 +142,30 @@ def test_a_clean_text_merge_that_loses_a_name_is_not_called_clean(repo):
     assert run.status == "conflicts"                                     # git alone would have merged it
     (conflict,) = run.integration["conflicts"]
     assert "git merged it cleanly, but" in conflict["reason"] and "helper" in conflict["reason"]
+
+
+CHECK = "import pathlib, sys; sys.exit(1 if pathlib.Path('broken.txt').exists() else 0)"
+
+
+def test_a_failing_check_names_the_merge_after_which_it_first_failed(repo):
+    (repo / "check.py").write_text(CHECK + "\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "check")
+    plan = Plan([Task("good", "Good Change"), Task("bad", "Bad Change")])
+    model = ListModel({"good": [("write_file", {"path": "ok.txt", "content": "fine"}), finish()],
+                       "bad": [("write_file", {"path": "broken.txt", "content": "oops"}), finish()]})
+
+    async def main():
+        run = osqr_nb.start(plan=plan, repo=repo, tier=2, model=model, check="python check.py")
+        card = await run.next_checkpoint(timeout=60)
+        assert card.question == "`python check.py` fails after merging Bad Change."
+        assert card.task_id == "bad" and "Mark the run failed" in card.options
+        card.resolve("Mark the run failed")
+        await run
+        return run
+
+    run = run_async(main())
+    assert run.status == "failed" and "fails after merging Bad Change" in run.state.error
+    checks = run.events().query("type == 'check_ran'").data.tolist()
+    assert checks[0]["exit_code"] == 1 and checks[0]["sandbox"] in ("bwrap", "none")
+    assert "broken.txt" in git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration")  # kept

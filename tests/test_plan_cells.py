@@ -2,7 +2,7 @@
 
 import osqr_nb
 
-from conftest import git, run_async
+from conftest import run_async
 
 EXPLICIT = """\
 - [db] DB Schema (refactor): Design the schema

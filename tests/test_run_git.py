@@ -1,7 +1,6 @@
 """Whole runs on real git repositories in temporary directories (no kernel)."""
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from osqr_nb.models.base import Reply, ToolCall
 from osqr_nb.store.events import open_log
 from osqr_nb.workspace.git import RepoError
 
-from conftest import SEED_REQUEST, git, make_repo, run_async
+from conftest import SEED_REQUEST, git, run_async
 
 
 class ListModel:

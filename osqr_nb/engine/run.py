@@ -22,7 +22,7 @@ import pandas as pd
 from ..agents.agent import Agent
 from ..agents.messages import Mediator, Message
 from ..agents.tools import Workspace
-from ..autonomy.checkpoints import COLLISION, CONFLICT, DECISION, LET_ME_THINK, Checkpoint
+from ..autonomy.checkpoints import COLLISION, CONFLICT, DECISION, ERRORS, LET_ME_THINK, Checkpoint
 from ..plan.collisions import Choice, Collision, choose_by_policy, predict_collisions, score_predictions
 from ..autonomy.policy import AutonomyPolicy
 from ..models.base import ModelClient
@@ -79,6 +79,7 @@ class Run:
         self._settled: dict[str, asyncio.Event] = {}
         self.keep_worktrees = False
         self._last_decider = "auto"
+        self.check: str | None = state.check  # a verification command run on the merged result
         self.collision_growth = 0.25     # tiers 3-4 serialize when the critical path grows less than this
         self.warnings: list[str] = []
 
@@ -427,6 +428,44 @@ class Run:
         answered = [d for d in self.state.decisions if d["task_id"] == task_id and d.get("checkpoint_id")]
         return answered[-1]["decided_by"] if answered else "human"
 
+    async def _verify(self, result: Any) -> str | None:
+        """Run the check (e.g. `pytest -q`) on the integration branch; when it fails, find the
+        merge after which it first failed and ask about it. Returns why the run failed, or None."""
+        worktree = Workspace(self._worktree("_integration"))
+        outcome = await worktree.run_command(self.check, timeout=600)
+        self._emit("check_ran", head=result.head, **outcome.summary())
+        if outcome.ok:
+            return None
+        culprit, output = await self._first_failing_merge(worktree, outcome.text())
+        title = self.plan[culprit].title if culprit else "the run's base"
+        why = f"`{self.check}` fails after merging {title}"
+        if self.policy.tier == 4 or culprit is None:
+            return why
+        answer = await self._ask(culprit, kind=ERRORS, attempt=0, question=f"{why}.",
+                                 options=["Accept the merge anyway", "Mark the run failed"],
+                                 proposed="Mark the run failed", category="check", free_text=False,
+                                 reason="the verification command failed on the integration branch",
+                                 details={"errors": output.splitlines()[-12:]})
+        return None if answer == "Accept the merge anyway" else why
+
+    async def _first_failing_merge(self, worktree: Workspace, last_output: str) -> tuple[str | None, str]:
+        """Walk the integration branch's merges in order; the first after which the check fails."""
+        _, log = await git.git(worktree.root, "log", "--first-parent", "--reverse", "--format=%H %s",
+                               f"{self.state.base}..HEAD")
+        merges = [line.split(" ", 1) for line in log.splitlines() if " osqr: merge " in f" {line.split(' ', 1)[-1]}"]
+        head = await git.head(worktree.root)
+        found: tuple[str | None, str] = (None, last_output)
+        try:
+            for sha, subject in merges:
+                await git.git(worktree.root, "checkout", "-q", "--detach", sha)
+                outcome = await worktree.run_command(self.check, timeout=600)
+                if not outcome.ok:
+                    found = (subject.removeprefix("osqr: merge ").strip(), outcome.text())
+                    break
+        finally:
+            await git.git(worktree.root, "checkout", "-q", "--detach", head)
+        return found
+
     def collision_report(self) -> pd.DataFrame:
         """Predicted collisions against the files both tasks of a pair really changed."""
         predicted = [Collision.from_dict(c) for c in self.state.collisions]
@@ -449,6 +488,7 @@ class Run:
         self._emit("integration_finished", branch=result.branch, merged=result.merged,
                    head=result.head, conflicts=[c.to_dict() for c in result.conflicts],
                    report=[c.describe() for c in result.conflicts])
+        check_failed = await self._verify(result) if self.check and result.merged else None
         if not self.keep_worktrees:     # their work is committed on the branches, which stay
             await git.remove_worktrees(self.root, [self._worktree(t.id) for t in done]
                                        + [self._worktree("_integration")])
@@ -456,9 +496,9 @@ class Run:
         self._emit("collision_report", precision=report.attrs["precision"], recall=report.attrs["recall"],
                    rows=report.to_dict("records"))
         failed = [t for t, s in self.state.tasks.items() if s.status != COMPLETE]
-        status = "failed" if failed else "conflicts" if result.conflicts else "complete"
-        self._emit("run_finished", status=status,
-                   error=f"tasks not completed: {', '.join(failed)}" if failed else None)
+        status = "failed" if failed or check_failed else "conflicts" if result.conflicts else "complete"
+        error = f"tasks not completed: {', '.join(failed)}" if failed else check_failed
+        self._emit("run_finished", status=status, error=error)
 
     def _main_done(self, task: asyncio.Task) -> None:
         if task.cancelled():

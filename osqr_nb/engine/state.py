@@ -92,6 +92,7 @@ class RunState:
     collisions: list[dict[str, Any]] = field(default_factory=list)   # predicted before the start
     predicted_plan: dict[str, Any] | None = None                       # the plan they were predicted on
     preflight_done: bool = False
+    check: str | None = None
     collision_scores: dict[str, Any] | None = None
     events_seen: int = 0
 
@@ -132,6 +133,9 @@ class RunState:
         self.status, self.started_at, self.owner_pid = "running", e.ts, d.get("pid")
         self.tasks = {t.id: TaskState(t.id) for t in self.plan.tasks} if self.plan else {}
         self.status = "running" if self.plan else "planning"
+
+    def _on_check_configured(self, e: Event, d: dict[str, Any]) -> None:
+        self.check = d["command"]
 
     def _on_plan_ready(self, e: Event, d: dict[str, Any]) -> None:
         self.plan = Plan.from_dict(d["plan"])
