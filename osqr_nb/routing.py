@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -114,16 +114,20 @@ class Router:
                 result.append(info)
         return result
 
-    def client(self, info: ModelInfo) -> ModelClient:
-        """One client per model per router (connection pools are reused across tasks)."""
+    def client(self, info: ModelInfo, on_delta: Callable[[str, str], None] | None = None) -> ModelClient:
+        """One client per model per router (connection pools are reused across tasks); a task that
+        wants to see tokens arrive (`on_delta`) gets a streaming client of its own."""
+        if on_delta is not None and info.provider != "scripted":
+            return self._make(info, {"stream": True, "on_delta": on_delta})
         if info.name not in self._clients:
             self._clients[info.name] = self._make(info)
         return self._clients[info.name]
 
-    def _make(self, info: ModelInfo) -> ModelClient:
+    def _make(self, info: ModelInfo, extra: dict[str, Any] | None = None) -> ModelClient:
         settings = self.providers.get(info.provider, {})
         options = {k: settings[k] for k in ("api_key", "base_url", "timeout", "max_retries", "max_tokens")
                    if settings.get(k) is not None}
+        options.update(extra or {})
         if info.provider == "scripted":
             from .models.scripted import ScriptedModel
             if self.offline == "wire":

@@ -91,6 +91,8 @@ def test_a_run_through_the_anthropic_sdk_costs_what_genai_prices_says(repo, anth
     assert summary["sequential_seconds"] > 0 and summary["speed_up"] > 0
     routed = run.events().query("type == 'task_routed'").data.tolist()
     assert {r["reason"] for r in routed} == {"table"}
+    assert all(run.streamed.get(t, 0) > 0 for t in run.tasks)      # tokens streamed in, shown as progress
+    assert all(r["body"].get("stream") for r in anthropic_via_wire.requests[-3:])
 
 
 def test_the_key_never_shows_in_events_widgets_or_errors(repo, anthropic_via_wire):

@@ -65,6 +65,7 @@ class Run:
         self.mediator = Mediator(state.plan.graph if state.plan else nx.DiGraph())
         self.mediator.messages = state.messages   # the mediator's inboxes are the folded messages
         self.version = 0                      # bumped on every event; widgets poll it
+        self.streamed: dict[str, int] = {}    # characters streamed in per task (progress, not events)
         self._checkpoints: dict[str, Checkpoint] = {}
         self._checkpoint_ids = itertools.count(state.checkpoints_opened + 1)
         self._checkpoint_opened = asyncio.Event()
@@ -584,7 +585,13 @@ class Run:
             return info, self.model
         route = self.router.route(self.plan[task_id].kind.value)
         self._emit("task_routed", task_id, **route.to_dict())
-        return route.model, self.router.client(route.model)
+        return route.model, self.router.client(route.model, on_delta=self._streamed_to(task_id))
+
+    def _streamed_to(self, task_id: str) -> Callable[[str, str], None]:
+        """Count characters as they stream in (Python state only: the view shows them at its pace)."""
+        def count(kind: str, piece: str) -> None:
+            self.streamed[task_id] = self.streamed.get(task_id, 0) + len(piece or "")
+        return count
 
     async def _prepare_worktree(self, task_id: str) -> None:
         """A worktree on the task's branch holding the run's base plus its inputs' results."""

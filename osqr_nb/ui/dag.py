@@ -22,8 +22,9 @@ def positions(graph: nx.DiGraph) -> dict[str, tuple[int, int]]:
             for row, node in enumerate(sorted(generation, key=list(graph).index))}
 
 
-def render_dag(plan: Plan, tasks: dict[str, TaskState] | None = None) -> str:
-    """SVG of the plan, each task with its status symbol and model."""
+def render_dag(plan: Plan, tasks: dict[str, TaskState] | None = None,
+               streamed: dict[str, int] | None = None) -> str:
+    """SVG of the plan, each task with its status symbol, model, cost and (streaming) progress."""
     graph = plan.graph
     tasks = tasks or {}
     if len(graph) > MAX_DRAWN:
@@ -53,6 +54,8 @@ def render_dag(plan: Plan, tasks: dict[str, TaskState] | None = None) -> str:
         model = (state.model if state and state.model else "") or ""
         if state and (state.cost_usd or state.cost_unknown):
             model += f" · ${state.cost_usd:.3f}" + ("+?" if state.cost_unknown else "")
+        if streamed and status == "running" and streamed.get(node):
+            model += f" · {streamed[node] / 1000:.1f}k chars"
         x, y = box(node)
         colour = COLOURS[status]
         parts.append(

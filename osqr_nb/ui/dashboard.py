@@ -49,9 +49,10 @@ class RunView(widgets.VBox):
 
     def refresh(self) -> None:
         run = self.run
-        if run.version == self._seen:
+        seen = (run.version, sum(run.streamed.values()))
+        if seen == self._seen:
             return
-        self._seen = run.version
+        self._seen = seen
         state = run.state
         note = ""
         if state.integration and run.done:
@@ -65,7 +66,7 @@ class RunView(widgets.VBox):
             note += f"<br><span style='color:#e53935'>{escape(state.error)}</span>"
         self.header.value = (f"<b>osqr run {escape(run.id)}</b> · {escape(run.status)} · "
                              f"model: {escape(run.model_name)}{note}")
-        self.dag.value = render_dag(run.plan, state.tasks) if run.plan is not None else \
+        self.dag.value = render_dag(run.plan, state.tasks, run.streamed) if run.plan is not None else \
             f"<i>Planning: {escape(run.planner.name if run.planner else 'the planner')} is writing the plan…</i>"
         c = state.counts()
         extra = "".join(f" · {label} {c[key]}" for key, label in
