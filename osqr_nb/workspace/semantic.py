@@ -207,13 +207,14 @@ class _Merger:
         spacing = {}
         for index, item in enumerate(other):
             if item.key not in known:
-                position, after_new = _anchor(keys, other, index, sides)
+                position, after_new = _anchor(keys, other, index, sides, skeleton is ours)
                 keys.insert(position, item.key)
                 known.add(item.key)
                 if after_new:
                     spacing[item.key] = _gap_spacing(item, other[index + 1:], sides[0])
         merged = [self.resolve(*(side.get(key) for side in sides)) for key in keys]
         merged = [_respace(node, spacing.get(key)) for node, key in zip(merged, keys)]
+        _keep_gaps(base, keys, merged)
         for key in set().union(*sides) - set(keys):
             if self.resolve(*(side.get(key) for side in sides)) is not None:  # removed on one side
                 raise Unsure(f"internal check failed: {_describe(key)} has no place")
@@ -453,9 +454,10 @@ def _order(base, ours, theirs) -> tuple[list[_Item], list[_Item]]:
     return (theirs, ours) if orders[2] != orders[0] else (ours, theirs)
 
 
-def _anchor(keys: list[tuple], other: list[_Item], index: int, sides) -> tuple[int, bool]:
-    """Where a new item of `other` goes: after its predecessor there, after the frame's own new
-    items; and whether it follows such an item."""
+def _anchor(keys: list[tuple], other: list[_Item], index: int, sides, ours_first: bool) -> tuple[int, bool]:
+    """Where a new item of `other` goes: after its predecessor there; where both sides added
+    things at one place, ours come first (as in git's conflict markers). Also whether it
+    follows such an item of ours."""
     base = sides[0]
     other_keys = {i.key for i in other}
     position = 0
@@ -464,7 +466,7 @@ def _anchor(keys: list[tuple], other: list[_Item], index: int, sides) -> tuple[i
             position = keys.index(previous.key) + 1
             break
     start = position
-    while position < len(keys) and keys[position] not in base and keys[position] not in other_keys:
+    while ours_first and position < len(keys) and keys[position] not in base and keys[position] not in other_keys:
         position += 1
     return position, position > start
 
@@ -479,6 +481,24 @@ def _gap_spacing(item: _Item, following: list[_Item], base: dict) -> object:
     if item.leading != base[successor.key].leading or successor.leading == item.leading:
         return None
     return successor.node.leading_lines
+
+
+def _keep_gaps(base: list[_Item], keys: list[tuple], merged: list) -> None:
+    """Blank lines above statements that the merge removes stay, as they do when lines are
+    deleted: when ours removes `import warnings` and theirs `import typing` just above it,
+    the blank line above both is kept above the next statement."""
+    at = {key: index for index, key in enumerate(keys)}
+    removed: _Item | None = None
+    for item in base:
+        index = at.get(item.key)
+        if index is None or merged[index] is None:
+            removed = removed or item
+            continue
+        node, previous = merged[index], keys[index - 1] if index else None
+        if (removed and removed.leading.strip() == "" and removed.leading and hasattr(node, "leading_lines")
+                and not node.leading_lines and (previous is None or previous in {i.key for i in base})):
+            merged[index] = node.with_changes(leading_lines=removed.node.leading_lines)
+        removed = None
 
 
 def _respace(node, leading_lines):
