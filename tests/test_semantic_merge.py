@@ -119,3 +119,12 @@ def test_calls_are_checked_against_changed_parameters():
     optional = base.replace("def m(self, x)", "def m(self, x, y=0)")
     assert "self.m(3)" in semantic_merge(base, required, theirs).reason
     assert "def k(self)" in semantic_merge(base, optional, theirs).merged
+
+
+def test_blank_line_above_two_removed_imports_stays():
+    base = ("from __future__ import annotations\n\nimport typing as t\nimport warnings\nimport datetime\n\n\n"
+            "def f() -> t.Any:\n    return datetime.date.today()\n\n\ndef g():\n    warnings.warn('old')\n")
+    ours = base.replace("import warnings\n", "").replace("    warnings.warn('old')\n", "    pass\n")
+    theirs = base.replace("import typing as t\n", "").replace("-> t.Any", "-> object")
+    merged = semantic_merge(base, ours, theirs).merged
+    assert merged.startswith("from __future__ import annotations\n\nimport datetime\n")
