@@ -43,18 +43,16 @@ import asyncio
 import collections
 import itertools
 import json
-import socket
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .loopback import LoopbackServer
 from .models.base import ModelClient, Reply, ToolCall, ToolSpec
 from .models.scripted import ScriptedModel
 
@@ -519,76 +517,31 @@ def _key_of(request: Request, dialect: Dialect) -> str:
     return value.removeprefix("Bearer ").strip()
 
 
-class WireServer:
+class WireServer(LoopbackServer):
     """The loopback server; uvicorn runs it on 127.0.0.1 in a background thread."""
+
+    name = "wire server"
 
     def __init__(self, model: ModelClient | None = None, *, port: int = 0,
                  retry_after: float | None = 1.0, stall_seconds: float = 30.0) -> None:
         self.model = model or ScriptedModel(delay=0)
-        self.port = port
         self.retry_after = retry_after       # seconds a 429/500/529 asks to wait; None sends none
         self.stall_seconds = stall_seconds   # how long a stalled answer sleeps (client gone ends it)
         self.faults: collections.deque[str] = collections.deque()   # one-shot faults, in order
         self.requests: list[dict[str, Any]] = []   # path, body, fault, retry count; never a key
         self.cache = PromptCache()
-        self.app = Starlette(routes=[
+        super().__init__(Starlette(routes=[
             Route("/v1/messages", self._endpoint("anthropic"), methods=["POST"]),
             Route("/v1/responses", self._endpoint("responses"), methods=["POST"]),
             Route("/v1/chat/completions", self._endpoint("chat"), methods=["POST"]),
-        ])
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        ]), port=port)
 
     # life cycle
 
     @property
-    def base_url(self) -> str:
-        """For the Anthropic SDK (it adds /v1/messages)."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
     def openai_base_url(self) -> str:
-        """For the OpenAI SDK (it adds /responses and /chat/completions)."""
+        """For the OpenAI SDK (it adds /responses and /chat/completions); base_url is for Anthropic's."""
         return self.base_url + "/v1"
-
-    def start(self) -> "WireServer":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)   # asyncio sets TCP_NODELAY only then
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name="osqr-wire", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the wire server did not start on port {self.port}")
-            time.sleep(0.01)
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> "WireServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> "WireServer":
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
 
     # requests
 

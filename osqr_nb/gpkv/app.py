@@ -17,19 +17,15 @@ Nothing of a refused request is stored.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import math
 import os
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -37,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..loopback import LoopbackServer
 from .payload import MAX_BODY_BYTES, SCHEMA_VERSION, PayloadError, decode
 from .store import Store
 
@@ -266,59 +263,11 @@ def create_app(store: Store | str, tokens: Iterable[str], limits: Limits | None 
 
 # --- running it in a thread -------------------------------------------------------------------
 
-class GPKVServer:
+class GPKVServer(LoopbackServer):
     """osqr-gpkv under uvicorn on 127.0.0.1 in a background thread (tests, notebooks)."""
 
-    def __init__(self, app: Starlette, *, port: int = 0) -> None:
-        self.app, self.port = app, port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    name = "osqr-gpkv"
 
     @property
     def store(self) -> Store:
         return self.app.state.service.store
-
-    def start(self) -> "GPKVServer":
-        # proto IPPROTO_TCP, not 0: only then does asyncio set TCP_NODELAY on accepted connections,
-        # without which each keep-alive request waits ~40 ms for a delayed ACK
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name="osqr-gpkv", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"osqr-gpkv did not start on port {self.port}")
-            time.sleep(0.01)
-        return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> "GPKVServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> "GPKVServer":
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
