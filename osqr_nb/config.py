@@ -43,6 +43,9 @@ class OSQR(SingletonConfigurable):
 
     check = Unicode("", help="A verification command run on the integration branch after merging, "
                     "e.g. 'pytest -q'; a failure names the merge after which it first failed.").tag(config=True)
+    gpkv_url = Unicode("", help="The global aggregate service (osqr-gpkv) for `%osqr share` and "
+                       "global priors; empty: nothing is ever shared.").tag(config=True)
+    gpkv_token = Unicode("", help="Its token (better: the OSQR_GPKV_TOKEN environment variable).").tag(config=True)
     offline = Unicode("direct", help="With no provider configured, the scripted model answers: 'direct' "
                       "in-process, or 'wire' through the real anthropic SDK and a loopback server that "
                       "speaks its protocol.").tag(config=True)

@@ -19,7 +19,8 @@ from .ui.checkpoint import card_for
 from .ui.draft import PlanDraft
 from .workspace.git import RepoError
 
-LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints", "route", "models", "cost", "go")
+LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints", "route", "models", "cost", "go",
+                 "share")
 
 
 @magics_class
@@ -37,6 +38,7 @@ class OsqrMagics(Magics):
     @argument("--budget", type=float, default=None, help="US dollars the run may spend")
     @argument("--check", default=None, help='a command that verifies the merged result, e.g. "pytest -q"')
     @argument("--dry-run", action="store_true", help="show the plan and its graph; run nothing")
+    @argument("--preview", action="store_true", help="with `share`: show exactly what would be sent")
     @line_cell_magic
     def osqr(self, line: str, cell: str | None = None):
         """Run a request with parallel agents (cell form) or manage runs (line form).
@@ -46,6 +48,7 @@ class OsqrMagics(Magics):
 
         %osqr status | pause | resume [RUN_ID] | history | checkpoints | route | models | cost [RUN_ID]
         %osqr go      start the plan shown (and maybe edited) by the last %%osqr --dry-run
+        %osqr share [--preview]   send (or show) the counts of your decisions to OSQR.gpkv_url
 
         The cell body is a request in words, or a plan:
             - [db] DB Schema (refactor): Move users to UUID keys
@@ -107,6 +110,8 @@ class OsqrMagics(Magics):
                 return self._checkpoints()
             if command == "go":
                 return self._go()
+            if command == "share":
+                return self._share(args)
             if command == "route":
                 return settings().router().table()
             if command == "models":
@@ -131,6 +136,29 @@ class OsqrMagics(Magics):
             display(HTML("No pending checkpoints."))
             return
         display(widgets.VBox([card_for(c) for c in pending]))
+
+    def _share(self, args):
+        """Counts of decisions (never code, text or ids) to the GPKV service; --preview sends nothing."""
+        import asyncio
+
+        from . import sharing
+        repo = api._log_of(args.repo)
+        if repo is None:
+            raise UsageError("no osqr runs here yet: nothing to share")
+        history = api.history(args.repo)
+        if args.preview:
+            display(HTML(f"<p>This is exactly what <code>%osqr share</code> would send:</p>"
+                         f"<pre>{escape(sharing.preview(history, repo))}</pre>"))
+            return None
+        sharing.service()                        # a clear error now if nothing is configured
+        status = widgets.HTML("Sharing…")
+        display(status)
+        task = asyncio.get_running_loop().create_task(sharing.share(history, repo))
+
+        def done(task: asyncio.Task) -> None:   # on the loop: the kernel never waits for the network
+            error = None if task.cancelled() else task.exception()
+            status.value = escape(f"Not shared: {error}") if error else escape(f"Shared: {task.result()}")
+        task.add_done_callback(done)
 
     def _resume(self, args) -> None:
         live = api.get_run(args.run_id) if args.run_id in api._live else api.last_run()

@@ -1,0 +1,48 @@
+"""Opt-in sharing: the preview is exactly what is sent, only counts, each decision once."""
+
+import asyncio
+import json
+
+import pytest
+
+import osqr_nb
+from osqr_nb import sharing
+from osqr_nb.config import settings
+from osqr_nb.gpkv.app import GPKVServer, create_app
+from osqr_nb.store.events import open_log
+
+from conftest import SEED_REQUEST, run_async
+
+TOKEN = "test-token-not-secret-0123456789"
+
+
+def test_share_sends_only_counts_once_and_the_preview_matches(repo, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+    async def main():
+        run = osqr_nb.start(SEED_REQUEST, repo=repo)
+        (await run.next_checkpoint(timeout=30)).resolve("DB Sessions")
+        await run
+        return run
+
+    run = run_async(main())
+    log = open_log(repo)
+    history = osqr_nb.history(repo)
+    shown = sharing.preview(history, log)
+    sent = json.loads(shown)
+    assert sent["decisions"] and set(sent) == {"schema", "contributor", "upload_id", "decisions", "routes"}
+    for secret in (run.id, "DB Sessions", "auth-module", "JWT"):
+        assert secret not in shown
+    with pytest.raises(ValueError, match="no GPKV service configured"):
+        asyncio.run(sharing.share(history, log))
+
+    with GPKVServer(create_app(f"sqlite:///{tmp_path / 'gpkv.db'}", [TOKEN])) as server:
+        config = settings()
+        config.gpkv_url, config.gpkv_token = server.base_url, TOKEN
+        try:
+            answer = asyncio.run(sharing.share(history, log))
+            assert answer["status"] == "stored"
+            assert sharing.preview(osqr_nb.history(repo), log).startswith("nothing new to share")
+            assert asyncio.run(sharing.share(history, log))["status"].startswith("nothing new")
+        finally:
+            config.gpkv_url, config.gpkv_token = "", ""
