@@ -90,3 +90,31 @@ def test_split_gives_each_task_its_own_file_and_tells_both(repo):
 
     run = run_async(main())
     assert "utils_auth.py" in run.plan["auth"].description and "utils_helpers.py" in run.plan["helpers"].description
+
+
+def test_proceed_in_parallel_asks_for_a_review_of_the_clean_merge(repo):
+    (repo / "utils.py").write_text("def helper():\n    return 1\n\n\n# more helpers below\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "utils")
+    plan = Plan([Task("auth", "Auth Module", "code", "Add validate_token() to utils.py"),
+                 Task("helpers", "API Helpers", "code", "Add format_response() to utils.py")])
+    model = ListModel({
+        "auth": [("edit_file", {"path": "utils.py", "old": "def helper():",
+                                "new": "def validate_token(t):\n    return bool(t)\n\n\ndef helper():"}), finish()],
+        "helpers": [("edit_file", {"path": "utils.py", "old": "# more helpers below\n",
+                                   "new": "# more helpers below\n\n\ndef format_response(r):\n    return str(r)\n"}),
+                    finish()]})
+
+    async def main():
+        run = osqr_nb.start(plan=plan, repo=repo, tier=2, model=model)
+        (await run.next_checkpoint(timeout=30)).resolve("Proceed in parallel, review merge")
+        review = await run.next_checkpoint(timeout=30)
+        assert review.question.startswith("Review the merge of utils.py")
+        review.resolve("Accept the merge")
+        await run
+        return run
+
+    run = run_async(main())
+    assert run.status == "complete"
+    merged = git(repo, "show", f"osqr/{run.id}/integration:utils.py")
+    assert "validate_token" in merged and "format_response" in merged

@@ -23,14 +23,15 @@ from ..agents.agent import Agent
 from ..agents.messages import Mediator, Message
 from ..agents.tools import Workspace
 from ..autonomy.checkpoints import COLLISION, CONFLICT, DECISION, ERRORS, LET_ME_THINK, Checkpoint
-from ..plan.collisions import Choice, Collision, choose_by_policy, predict_collisions, score_predictions
+from ..plan.collisions import (Choice, Collision, choose_by_policy, merge_reviews, predict_collisions,
+                               score_predictions)
 from ..autonomy.policy import AutonomyPolicy
 from ..models.base import ModelClient
 from ..plan.task import Plan
 from ..store.events import Event, EventLog
 from ..store.frames import events_frame
 from ..workspace import git
-from ..workspace.merge import Conflict, Integrator, problems_with
+from ..workspace.merge import REVIEW, Conflict, Integrator, problems_with
 from ..workspace.merge_agent import propose_merge
 from ..workspace.semantic import PYTHON_SUFFIXES, semantic_merge
 from .supervisor import unified_diff
@@ -349,6 +350,8 @@ class Run:
         """Semantic merge, then the merge agent, then the person; None leaves it reported."""
         self._emit("conflict_found", conflict.task, file=conflict.file, lines=conflict.lines,
                    others=conflict.other_tasks, reason=conflict.reason)
+        if conflict.reason == REVIEW:
+            return await self._review(conflict)
         tried = []
         if conflict.file.endswith(PYTHON_SUFFIXES) and not conflict.reason.startswith("git merged"):
             result = await asyncio.to_thread(semantic_merge, conflict.base, conflict.ours, conflict.theirs,
@@ -373,6 +376,24 @@ class Run:
             self._emit("conflict_unresolved", conflict.task, file=conflict.file, tried=tried)
             return None
         return await self._ask_person(conflict, tried)
+
+    async def _review(self, conflict: Conflict) -> str | None:
+        """A clean merge of a pair let run in parallel: the person looks at it (tiers 3-4: accepted)."""
+        if self.policy.tier >= 3:
+            return self._resolved(conflict, conflict.marked, "merge review", "auto", "accepted by policy")
+        titles = [self.plan[t].title for t in [*conflict.other_tasks, conflict.task]]
+        answer = await self._ask(conflict.task, kind=CONFLICT, attempt=0,
+                                 options=["Accept the merge", f"Use {titles[0]}", f"Use {titles[-1]}"],
+                                 question=f"Review the merge of {conflict.file}: {' and '.join(titles)} both changed it",
+                                 proposed="Accept the merge", category="merge", free_text=False,
+                                 reason="you chose to let these tasks run in parallel and review the merge",
+                                 details={"diff": unified_diff(conflict.file, conflict.ours, conflict.marked)})
+        by = self._decider_of(conflict.task)
+        if answer == "Accept the merge":
+            return self._resolved(conflict, conflict.marked, "merge review", by, answer)
+        if answer == f"Use {titles[0]}":
+            return self._resolved(conflict, conflict.ours, "merge review", by, answer, dropped=[conflict.task])
+        return self._resolved(conflict, conflict.theirs, "merge review", by, answer, dropped=conflict.other_tasks)
 
     def _resolved(self, conflict: Conflict, text: str, resolver: str, decided_by: str, note: str,
                   dropped: list[str] | None = None) -> str:
@@ -483,7 +504,8 @@ class Run:
         intents = {t.id: {"title": t.title, "description": t.description,
                           "decisions": [d["chosen"] for d in self.state.decisions if d["task_id"] == t.id]}
                    for t in done}
-        integrator = Integrator(self.root, self.id, self.state.base, self._worktree("_integration"), intents)
+        integrator = Integrator(self.root, self.id, self.state.base, self._worktree("_integration"), intents,
+                                merge_reviews(self.plan))
         result = await integrator.integrate([(t.id, self._branch(t.id), self.state.tasks[t.id].files)
                                              for t in done], resolve=self._resolve_conflict)
         self._emit("integration_finished", branch=result.branch, merged=result.merged,

@@ -22,6 +22,7 @@ from .semantic import check_merged
 _MARKER_START = re.compile(r"^<<<<<<< ")
 _MARKER_END = re.compile(r"^>>>>>>> ")
 _MARKERS = re.compile(r"^(<<<<<<<|=======|>>>>>>>)( |$)", re.M)
+REVIEW = "merged cleanly; marked for merge review when the two tasks were let run in parallel"
 
 
 @dataclass
@@ -94,7 +95,9 @@ class Integrator:
     """Merges a run's task branches into `osqr/<run>/integration`."""
 
     def __init__(self, root: Path, run_id: str, base: str, worktree: Path,
-                 intents: dict[str, dict[str, Any]] | None = None) -> None:
+                 intents: dict[str, dict[str, Any]] | None = None,
+                 reviews: list[dict[str, Any]] | None = None) -> None:
+        self.reviews = reviews or []        # pairs let run in parallel "with merge review"
         self.root = root
         self.base = base
         self.worktree = worktree
@@ -144,10 +147,21 @@ class Integrator:
             raise git.GitError(("merge", branch), code, out)
         return [await self._conflict(task_id, name, touched) for name in listing.split()]
 
+    def _for_review(self, task_id: str, name: str, touched: dict[str, list[str]]) -> bool:
+        """Both tasks of a pair marked for merge review changed this file."""
+        return any(task_id in r["tasks"] and set(r["tasks"]) & set(touched.get(name, []))
+                   for r in self.reviews)
+
     async def _checked(self, task_id: str, branch: str, files: list[str],
                        touched: dict[str, list[str]]) -> list[Conflict]:
         problems = []
         for name in files:
+            if self._for_review(task_id, name, touched) and (self.worktree / name).exists():
+                merged = (self.worktree / name).read_text(errors="replace")
+                problems.append(self._make(task_id, name, touched, await self._show(f"{self.base}:{name}"),
+                                           await self._show(f"HEAD:{name}"), await self._show(f"{branch}:{name}"),
+                                           merged, REVIEW))
+                continue
             if name in touched and name.endswith((".py", ".pyi")) and (self.worktree / name).exists():
                 base = await self._show(f"{self.base}:{name}")
                 ours = await self._show(f"HEAD:{name}")
