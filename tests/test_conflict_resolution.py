@@ -54,7 +54,7 @@ def test_the_person_picks_a_side_on_the_conflict_card_and_the_drop_is_recorded(r
         run = osqr_nb.start(plan=PLAN, repo=repo, tier=2, model=ListModel(both_change_total()))
         card = await run.next_checkpoint(timeout=30)
         assert card.kind == "conflict" and card.question.startswith("Conflict in calc.py lines")
-        assert card.options == ["Use Totals A", "Use Totals B", "Let me think"]
+        assert card.options == ["Use Totals A", "Use Totals B", "Ask test model to merge", "Let me think"]
         assert "semantic merge" in " ".join(card.details["errors"])      # it tried, and said why not
         widget = card_for(card)
         assert "MERGE CONFLICT" in widget.children[0].value and "<<<<<<<" in widget.text.value
@@ -169,3 +169,23 @@ def test_a_failing_check_names_the_merge_after_which_it_first_failed(repo):
     checks = run.events().query("type == 'check_ran'").data.tolist()
     assert checks[0]["exit_code"] == 1 and checks[0]["sandbox"] in ("bwrap", "none")
     assert "broken.txt" in git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration")  # kept
+
+
+def test_the_person_can_ask_the_merge_model_from_the_card(repo):
+    repo_with(repo)
+    merged = BASE.replace("return sum(items)", "return float(sum(items)) or 0.0")
+    model = MergingModel(both_change_total(), merged)
+
+    async def main():
+        run = osqr_nb.start(plan=PLAN, repo=repo, tier=2, model=model)
+        (await run.next_checkpoint(timeout=30)).resolve("Reject")             # the automatic proposal
+        card = await run.next_checkpoint(timeout=30)
+        assert "merge agent: proposal rejected" in card.details["errors"]
+        card.resolve("Ask test model to merge")
+        await run
+        return run
+
+    run = run_async(main())
+    assert model.merge_calls == 3 and git(repo, "show", f"osqr/{run.id}/integration:calc.py") == merged
+    resolved = run.events().query("type == 'conflict_resolved'").data.iloc[0]
+    assert resolved["resolver"] == "merge agent (test model), asked by the person"

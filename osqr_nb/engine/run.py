@@ -429,22 +429,36 @@ class Run:
         titles = [self.plan[t].title for t in conflict.other_tasks] or ["the earlier merges"]
         ours_label = f"Use {' + '.join(titles)}"
         theirs_label = f"Use {self.plan[conflict.task].title}"
+        merger = self._merge_model()
+        ask_label = f"Ask {merger[0]} to merge" if merger else None
         spans = ", ".join(f"{a}-{b}" for a, b in conflict.lines) or "(whole file)"
         lines = [f"{self.plan[t].title}: {i.get('description', '')}" for t, i in conflict.intents.items()]
-        answer = await self._ask(
-            conflict.task, kind=CONFLICT, attempt=0, options=[ours_label, theirs_label],
-            question=f"Conflict in {conflict.file} lines {spans}: " + "; ".join(lines),
-            proposed=None, category="merge", free_text=True, reason=conflict.reason,
-            details={"marked": conflict.marked or conflict.theirs, "errors": tried, "file": conflict.file,
-                     "base": conflict.base, "ours": conflict.ours, "theirs": conflict.theirs})
-        by = self._decider_of(conflict.task)
-        if answer == ours_label:
-            return self._resolved(conflict, conflict.ours, "person: kept the earlier side", by, answer,
-                                  dropped=[conflict.task])
-        if answer == theirs_label:
-            return self._resolved(conflict, conflict.theirs, f"person: kept {conflict.task}", by, answer,
-                                  dropped=conflict.other_tasks)
-        return self._resolved(conflict, answer, "person: manual merge", by, "edited by hand")
+        while True:
+            answer = await self._ask(
+                conflict.task, kind=CONFLICT, attempt=0,
+                options=[ours_label, theirs_label] + ([ask_label] if ask_label else []),
+                question=f"Conflict in {conflict.file} lines {spans}: " + "; ".join(lines)
+                         + (f" (after {len(tried)} tries)" if len(tried) > 1 else ""),
+                proposed=None, category="merge", free_text=True, reason=conflict.reason,
+                details={"marked": conflict.marked or conflict.theirs, "errors": list(tried), "file": conflict.file,
+                         "base": conflict.base, "ours": conflict.ours, "theirs": conflict.theirs})
+            by = self._decider_of(conflict.task)
+            if answer == ours_label:
+                return self._resolved(conflict, conflict.ours, "person: kept the earlier side", by, answer,
+                                      dropped=[conflict.task])
+            if answer == theirs_label:
+                return self._resolved(conflict, conflict.theirs, f"person: kept {conflict.task}", by, answer,
+                                      dropped=conflict.other_tasks)
+            if answer != ask_label:
+                return self._resolved(conflict, answer, "person: manual merge", by, "edited by hand")
+            try:
+                proposal, why = await propose_merge(merger[1], conflict)
+            except Exception as exc:
+                proposal, why = None, f"failed: {type(exc).__name__}: {exc}"
+            if proposal is not None:            # asked for by the person, and checked like every result
+                return self._resolved(conflict, proposal.text, f"merge agent ({merger[0]}), asked by the person",
+                                      by, proposal.explanation)
+            tried.append(f"merge agent, asked again: {why}")
 
     def _decider_of(self, task_id: str) -> str:
         answered = [d for d in self.state.decisions if d["task_id"] == task_id and d.get("checkpoint_id")]
