@@ -1,0 +1,276 @@
+"""The personal knowledge store (PKV): what this person decided, and how routes went, on this machine.
+
+A small SQLite file, by default `pkv.sqlite` in the user's config directory
+(platformdirs.user_config_dir("osqr-nb")); the environment variable OSQR_PKV or
+a path argument puts it elsewhere. It keeps only what learning needs and what
+may be shared as aggregates: no question, option or file text, no run or task
+ids. Names (category, task kind, model) are normalised to the GPKV payload's
+NAME_PATTERN so that what is stored is what could be shared.
+
+A decision is identified only by its time, category, kind, confidence and who
+decided, so recording the same run twice stores it once.
+
+Global priors come in as pseudo-counts per (category, task_kind, model, bin):
+accepted and overridden. `priors_from` sums them per category, per task kind
+and overall, and caps every bin at m pseudo-decisions (m=10 by default) keeping
+the ratio. In a bin with n personal answers the prior then weighs m / (m + n):
+half at n = 10, a tenth at n = 90. So a new user starts from what everyone
+taught osqr-nb, and the person's own evidence takes over as it grows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .calibration import BINS, PERSON, BinPrior, confidence_bin, decisions
+
+PRIOR_CAP = 10.0
+DECISION_COLUMNS = ["task_kind", "category", "model", "confidence", "proposed_was_accepted", "decided_by", "at"]
+OUTCOME_COLUMNS = ["task_kind", "model", "success", "cost_usd", "seconds", "at"]
+PRIOR_COLUMNS = ["category", "task_kind", "model", "bin", "accepted", "overridden"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    task_kind TEXT NOT NULL, category TEXT NOT NULL, model TEXT NOT NULL, confidence REAL,
+    proposed_was_accepted INTEGER NOT NULL, decided_by TEXT NOT NULL, at REAL NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS decision_once
+    ON decisions (at, category, task_kind, IFNULL(confidence, -1), decided_by);
+CREATE TABLE IF NOT EXISTS outcomes (
+    task_kind TEXT NOT NULL, model TEXT NOT NULL, success INTEGER NOT NULL,
+    cost_usd REAL, seconds REAL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS shared (name TEXT PRIMARY KEY, upto INTEGER NOT NULL);
+"""
+
+
+def name(value: Any, default: str = "unknown") -> str:
+    """A label as the GPKV payload accepts it: lowercase [a-z0-9_.:-], at most 64 characters."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return default
+    text = re.sub(r"[^a-z0-9_.:-]+", "_", str(value).strip().lower())[:64].strip("_")
+    return text or default
+
+
+def default_path() -> Path:
+    """OSQR_PKV, else pkv.sqlite in the user's config directory."""
+    if os.environ.get("OSQR_PKV"):
+        return Path(os.environ["OSQR_PKV"]).expanduser()
+    try:
+        from platformdirs import user_config_dir
+        folder = Path(user_config_dir("osqr-nb"))
+    except ImportError:
+        folder = Path.home() / ".config" / "osqr-nb"
+    return folder / "pkv.sqlite"
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None or pd.isna(value):
+        return None
+    return pd.Timestamp(value).timestamp() if not isinstance(value, (int, float)) else float(value)
+
+
+class PKV:
+    """The person's own decisions and route outcomes, in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db, db:
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path)
+
+    def __repr__(self) -> str:
+        return f"PKV({str(self.path)!r})"
+
+    # --- recording ---
+
+    def record_history(self, history: pd.DataFrame, models_by_task: Mapping[str, str] | None = None) -> int:
+        """Stores a history frame's decisions (osqr_nb.history() columns); returns how many were new.
+
+        The model comes from a `model` column if the frame has one, else from
+        models_by_task[task_id]; the task id itself is not stored.
+        """
+        rows = list(self._decision_rows(history, models_by_task or {}))
+        with closing(self._connect()) as db, db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            return db.total_changes - before
+
+    def _decision_rows(self, history: pd.DataFrame, models: Mapping[str, str]) -> Iterable[tuple]:
+        if not isinstance(history, pd.DataFrame):
+            raise ValueError(f"history must be a DataFrame such as osqr_nb.history(), not {type(history).__name__}")
+        if history.empty:
+            return
+        missing = [c for c in ("task_kind", "category", "confidence", "proposed", "chosen", "decided_by")
+                   if c not in history.columns]
+        if missing:
+            raise ValueError(f"the history lacks the column(s) {', '.join(missing)}")
+        now = time.time()
+        for row in history.to_dict("records"):
+            model = row.get("model")
+            if model is None or pd.isna(model):
+                model = models.get(row.get("task_id"))
+            confidence = None if pd.isna(row["confidence"]) else float(row["confidence"])
+            accepted = row["proposed"] is not None and not pd.isna(row["proposed"]) \
+                and row["proposed"] == row["chosen"]
+            at = _seconds(row.get("resolved_at")) or _seconds(row.get("created_at")) or now
+            yield (name(row["task_kind"]), name(row["category"], "general"), name(model), confidence,
+                   int(bool(accepted)), name(row["decided_by"]), at)
+
+    def record_outcome(self, task_kind: str, model: str, success: bool, cost_usd: float | None = None,
+                       seconds: float | None = None, at: float | None = None) -> None:
+        """One finished task: did its route succeed (accepted without change, checks passed)?"""
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?)",
+                       (name(task_kind), name(model), int(bool(success)),
+                        None if cost_usd is None else float(cost_usd),
+                        None if seconds is None else float(seconds), time.time() if at is None else float(at)))
+
+    # --- reading ---
+
+    def _frame(self, table: str, columns: list[str]) -> pd.DataFrame:
+        with closing(self._connect()) as db:
+            frame = pd.read_sql_query(f"SELECT {', '.join(columns)} FROM {table} ORDER BY rowid", db)
+        frame["at"] = pd.to_datetime(frame["at"], unit="s", utc=True)
+        return frame
+
+    def history(self) -> pd.DataFrame:
+        """Stored decisions: task_kind, category, model, confidence, proposed_was_accepted, decided_by, at.
+
+        recommend_thresholds and calibrate take this frame as they take osqr_nb.history().
+        """
+        frame = self._frame("decisions", DECISION_COLUMNS)
+        frame["proposed_was_accepted"] = frame["proposed_was_accepted"].astype(bool)
+        frame["confidence"] = frame["confidence"].astype(float)
+        return frame
+
+    def outcomes(self) -> pd.DataFrame:
+        """Stored route outcomes: task_kind, model, success, cost_usd, seconds, at (for rank_routes)."""
+        frame = self._frame("outcomes", OUTCOME_COLUMNS)
+        frame["success"] = frame["success"].astype(bool)
+        return frame
+
+    # --- sharing and priors ---
+
+    def aggregates(self, since_last_share: bool = True) -> dict[str, Any]:
+        """Counts in the GPKV payload's row shapes (decisions, routes), and where they stop (upto).
+
+        Only answered decisions with a confidence count. With since_last_share, only
+        what mark_shared(upto) has not yet covered: uploads carry increments.
+        """
+        with closing(self._connect()) as db:
+            marks = dict(db.execute("SELECT name, upto FROM shared")) if since_last_share else {}
+            d = pd.read_sql_query("SELECT rowid AS id, * FROM decisions WHERE rowid > ?", db,
+                                  params=(marks.get("decisions", 0),))
+            r = pd.read_sql_query("SELECT rowid AS id, * FROM outcomes WHERE rowid > ?", db,
+                                  params=(marks.get("outcomes", 0),))
+        upto = {"decisions": int(d["id"].max()) if len(d) else marks.get("decisions", 0),
+                "outcomes": int(r["id"].max()) if len(r) else marks.get("outcomes", 0)}
+        return {"decisions": _decision_counts(d), "routes": _route_counts(r), "upto": upto}
+
+    def mark_shared(self, upto: Mapping[str, int]) -> None:
+        """Remembers that everything up to these row numbers has been uploaded."""
+        with closing(self._connect()) as db, db:
+            db.executemany("INSERT INTO shared VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET upto = excluded.upto",
+                           [(k, int(v)) for k, v in upto.items()])
+
+    def priors_from(self, global_priors: Any, m: float = PRIOR_CAP) -> BinPrior:
+        """Global priors as the prior calibrate and recommend_thresholds take (see priors_from)."""
+        return priors_from(global_priors, m)
+
+
+def _decision_counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    answered = frame[frame["decided_by"].isin(PERSON) & frame["confidence"].notna()]
+    if answered.empty:
+        return []
+    answered = answered.assign(bin=confidence_bin(answered["confidence"]),
+                               accepted=answered["proposed_was_accepted"].astype(int),
+                               overridden=1 - answered["proposed_was_accepted"].astype(int))
+    table = answered.groupby(["category", "task_kind", "model", "bin"], as_index=False)[
+        ["accepted", "overridden"]].sum()
+    return [{k: (int(v) if k in ("bin", "accepted", "overridden") else v) for k, v in row.items()}
+            for row in table.to_dict("records")]
+
+
+def _route_counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    if frame.empty:
+        return []
+    table = frame.groupby(["task_kind", "model"], as_index=False).agg(
+        successes=("success", "sum"), n=("success", "size"),
+        cost_usd_sum=("cost_usd", "sum"), seconds_sum=("seconds", "sum"))
+    table["failures"] = table["n"] - table["successes"]
+    return [{"task_kind": r["task_kind"], "model": r["model"], "successes": int(r["successes"]),
+             "failures": int(r["failures"]), "n": int(r["n"]), "cost_usd_sum": float(r["cost_usd_sum"]),
+             "seconds_sum": float(r["seconds_sum"])} for r in table.to_dict("records")]
+
+
+# --- global priors -------------------------------------------------------------------------------
+
+def _prior_frame(global_priors: Any) -> pd.DataFrame:
+    """Rows of (category, task_kind, model, bin, accepted, overridden) from any of the accepted shapes."""
+    if isinstance(global_priors, pd.DataFrame):
+        frame = global_priors
+    elif isinstance(global_priors, Mapping) and "decisions" in global_priors:
+        frame = pd.DataFrame(list(global_priors["decisions"]))
+    elif isinstance(global_priors, Mapping):
+        frame = pd.DataFrame([(*key, counts["accepted"], counts["overridden"])
+                              for key, counts in global_priors.items()], columns=PRIOR_COLUMNS)
+    else:
+        frame = pd.DataFrame([r if isinstance(r, Mapping) else vars(r) for r in global_priors])
+    missing = [c for c in PRIOR_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"global priors lack the field(s) {', '.join(missing)}; each row needs "
+                         f"{', '.join(PRIOR_COLUMNS)}")
+    frame = frame[PRIOR_COLUMNS].copy()
+    bad = ~frame["bin"].between(0, BINS - 1) | (frame[["accepted", "overridden"]] < 0).any(axis=1)
+    if bad.any():
+        raise ValueError(f"global priors: bins must be 0-{BINS - 1} and counts >= 0; "
+                         f"bad rows {list(frame.index[bad][:5])}")
+    return frame
+
+
+def _tables(frame: pd.DataFrame, key: str | None, m: float) -> dict[str, np.ndarray]:
+    grouped = frame.assign(_all="all").groupby([key or "_all", "bin"])[["accepted", "overridden"]].sum()
+    tables = {}
+    for group, sub in grouped.groupby(level=0):
+        counts = np.zeros((BINS, 2))
+        counts[sub.index.get_level_values(1).astype(int)] = sub.to_numpy(dtype=float)
+        total = counts.sum(axis=1, keepdims=True)
+        tables[str(group)] = counts * np.minimum(1.0, m / np.where(total > 0, total, 1.0))
+    return tables
+
+
+def priors_from(global_priors: Any, m: float = PRIOR_CAP) -> BinPrior:
+    """Global pseudo-counts per (category, task_kind, model, bin) as a BinPrior, each bin capped at m.
+
+    Accepts a DataFrame or rows with the columns category, task_kind, model, bin,
+    accepted, overridden (the GPKV payload's decision rows, or {"decisions": rows}),
+    or {(category, task_kind, model, bin): {"accepted": a, "overridden": o}}.
+    """
+    if not m > 0:
+        raise ValueError(f"m (the most pseudo-decisions a prior bin may weigh) must be > 0, got {m!r}")
+    frame = _prior_frame(global_priors)
+    if frame.empty:
+        return BinPrior()
+    return BinPrior(categories=_tables(frame, "category", m), kinds=_tables(frame, "task_kind", m),
+                    overall=_tables(frame, None, m)["all"])
+
+
+def evidence_counts(history: pd.DataFrame) -> pd.DataFrame:
+    """A history's answered decisions as prior rows (what a population contributes to GPKV)."""
+    frame = decisions(history)
+    answered = frame[frame["evidence"]]
+    model = history.loc[answered.index, "model"] if "model" in history.columns else "unknown"
+    rows = answered.assign(model=model, overridden=~answered["accepted"])
+    return rows.groupby(["category", "task_kind", "model", "bin"], as_index=False)[
+        ["accepted", "overridden"]].sum().astype({"accepted": int, "overridden": int})

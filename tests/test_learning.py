@@ -1,0 +1,476 @@
+"""Learning from decisions: calibration, thresholds, PKV, learned routes, on histories with known answers."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from osqr_nb.autonomy.policy import Action, AutonomyPolicy, Thresholds
+from osqr_nb.learning import (PKV, apply_thresholds, calibrate, evidence_counts, explain, priors_from,
+                              rank_routes, recommend_thresholds, route_report, synthetic_history,
+                              synthetic_outcomes, whatif)
+from osqr_nb.learning.pkv import DECISION_COLUMNS, default_path
+from osqr_nb.store.frames import HISTORY_COLUMNS
+
+ROOT = Path(__file__).parent.parent
+NOTEBOOK = ROOT / "notebooks" / "autonomy_analysis.ipynb"
+
+
+def history_of(rule, n: int = 2000, category: str = "cat", kind: str = "code", seed: int = 0,
+               decided_by: str = "human") -> pd.DataFrame:
+    """A history whose answers follow `rule(confidence) -> accepted`, confidences uniform on [0, 1]."""
+    rng = np.random.default_rng(seed)
+    confidence = rng.random(n).round(4)
+    accepted = rule(confidence, rng)
+    return pd.DataFrame({
+        "run_id": "r", "task_id": "t", "task_kind": kind, "category": category, "confidence": confidence,
+        "proposed": "A", "chosen": np.where(accepted, "A", "B"), "decided_by": decided_by,
+        "created_at": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), "s"),
+        "resolved_at": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(n) + 5, "s")})
+
+
+def above(limit: float):
+    return lambda c, rng: c >= limit
+
+
+def rate(p: float):
+    return lambda c, rng: rng.random(c.size) < p
+
+
+def row(frame: pd.DataFrame, category: str) -> pd.Series:
+    return frame.set_index("category").loc[category]
+
+
+# --- calibration ---------------------------------------------------------------------------------
+
+def test_calibration_recovers_known_acceptance_per_bin():
+    history = history_of(lambda c, rng: rng.random(c.size) < c, n=20000)   # P(accept) = confidence
+    cal = calibrate(history)
+    assert list(cal.columns[:6]) == ["group", "level", "source", "bin", "bin_low", "bin_high"]
+    assert len(cal) == 10 and (cal["level"] == "category").all()
+    truth = (cal["bin_low"] + cal["bin_high"]) / 2
+    assert np.allclose(cal["p_mean"], truth, atol=0.03)
+    assert ((cal["p_low"] <= truth + 0.01) & (truth - 0.01 <= cal["p_high"])).all()
+    assert (cal["p_low"] < cal["p_mean"]).all() and (cal["p_mean"] < cal["p_high"]).all()
+    assert cal["n"].sum() == 20000
+
+
+def test_only_person_decisions_are_evidence():
+    answered = history_of(rate(0.5), n=300)
+    machine = history_of(rate(1.0), n=3000, decided_by="auto", seed=1)
+    cal = calibrate(pd.concat([answered, machine], ignore_index=True))
+    assert cal["n"].sum() == 300                      # auto-proceeds say nothing about the person
+    assert abs(cal["accepted"].sum() / 300 - 0.5) < 0.1
+
+
+def test_normal_approximation_without_scipy(monkeypatch):
+    history = history_of(rate(0.8), n=2000)
+    exact = calibrate(history)
+    monkeypatch.setitem(sys.modules, "scipy.special", None)      # import fails as if scipy were absent
+    approx = calibrate(history)
+    assert np.allclose(exact["p_mean"], approx["p_mean"])
+    assert np.allclose(exact["p_low"], approx["p_low"], atol=0.02)
+
+
+# --- thresholds with known answers ---------------------------------------------------------------
+
+def test_accepted_only_above_point_eight_gives_thresholds_at_point_eight():
+    rec = recommend_thresholds(history_of(above(0.8)))
+    r = row(rec, "cat")
+    assert r["checkpoint_below"] == pytest.approx(0.8) and r["proceed_above"] == pytest.approx(0.8)
+    assert r["expected_checkpoints_per_100"] == pytest.approx(80, abs=3)
+    assert r["expected_wrong_per_100"] < 1
+    assert r["based_on"] == "category" and r["n"] == 2000
+
+
+def test_always_overridden_never_proceeds_alone():
+    rec = recommend_thresholds(history_of(lambda c, rng: np.zeros(c.size, bool)))
+    r = row(rec, "cat")
+    assert r["checkpoint_below"] == 1.0 and r["proceed_above"] == 1.0
+    assert r["expected_checkpoints_per_100"] == pytest.approx(100)
+    assert r["expected_wrong_per_100"] == 0
+    policy = AutonomyPolicy()
+    apply_thresholds(rec, policy)
+    assert policy.decide(0.99, "cat").action is Action.CHECKPOINT
+
+
+def test_always_accepted_asks_nothing():
+    r = row(recommend_thresholds(history_of(rate(1.0))), "cat")
+    assert r["checkpoint_below"] == 0.0 and r["expected_checkpoints_per_100"] == 0
+
+
+def test_wrong_share_stays_under_target_and_categories_differ():
+    history = pd.concat([history_of(rate(0.99), category="docs", kind="docs"),
+                         history_of(lambda c, rng: rng.random(c.size) < 0.4 + 0.3 * c, category="auth", seed=2),
+                         history_of(lambda c, rng: rng.random(c.size) < c ** 0.3, category="api", seed=3)],
+                        ignore_index=True)
+    rec = recommend_thresholds(history, target_wrong_rate=0.05).set_index("category")
+    assert rec.loc["docs", "checkpoint_below"] <= 0.1
+    assert rec.loc["auth", "checkpoint_below"] == 1.0
+    assert 0.3 <= rec.loc["api", "checkpoint_below"] <= 0.9
+    proceeds = 100 - rec["expected_checkpoints_per_100"]
+    share = (rec["expected_wrong_per_100"] / proceeds.where(proceeds > 0)).fillna(0)
+    assert (share <= 0.05 + 1e-9).all()
+    assert (rec["checkpoint_below"] <= rec["proceed_above"]).all()
+    stricter = recommend_thresholds(history, target_wrong_rate=0.01).set_index("category")
+    assert (stricter["checkpoint_below"] >= rec["checkpoint_below"]).all()
+
+
+def test_history_asked_only_below_point_seven_can_still_lower_thresholds():
+    """Monotone calibration: answers below 0.7 speak for the unanswered range above."""
+    history = history_of(rate(0.995), n=3000, category="docs", kind="docs")
+    history.loc[history["confidence"] >= 0.7, "decided_by"] = "log"
+    r = row(recommend_thresholds(history), "docs")
+    assert r["checkpoint_below"] <= 0.1
+
+
+# --- fallback and priors -------------------------------------------------------------------------
+
+def thin_and_thick() -> pd.DataFrame:
+    return pd.concat([history_of(rate(0.5), n=5, category="auth", kind="code", seed=1),
+                      history_of(above(0.6), n=400, category="api", kind="code", seed=2),
+                      history_of(rate(0.9), n=8, category="style", kind="review", seed=3)], ignore_index=True)
+
+
+def test_thin_category_falls_back_to_its_kind_then_to_all():
+    rec = recommend_thresholds(thin_and_thick(), min_n=20).set_index("category")
+    assert rec.loc["api", "based_on"] == "category"
+    assert (rec.loc["auth", "based_on"], rec.loc["auth", "source"]) == ("task_kind", "code")
+    assert (rec.loc["style", "based_on"], rec.loc["style", "source"]) == ("all", "all")
+    assert rec.loc["auth", "n"] == 405 and rec.loc["auth", "n_category"] == 5
+    assert rec.loc["auth", "checkpoint_below"] == rec.loc["api", "checkpoint_below"] == pytest.approx(0.6)
+    cal = calibrate(thin_and_thick(), min_n=20)
+    assert set(cal.loc[cal["group"] == "auth", "level"]) == {"task_kind"}
+
+
+def test_everything_thin_rests_on_the_prior():
+    history = history_of(rate(0.5), n=6)
+    rec = recommend_thresholds(history)
+    assert (rec["based_on"] == "prior").all() and (rec["source"] == "uniform").all()
+    assert apply_thresholds(rec, use=("category", "task_kind", "all")) == {}
+
+
+def global_rows(category: str, accepted: int, overridden: int, bins=range(10)) -> list[dict]:
+    return [{"category": category, "task_kind": "code", "model": "codex", "bin": b,
+             "accepted": accepted, "overridden": overridden} for b in bins]
+
+
+def test_priors_are_capped_and_personal_evidence_takes_over():
+    prior = priors_from(global_rows("auth", 9000, 1000), m=10)
+    assert np.allclose(prior.categories["auth"].sum(axis=1), 10)          # capped at m, ratio kept
+    assert np.allclose(prior.categories["auth"][:, 0], 9)
+    gaps = []
+    for n in (0, 10, 40, 400):
+        history = history_of(rate(0.2), n=max(n, 1) * 10, category="auth", seed=n)  # n per bin
+        if n == 0:
+            history = history.iloc[:1].assign(decided_by="auto")
+        cal = calibrate(history, prior=prior, min_n=20)
+        gaps.append(abs(cal["p_mean"].mean() - 0.2))
+    assert gaps[0] > 0.6 and gaps == sorted(gaps, reverse=True) and gaps[-1] < 0.05
+
+
+def test_category_prior_beats_unrelated_personal_evidence():
+    prior = priors_from(global_rows("auth", 2, 98))
+    rec = recommend_thresholds(thin_and_thick(), prior=prior).set_index("category")
+    assert (rec.loc["auth", "based_on"], rec.loc["auth", "source"]) == ("prior", "prior:auth")
+    assert rec.loc["auth", "checkpoint_below"] == 1.0
+
+
+def test_priors_from_accepts_the_shapes_gpkv_gives():
+    rows = global_rows("auth", 3, 1, bins=[7])
+    as_frame = priors_from(pd.DataFrame(rows))
+    as_payload = priors_from({"decisions": rows})
+    as_keys = priors_from({("auth", "code", "codex", 7): {"accepted": 3, "overridden": 1}})
+    for prior in (as_frame, as_payload, as_keys):
+        assert prior.categories["auth"][7].tolist() == [3, 1] and prior.kinds["code"][7].tolist() == [3, 1]
+    with pytest.raises(ValueError, match="bins must be 0-9"):
+        priors_from(global_rows("auth", 1, 1, bins=[12]))
+    with pytest.raises(ValueError, match="lack the field"):
+        priors_from([{"category": "auth"}])
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", [0, 1, -0.1, 1.5, float("nan"), "0.05", True])
+def test_target_outside_zero_one_is_refused(target):
+    with pytest.raises(ValueError, match="target_wrong_rate"):
+        recommend_thresholds(history_of(rate(0.5), n=50), target_wrong_rate=target)
+
+
+@pytest.mark.parametrize("history, message", [
+    (pd.DataFrame(columns=HISTORY_COLUMNS), "empty"),
+    (pd.DataFrame({"category": ["a"], "confidence": [0.5]}), "lacks the column.*task_kind.*decided_by"),
+    ([{"category": "a"}], "must be a pandas DataFrame"),
+])
+def test_malformed_history_is_refused(history, message):
+    with pytest.raises(ValueError, match=message):
+        recommend_thresholds(history)
+    with pytest.raises(ValueError, match=message):
+        calibrate(history)
+
+
+def test_confidences_nan_or_out_of_range_are_named():
+    history = history_of(rate(0.5), n=10)
+    with pytest.raises(ValueError, match="no decision in the history has a confidence"):
+        recommend_thresholds(history.assign(confidence=np.nan))
+    with pytest.raises(ValueError, match=r"confidence must be from 0 to 1; rows \[3\] hold \[1.5\]"):
+        recommend_thresholds(history.assign(confidence=history["confidence"].where(history.index != 3, 1.5)))
+    with pytest.raises(ValueError, match="must be a number"):
+        recommend_thresholds(history.assign(confidence="high"))
+    with pytest.raises(ValueError, match="min_n"):
+        recommend_thresholds(history, min_n=0)
+
+
+def test_decisions_without_confidence_are_left_out_and_counted():
+    """File-change, budget and error decisions carry no confidence; thresholds never gate them."""
+    history = history_of(rate(0.5), n=100)
+    history.loc[:9, "confidence"] = np.nan
+    rec = recommend_thresholds(history)
+    assert rec.attrs["without_confidence"] == 10 and row(rec, "cat")["decisions"] == 90
+
+
+def test_apply_thresholds_checks_order_and_columns():
+    rec = recommend_thresholds(history_of(above(0.8)))
+    with pytest.raises(ValueError, match="'cat' are out of order"):
+        apply_thresholds(rec.assign(checkpoint_below=0.9, proceed_above=0.5))
+    with pytest.raises(ValueError, match="lacks the column"):
+        apply_thresholds(rec.drop(columns="proceed_above"))
+    with pytest.raises(ValueError, match="thresholds for 'cat'"):
+        apply_thresholds(rec.assign(checkpoint_below=-1.0))
+    with pytest.raises(ValueError, match="must be an AutonomyPolicy"):
+        apply_thresholds(rec, policy=object())
+
+
+# --- the policy, cards and what-if ----------------------------------------------------------------
+
+def test_apply_thresholds_makes_them_the_policys():
+    rec = recommend_thresholds(history_of(above(0.8)))
+    policy = AutonomyPolicy(by_category={"budget": Thresholds(0.5, 0.6)})
+    learned = apply_thresholds(rec, policy)
+    assert learned == {"cat": Thresholds(0.8, 0.8)}
+    assert policy.by_category == {"budget": Thresholds(0.5, 0.6), "cat": Thresholds(0.8, 0.8)}
+    assert policy.decide(0.75, "cat").asks and not policy.decide(0.85, "cat").asks
+    assert AutonomyPolicy.from_dict(policy.to_dict()).by_category == policy.by_category
+
+
+def test_explain_says_how_often_a_category_is_overridden():
+    history = pd.concat([history_of(lambda c, rng: np.arange(c.size) >= 12, n=30, category="auth"),
+                         history_of(rate(0.9), n=5, category="naming", kind="refactor", seed=1),
+                         history_of(rate(0.9), n=60, category="rename", kind="refactor", seed=2)],
+                        ignore_index=True)
+    rec = recommend_thresholds(history).set_index("category")
+    text = explain("auth", rec.loc["auth"], history)
+    assert text.startswith("asked because: auth decisions are overridden 40% of the time (12 of 30)")
+    assert "learned: never proceed without asking" in text
+    naming = explain("naming", rec.loc["naming"], history, confidence=0.62)
+    assert "only 5 naming decisions so far; refactor tasks' decisions are overridden" in naming
+    assert "this one is at 0.62" in naming
+
+
+def test_whatif_replays_answered_decisions():
+    history = history_of(above(0.8), n=1000)
+    table = whatif(history, {"static": (0.7, 0.9), "learned": apply_thresholds(recommend_thresholds(history)),
+                             "none": Thresholds(0.0, 0.0)}).set_index("scenario")
+    confidence = history["confidence"]
+    assert table.loc["static", "checkpoints_per_100"] == pytest.approx(100 * (confidence < 0.7).mean())
+    assert table.loc["static", "wrong_auto_per_100"] == pytest.approx(
+        100 * ((confidence >= 0.7) & (confidence < 0.8)).mean())
+    assert table.loc["learned", "wrong_auto_per_100"] == 0
+    assert table.loc["none", "checkpoints_per_100"] == 0
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+def outcomes(records: dict[tuple[str, str], tuple[int, int, float]]) -> pd.DataFrame:
+    rows = []
+    for (kind, model), (wins, losses, cost) in records.items():
+        rows += [(kind, model, True, cost, 60.0)] * wins + [(kind, model, False, cost, 60.0)] * losses
+    return pd.DataFrame(rows, columns=["task_kind", "model", "success", "cost_usd", "seconds"])
+
+
+TABLE = {"code": ["codex", "claude-sonnet"], "review": ["claude-opus"]}
+
+
+def test_rank_routes_prefers_the_better_record():
+    record = outcomes({("code", "codex"): (10, 30, 0.3), ("code", "claude-sonnet"): (36, 4, 0.3)})
+    assert rank_routes(record, TABLE, explore=False) == {"code": ["claude-sonnet", "codex"],
+                                                         "review": ["claude-opus"]}
+    firsts = [rank_routes(record, TABLE, rng=seed)["code"][0] for seed in range(100)]
+    assert firsts.count("claude-sonnet") > 95
+
+
+def test_thompson_sampling_still_tries_an_uncertain_model():
+    record = outcomes({("code", "codex"): (14, 6, 0.3), ("code", "claude-sonnet"): (1, 1, 0.3)})
+    rng = np.random.default_rng(0)
+    firsts = [rank_routes(record, TABLE, rng=rng)["code"][0] for _ in range(200)]
+    assert 10 < firsts.count("claude-sonnet") < 100
+
+
+def test_routes_keep_the_table_without_evidence_and_weigh_cost():
+    assert rank_routes(None, TABLE) == TABLE
+    assert rank_routes(outcomes({("code", "claude-sonnet"): (3, 0, 0.1)}), TABLE, rng=0) == TABLE
+    even = outcomes({("code", "codex"): (40, 10, 2.0), ("code", "claude-sonnet"): (40, 10, 0.2)})
+    assert rank_routes(even, TABLE, explore=False)["code"] == ["claude-sonnet", "codex"]
+    better_but_dear = outcomes({("code", "codex"): (30, 20, 0.2), ("code", "claude-sonnet"): (45, 5, 2.0)})
+    assert rank_routes(better_but_dear, TABLE, explore=False)["code"] == ["claude-sonnet", "codex"]
+    assert rank_routes(better_but_dear, TABLE, explore=False, budget_usd=1.0)["code"] == ["codex", "claude-sonnet"]
+    with pytest.raises(ValueError, match="lack the column"):
+        rank_routes(pd.DataFrame({"model": ["codex"]}), TABLE)
+
+
+def gpkv_answer() -> dict:
+    """The shape of osqr-gpkv's GET /v1/priors."""
+    route = {"task_kind": "code", "n": 100, "cost_usd_sum": 30.0, "seconds_sum": 6000.0, "contributors": 7}
+    return {"schema": 1, "k": 5, "bins": [[i / 10, (i + 1) / 10] for i in range(10)],
+            "decisions": [{**r, "contributors": 6} for r in global_rows("auth", 2, 98)],
+            "routes": [{**route, "model": "codex", "successes": 40, "failures": 60},
+                       {**route, "model": "claude-sonnet", "successes": 90, "failures": 10}]}
+
+
+def test_new_user_inherits_global_routes_until_own_outcomes_speak():
+    answer = gpkv_answer()
+    assert rank_routes(None, TABLE, explore=False, prior=answer)["code"] == ["claude-sonnet", "codex"]
+    own = outcomes({("code", "codex"): (60, 0, 0.3), ("code", "claude-sonnet"): (5, 55, 0.3)})
+    assert rank_routes(own, TABLE, explore=False, prior=answer)["code"] == ["codex", "claude-sonnet"]
+    prior = priors_from(answer)                                  # the decisions half of the same answer
+    assert prior.categories["auth"].sum() == pytest.approx(100)
+
+
+def test_route_report_compares_table_and_learned():
+    report = route_report(synthetic_outcomes(400, seed=0), {"code": ["codex", "claude-sonnet"],
+                                                            "docs": ["claude-sonnet", "gpt-4o"],
+                                                            "review": ["claude-opus"]}).set_index("kind")
+    assert list(report.columns) == ["table_route", "learned_route", "changed", "n", "model", "success_rate",
+                                    "mean_cost_usd", "mean_seconds"]
+    assert report.loc["code", "learned_route"] == "claude-sonnet → codex" and report.loc["code", "changed"]
+    assert report.loc["docs", "model"] == "gpt-4o"                      # as good, far cheaper
+    assert report.loc["review", "n"] == 0 and not report.loc["review", "changed"]
+    assert np.isnan(report.loc["review", "success_rate"])
+
+
+# --- the personal store --------------------------------------------------------------------------
+
+SECRETS = ("SECRET-proposal-text", "SECRET-choice-text", "run-ID-4242", "task-ID-4242")
+
+
+def secret_history() -> pd.DataFrame:
+    history = synthetic_history(300, seed=3)
+    history["proposed"] = history["proposed"].replace("A", SECRETS[0])
+    history["chosen"] = history["chosen"].replace({"A": SECRETS[0], "B": SECRETS[1]})
+    return history.assign(run_id=SECRETS[2], task_id=SECRETS[3])
+
+
+def test_pkv_round_trip_stores_no_text_and_no_ids(tmp_path):
+    path = tmp_path / "pkv.sqlite"
+    pkv = PKV(path)
+    history = secret_history()
+    assert pkv.record_history(history) == 300
+    assert pkv.record_history(history) == 0                       # the same run twice is stored once
+    stored = pkv.history()
+    assert list(stored.columns) == DECISION_COLUMNS and len(stored) == 300
+    accepted = (history["proposed"] == history["chosen"]).to_numpy()
+    assert (stored["proposed_was_accepted"].to_numpy() == accepted).all()
+    assert (stored["model"].to_numpy() == history["model"].to_numpy()).all()
+    pd.testing.assert_frame_equal(recommend_thresholds(stored), recommend_thresholds(history),
+                                  check_dtype=False)
+    with sqlite3.connect(path) as db:
+        columns = [r[1] for r in db.execute("PRAGMA table_info(decisions)")]
+        dump = "\n".join(db.iterdump())
+    assert columns == DECISION_COLUMNS
+    raw = path.read_bytes()
+    for secret in SECRETS:
+        assert secret not in dump and secret.encode() not in raw
+
+
+def test_pkv_models_by_task_outcomes_and_aggregates(tmp_path):
+    pkv = PKV(tmp_path / "p.sqlite")
+    history = secret_history().drop(columns="model")
+    pkv.record_history(history, models_by_task={SECRETS[3]: "Claude Sonnet"})
+    assert set(pkv.history()["model"]) == {"claude_sonnet"}          # normalised to the payload's names
+    pkv.record_outcome("code", "codex", True, cost_usd=0.25, seconds=30)
+    pkv.record_outcome("code", "codex", False, cost_usd=0.75, seconds=50)
+    out = pkv.outcomes()
+    assert out[["task_kind", "model", "success"]].values.tolist() == [["code", "codex", True],
+                                                                      ["code", "codex", False]]
+    shared = pkv.aggregates()
+    answered = history["decided_by"].isin(["human", "code"]).sum()
+    assert sum(r["accepted"] + r["overridden"] for r in shared["decisions"]) == answered
+    assert shared["routes"] == [{"task_kind": "code", "model": "codex", "successes": 1, "failures": 1, "n": 2,
+                                 "cost_usd_sum": 1.0, "seconds_sum": 80.0}]
+    pkv.mark_shared(shared["upto"])
+    assert pkv.aggregates()["decisions"] == [] and pkv.aggregates(since_last_share=False)["routes"]
+
+
+def test_pkv_aggregates_pass_the_gpkv_payload_check(tmp_path):
+    payload = pytest.importorskip("osqr_nb.gpkv.payload")
+    pkv = PKV(tmp_path / "p.sqlite")
+    pkv.record_history(synthetic_history(500, seed=4))
+    pkv.record_outcome("docs", "gpt-4o", True, 0.1, 20)
+    shared = pkv.aggregates()
+    checked = payload.validate({"schema": payload.SCHEMA_VERSION, "contributor": payload.new_id(),
+                                "upload_id": payload.new_id(), "decisions": shared["decisions"],
+                                "routes": shared["routes"]})
+    assert len(checked.decisions) == len(shared["decisions"])
+
+
+def test_pkv_lives_in_the_config_dir_unless_told_otherwise(tmp_path, monkeypatch):
+    monkeypatch.delenv("OSQR_PKV", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_path().parent.name == "osqr-nb" and default_path().name == "pkv.sqlite"
+    monkeypatch.setenv("OSQR_PKV", str(tmp_path / "elsewhere" / "mine.sqlite"))
+    pkv = PKV()
+    assert pkv.path == tmp_path / "elsewhere" / "mine.sqlite" and pkv.path.exists()
+    assert PKV(tmp_path / "arg.sqlite").path == tmp_path / "arg.sqlite"
+
+
+def test_population_counts_become_priors():
+    counts = evidence_counts(synthetic_history(1000, seed=5))
+    assert set(counts.columns) == {"category", "task_kind", "model", "bin", "accepted", "overridden"}
+    prior = priors_from(counts)
+    assert set(prior.categories) == set(counts["category"])
+    assert all((table.sum(axis=1) <= 10 + 1e-9).all() for table in prior.categories.values())
+
+
+# --- synthetic data, benchmark, notebook ----------------------------------------------------------
+
+def test_synthetic_history_is_seeded_and_shaped_like_history():
+    a, b = synthetic_history(200, seed=1), synthetic_history(200, seed=1)
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a.columns) == HISTORY_COLUMNS + ["model"]
+    tier2 = synthetic_history(500, seed=1, ask_below=0.7)
+    assert set(tier2.loc[tier2["confidence"] < 0.7, "decided_by"]) <= {"human", "code"}
+    assert set(tier2.loc[tier2["confidence"] >= 0.7, "decided_by"]) <= {"auto", "log"}
+
+
+def test_benchmark_runs_small():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import learning_sim
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    args = ["--users", "2", "--decisions", "600", "--population", "2", "--relearn", "200"]
+    assert learning_sim.main(args) == 0
+    frame = learning_sim.table(learning_sim.simulate(learning_sim.build_parser().parse_args(args)), 600)
+    assert frame.loc["static 0.70/0.90", "checkpoints/100"] > frame.loc["learned", "checkpoints/100"]
+
+
+@pytest.mark.kernel
+def test_autonomy_analysis_notebook_executes(tmp_path):
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(notebook, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)            # the calibration plot
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert "asked because: auth decisions are overridden" in text
+    assert "learned per category" in text
