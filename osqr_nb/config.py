@@ -43,6 +43,10 @@ class OSQR(SingletonConfigurable):
 
     check = Unicode("", help="A verification command run on the integration branch after merging, "
                     "e.g. 'pytest -q'; a failure names the merge after which it first failed.").tag(config=True)
+    learn_thresholds = Bool(True, help="Use the thresholds learned from your past decisions (the personal "
+                            "store) where there is enough evidence; OSQR.thresholds still wins.").tag(config=True)
+    target_wrong_rate = Float(0.05, help="Learned thresholds keep wrong auto-proceeds under this share.").tag(config=True)
+    learn_routes = Bool(True, help="Re-rank each kind's route by past outcomes (success, cost).").tag(config=True)
     gpkv_url = Unicode("", help="The global aggregate service (osqr-gpkv) for `%osqr share` and "
                        "global priors; empty: nothing is ever shared.").tag(config=True)
     gpkv_token = Unicode("", help="Its token (better: the OSQR_GPKV_TOKEN environment variable).").tag(config=True)
@@ -52,18 +56,30 @@ class OSQR(SingletonConfigurable):
 
     def router(self, forced: str | None = None):
         from .routing import Router
-        return Router(self.routes, self.providers, forced or self.model or None, self.scripted_delay,
-                      offline=self.offline)
+        router = Router(self.routes, self.providers, forced or self.model or None, self.scripted_delay,
+                        offline=self.offline)
+        if self.learn_routes and not self.routes:
+            from .learning.wiring import learned_routes
+            router.routes, router.learned = learned_routes(router.routes)
+        return router
 
     def policy(self, tier: int | None = None) -> AutonomyPolicy:
         """The autonomy policy these settings describe (checked: a bad value is a clear error)."""
         by_category = dict(self.thresholds)
         default = by_category.pop("default", None)
-        return AutonomyPolicy(tier=self.tier if tier is None else tier,
-                              thresholds=Thresholds.parse(default, "OSQR.thresholds['default']")
-                              if default is not None else Thresholds(),
-                              by_category=by_category, tier_by_kind=dict(self.tier_by_kind),
-                              critical_paths=list(self.critical_paths), rewrite_share=self.rewrite_share)
+        policy = AutonomyPolicy(tier=self.tier if tier is None else tier,
+                                thresholds=Thresholds.parse(default, "OSQR.thresholds['default']")
+                                if default is not None else Thresholds(),
+                                by_category={}, tier_by_kind=dict(self.tier_by_kind),
+                                critical_paths=list(self.critical_paths), rewrite_share=self.rewrite_share)
+        if self.learn_thresholds:
+            from .learning.wiring import learn_into
+            learn_into(policy, self.target_wrong_rate)
+        explicit = AutonomyPolicy(by_category=by_category).by_category      # checked, then laid on top
+        policy.by_category.update(explicit)
+        for category in explicit:
+            policy.reasons.pop(category, None)
+        return policy
 
     @validate("tier")
     def _check_tier(self, proposal):

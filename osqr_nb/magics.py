@@ -113,7 +113,7 @@ class OsqrMagics(Magics):
             if command == "share":
                 return self._share(args)
             if command == "route":
-                return settings().router().table()
+                return self._route()
             if command == "models":
                 return models_table(settings().router())
             run = api.get_run(args.run_id) if args.run_id else api.last_run()
@@ -136,6 +136,19 @@ class OsqrMagics(Magics):
             display(HTML("No pending checkpoints."))
             return
         display(widgets.VBox([card_for(c) for c in pending]))
+
+    def _route(self):
+        """The table as it routes now, and what past outcomes taught (learned against table order)."""
+        router = settings().router()
+        try:
+            from .learning import PKV, route_report
+            from .routing import DEFAULT_ROUTES
+            learned = route_report(PKV().outcomes(), {**DEFAULT_ROUTES, **settings().routes})
+            display(HTML("<b>Learned from past outcomes</b> (success, cost) against the table:"))
+            display(learned)
+        except (OSError, ValueError) as exc:
+            display(HTML(f"No learned routes yet ({escape(str(exc))})."))
+        return router.table()
 
     def _share(self, args):
         """Counts of decisions (never code, text or ids) to the GPKV service; --preview sends nothing."""

@@ -57,6 +57,7 @@ class Router:
         self.routes = {**DEFAULT_ROUTES, **self._checked(routes or {})}
         self.forced = self.info(forced) if forced else None
         self.scripted_delay = scripted_delay
+        self.learned: set[str] = set()       # kinds whose order past outcomes changed
         self._clients: dict[str, ModelClient] = {}
 
     def _checked(self, routes: Mapping[str, list[str]]) -> dict[str, list[str]]:
@@ -96,7 +97,8 @@ class Router:
         for position, name in enumerate(candidates):
             info = self.info(name)
             if self.available(info):
-                return Route(kind, info, "table" if position == 0 else "fallback", candidates)
+                first = "learned" if kind in self.learned else "table"
+                return Route(kind, info, first if position == 0 else "fallback", candidates)
         for name in FALLBACKS + self.providers.get("compatible", {}).get("models", []):
             info = self.info(name)
             if self.available(info):

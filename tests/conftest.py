@@ -30,10 +30,13 @@ def repo(tmp_path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch):
+def offline(monkeypatch, tmp_path_factory):
     """Hermetic: no real provider is ever reached from a test, whatever keys the machine has."""
-    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL",
+                 "OSQR_GPKV_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+    # each test learns into its own personal store, never the person's
+    monkeypatch.setenv("OSQR_PKV", str(tmp_path_factory.mktemp("pkv") / "pkv.sqlite"))
     settings().scripted_delay = 0.0
     yield
 

@@ -99,6 +99,7 @@ class AutonomyPolicy:
     critical_paths: list[str] = field(default_factory=lambda: ["**/migrations/**"])
     rewrite_share: float = 0.5
     errors_in_a_row: int = 3
+    reasons: dict[str, str] = field(default_factory=dict)   # why a learned category is asked, for its cards
 
     def __post_init__(self) -> None:
         check_tier(self.tier)
@@ -128,11 +129,12 @@ class AutonomyPolicy:
         if tier == 4:
             return Verdict(Action.PROCEED, "tier 4 (full auto) decides alone; listed for review")
         limits = self.thresholds_for(category)
-        if confidence > limits.proceed_above:
+        if confidence > limits.proceed_above and limits.ask_below < 1.0:
             return Verdict(Action.PROCEED, f"confidence {confidence:.2f} is above {limits.proceed_above:.2f}")
-        if tier == 2 and confidence < limits.ask_below:
-            return Verdict(Action.CHECKPOINT, f"confidence {confidence:.2f} is below {limits.ask_below:.2f} "
-                                              f"for {category} decisions (tier 2)")
+        if tier == 2 and (confidence < limits.ask_below or limits.ask_below >= 1.0):
+            why = self.reasons.get(category) or (f"confidence {confidence:.2f} is below {limits.ask_below:.2f} "
+                                                 f"for {category} decisions (tier 2)")
+            return Verdict(Action.CHECKPOINT, why)
         return Verdict(Action.LOG, f"confidence {confidence:.2f}: proceed and log (tier {tier})")
 
     def review_write(self, path: str, old: str | None, new: str, kind: str | None = None) -> Verdict:
@@ -161,7 +163,8 @@ class AutonomyPolicy:
         return {"tier": self.tier, "thresholds": [self.thresholds.ask_below, self.thresholds.proceed_above],
                 "by_category": {c: [t.ask_below, t.proceed_above] for c, t in self.by_category.items()},
                 "tier_by_kind": dict(self.tier_by_kind), "critical_paths": list(self.critical_paths),
-                "rewrite_share": self.rewrite_share, "errors_in_a_row": self.errors_in_a_row}
+                "rewrite_share": self.rewrite_share, "errors_in_a_row": self.errors_in_a_row,
+                "reasons": dict(self.reasons)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "AutonomyPolicy":

@@ -29,7 +29,7 @@ from ..autonomy.policy import AutonomyPolicy
 from ..models.base import ModelClient
 from ..plan.task import Plan
 from ..store.events import Event, EventLog
-from ..store.frames import events_frame
+from ..store.frames import events_frame, history_frame
 from ..workspace import git
 from ..workspace.merge import REVIEW, Conflict, Integrator, problems_with
 from ..workspace.merge_agent import propose_merge
@@ -502,6 +502,25 @@ class Run:
             await git.git(worktree.root, "checkout", "-q", "--detach", head)
         return found
 
+    async def _learn(self, check_failed: str | None) -> None:
+        """This run's decisions and outcomes into the personal store, so later runs ask less
+        where the person agrees and route better (counts only; never text or ids)."""
+        from ..learning.wiring import record_run
+        history = history_frame(self.log.read(self.id))
+        overridden = set(history[(history.chosen != history.proposed)
+                                 & history.decided_by.isin(["human", "code"])].task_id)
+        outcomes = [{"task_kind": self.plan[t].kind.value, "model": s.route or "unknown",
+                     "success": s.status == COMPLETE and t not in overridden and not check_failed,
+                     "cost_usd": None if s.cost_unknown else s.cost_usd,
+                     "seconds": (s.finished_at - s.started_at) if s.finished_at and s.started_at else None}
+                    for t, s in self.state.tasks.items() if s.route]
+        models = {t: s.route for t, s in self.state.tasks.items() if s.route}
+        try:
+            await asyncio.to_thread(record_run, history, outcomes, models)
+            self._emit("learned", decisions=len(history), outcomes=len(outcomes))
+        except (OSError, ValueError) as exc:       # learning never costs a run
+            self._emit("learning_skipped", error=str(exc))
+
     def collision_report(self) -> pd.DataFrame:
         """Predicted collisions against the files both tasks of a pair really changed."""
         predicted = [Collision.from_dict(c) for c in self.state.collisions]
@@ -532,6 +551,7 @@ class Run:
         report = self.collision_report()
         self._emit("collision_report", precision=report.attrs["precision"], recall=report.attrs["recall"],
                    rows=report.to_dict("records"))
+        await self._learn(check_failed)
         failed = [t for t, s in self.state.tasks.items() if s.status != COMPLETE]
         status = "failed" if failed or check_failed else "conflicts" if result.conflicts else "complete"
         error = f"tasks not completed: {', '.join(failed)}" if failed else check_failed

@@ -41,6 +41,7 @@ class TaskState:
     finished_at: float | None = None
     model_id: str | None = None
     route_reason: str | None = None
+    route: str | None = None         # the route name the task went to (e.g. claude-sonnet)
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cost_usd: float = 0.0            # known costs only
@@ -180,6 +181,7 @@ class RunState:
     def _on_task_routed(self, e: Event, d: dict[str, Any]) -> None:
         task = self._task(e)
         task.model, task.model_id, task.route_reason = d["model"], d.get("model_id"), d.get("reason")
+        task.route = d["model"]
 
     def _on_cost_unknown(self, e: Event, d: dict[str, Any]) -> None:
         self.unpriced.add(d["model"])

@@ -1,0 +1,73 @@
+"""What the person taught in earlier runs changes what later runs ask and where they route."""
+
+import os
+
+import osqr_nb
+from osqr_nb.config import settings
+from osqr_nb.learning import PKV, synthetic_history
+
+from conftest import SEED_REQUEST, run_async
+
+
+async def seed(repo, answer="DB Sessions"):
+    """The seed run, answering every card: the auth one with `answer`, the rest as proposed."""
+    run = osqr_nb.start(SEED_REQUEST, repo=repo)
+    auth = None
+    while not run.done:
+        try:
+            checkpoint = await run.next_checkpoint(timeout=30)
+        except RuntimeError:
+            break
+        if checkpoint.task_id == "auth-module":
+            auth = checkpoint
+            checkpoint.resolve(answer)
+        else:
+            checkpoint.resolve(checkpoint.proposed)
+    await run
+    return run, auth
+
+
+def test_a_run_records_its_decisions_and_outcomes_in_the_personal_store(repo):
+    run, _ = run_async(seed(repo))
+    pkv = PKV()
+    assert os.environ["OSQR_PKV"] == str(pkv.path)                 # the test's own store
+    history = pkv.history()
+    assert len(history) == 2 and set(history.category) == {"data_model", "auth"}
+    outcomes = pkv.outcomes()
+    assert len(outcomes) == 3 and set(outcomes.model) == {"scripted"}
+    assert outcomes.set_index("task_kind").loc["code", "success"] == 0    # the auth choice was overridden
+    assert "learned" in set(run.events().type)
+
+
+def test_learned_thresholds_change_what_is_asked_and_say_why(repo):
+    history = synthetic_history(n=2000, seed=0)
+    PKV().record_history(history)
+    policy = settings().policy(2)
+    assert "auth" in policy.by_category and policy.reasons["auth"].startswith("asked because")
+    run, checkpoint = run_async(seed(repo))
+    assert checkpoint.reason.startswith("asked because: auth decisions are overridden")
+
+
+def test_explicit_thresholds_win_over_learned_ones():
+    PKV().record_history(synthetic_history(n=2000, seed=0))
+    config = settings()
+    config.thresholds = {"auth": [0.5, 0.6]}
+    try:
+        policy = config.policy(2)
+    finally:
+        config.thresholds = {}
+    assert (policy.by_category["auth"].ask_below, policy.by_category["auth"].proceed_above) == (0.5, 0.6)
+    assert "auth" not in policy.reasons
+
+
+def test_routes_learn_from_outcomes(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-secret-1")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-secret-2")
+    pkv = PKV()
+    for _ in range(20):
+        pkv.record_outcome("docs", "claude-sonnet", success=False, cost_usd=0.05, seconds=30)
+        pkv.record_outcome("docs", "gpt-4o", success=True, cost_usd=0.02, seconds=20)
+    router = settings().router()
+    route = router.route("docs")
+    assert (route.model.name, route.reason) == ("gpt-4o", "learned")
+    assert router.route("architecture").reason == "table"
