@@ -166,7 +166,12 @@ class OsqrMagics(Magics):
         sharing.service()                        # a clear error now if nothing is configured
         status = widgets.HTML("Sharing…")
         display(status)
-        task = asyncio.get_running_loop().create_task(sharing.share(history, repo))
+
+        async def share_then_pull():
+            answer = await sharing.share(history, repo)
+            groups = await sharing.pull_priors()
+            return f"{answer.get('status')}; {groups} global prior group(s) now guide new thresholds"
+        task = asyncio.get_running_loop().create_task(share_then_pull())
 
         def done(task: asyncio.Task) -> None:   # on the loop: the kernel never waits for the network
             error = None if task.cancelled() else task.exception()

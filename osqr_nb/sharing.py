@@ -8,8 +8,10 @@ exact payload; nothing is sent until the person runs `%osqr share`.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 
 import pandas as pd
 
@@ -68,3 +70,16 @@ async def share(history: pd.DataFrame, log: EventLog) -> dict:
                                                  "decision_rows": len(payload.decisions),
                                                  "upload_id": payload.upload_id}))
     return answer
+
+
+async def pull_priors() -> int:
+    """Download the service's k-anonymous priors and keep them beside the personal store: a new
+    user's thresholds and routes then start from what everyone taught (personal evidence takes over)."""
+    from .learning import PKV
+    from .learning.wiring import PRIORS_FILE
+    url, token = service()
+    priors = await AsyncGPKVClient(url, token).priors()
+    path = Path(PKV().path).with_name(PRIORS_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(priors))
+    return len(priors.get("decisions", []))

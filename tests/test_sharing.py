@@ -43,6 +43,32 @@ def test_share_sends_only_counts_once_and_the_preview_matches(repo, tmp_path, mo
             answer = asyncio.run(sharing.share(history, log))
             assert answer["status"] == "stored"
             assert sharing.preview(osqr_nb.history(repo), log).startswith("nothing new to share")
+            assert asyncio.run(sharing.pull_priors()) == 0          # one contributor: k-anonymity hides it
+            from osqr_nb.learning import PKV
+            from osqr_nb.learning.wiring import cached_priors
+            assert cached_priors(PKV())["k"] >= 2
             assert asyncio.run(sharing.share(history, log))["status"].startswith("nothing new")
         finally:
             config.gpkv_url, config.gpkv_token = "", ""
+
+
+def test_a_new_user_starts_from_the_global_priors(tmp_path):
+    import uuid
+
+    from osqr_nb.gpkv.client import GPKVClient, payload_from_history
+    from osqr_nb.learning import PKV, synthetic_history
+
+    with GPKVServer(create_app(f"sqlite:///{tmp_path / 'gpkv.db'}", [TOKEN])) as server:
+        client = GPKVClient(server.base_url, TOKEN)
+        for seed in range(5):                                   # five contributors: past k-anonymity
+            history = synthetic_history(n=600, seed=seed)
+            client.upload(payload_from_history(history, contributor=str(uuid.uuid4())))
+        config = settings()
+        config.gpkv_url, config.gpkv_token = server.base_url, TOKEN
+        try:
+            assert asyncio.run(sharing.pull_priors()) > 0
+        finally:
+            config.gpkv_url, config.gpkv_token = "", ""
+    assert PKV().history().empty                               # a new user: no evidence of their own
+    policy = settings().policy(2)
+    assert policy.by_category, "the global priors should give learned thresholds from day one"

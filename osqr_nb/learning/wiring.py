@@ -29,6 +29,18 @@ def cached_priors(pkv: PKV) -> Any:
         return None
 
 
+def prior_shape(priors: Any) -> pd.DataFrame:
+    """Rows that give the global priors' confidence distribution per category (decided_by "auto",
+    so they count as no one's evidence: the prior's own counts are the evidence)."""
+    rows = []
+    for group in priors.get("decisions", []):
+        count = int(group.get("accepted", 0)) + int(group.get("overridden", 0))
+        confidence = (int(group["bin"]) + 0.5) / 10
+        rows += [{"category": group["category"], "task_kind": group["task_kind"], "confidence": confidence,
+                  "proposed": "", "chosen": "", "decided_by": "auto"}] * min(count, 50)
+    return pd.DataFrame(rows, columns=["category", "task_kind", "confidence", "proposed", "chosen", "decided_by"])
+
+
 def learn_into(policy: Any, target_wrong_rate: float = 0.05, pkv: PKV | None = None) -> bool:
     """Lay learned per-category thresholds (and why) onto the policy; False when there is no evidence."""
     try:
@@ -38,6 +50,8 @@ def learn_into(policy: Any, target_wrong_rate: float = 0.05, pkv: PKV | None = N
         prior = pkv.priors_from(priors) if priors else None
         if history.empty and prior is None:
             return False
+        if history.empty:       # a new user: the shape of everyone's decisions, no evidence of their own
+            history = prior_shape(priors)
         frame = recommend_thresholds(history, target_wrong_rate, prior=prior)
         levels = ("category", "task_kind", "all") + (("prior",) if prior is not None else ())
         learned = apply_thresholds(frame, use=levels)
