@@ -9,17 +9,22 @@ from conftest import git, run_async
 from test_run_git import ListModel, finish
 
 
-def two_tasks_on_utils(repo):
-    (repo / "utils.py").write_text("def helper():\n    return 1\n")
+VALIDATE = "def validate_token(t):\n    return bool(t)\n"
+FORMAT = "def format_response(r):\n    return str(r)\n"
+
+
+def two_tasks_on_utils(repo, utils="def helper():\n    return 1\n", auth_at="    return 1\n",
+                       helpers_at="    return 1\n"):
+    """Auth and Helpers each add a function to utils.py, right after `auth_at` / `helpers_at`."""
+    (repo / "utils.py").write_text(utils)
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "utils")
     plan = Plan([Task("auth", "Auth Module", "code", "Add validate_token() to utils.py"),
                  Task("helpers", "API Helpers", "code", "Add format_response() to utils.py")])
     model = ListModel({
-        "auth": [("edit_file", {"path": "utils.py", "old": "    return 1\n",
-                                "new": "    return 1\n\n\ndef validate_token(t):\n    return bool(t)\n"}), finish()],
-        "helpers": [("edit_file", {"path": "utils.py", "old": "    return 1\n",
-                                   "new": "    return 1\n\n\ndef format_response(r):\n    return str(r)\n"}),
+        "auth": [("edit_file", {"path": "utils.py", "old": auth_at, "new": auth_at + "\n\n" + VALIDATE}),
+                 finish()],
+        "helpers": [("edit_file", {"path": "utils.py", "old": helpers_at, "new": helpers_at + "\n\n" + FORMAT}),
                     finish()]})
     return plan, model
 
@@ -93,17 +98,8 @@ def test_split_gives_each_task_its_own_file_and_tells_both(repo):
 
 
 def test_proceed_in_parallel_asks_for_a_review_of_the_clean_merge(repo):
-    (repo / "utils.py").write_text("def helper():\n    return 1\n\n\n# more helpers below\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "utils")
-    plan = Plan([Task("auth", "Auth Module", "code", "Add validate_token() to utils.py"),
-                 Task("helpers", "API Helpers", "code", "Add format_response() to utils.py")])
-    model = ListModel({
-        "auth": [("edit_file", {"path": "utils.py", "old": "def helper():",
-                                "new": "def validate_token(t):\n    return bool(t)\n\n\ndef helper():"}), finish()],
-        "helpers": [("edit_file", {"path": "utils.py", "old": "# more helpers below\n",
-                                   "new": "# more helpers below\n\n\ndef format_response(r):\n    return str(r)\n"}),
-                    finish()]})
+    plan, model = two_tasks_on_utils(repo, "def helper():\n    return 1\n\n\n# more helpers below\n",
+                                     auth_at="    return 1\n", helpers_at="# more helpers below\n")
 
     async def main():
         run = osqr_nb.start(plan=plan, repo=repo, tier=2, model=model)
