@@ -43,3 +43,30 @@ def offline(monkeypatch, tmp_path_factory):
 
 def run_async(coro, timeout: float = 60):
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def seed_run(repo, answer="DB Sessions", **kwargs):
+    """The seed request, its one checkpoint answered from code; returns the finished run."""
+    import osqr_nb
+
+    run = osqr_nb.start(SEED_REQUEST, repo=repo, **kwargs)
+    checkpoint = await run.next_checkpoint(timeout=20)
+    assert checkpoint.task_id == "auth-module"
+    assert checkpoint.options == ["JWT", "DB Sessions", "Let me think"]
+    assert run.status == "needs_input"
+    checkpoint.resolve(answer)
+    await run
+    return run
+
+
+def execute_notebook(path, cwd, timeout: float = 180):
+    """Run a notebook in a real kernel; its outputs, and their text joined for searching."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(cwd)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    return outputs, text

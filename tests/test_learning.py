@@ -6,7 +6,6 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -463,14 +462,10 @@ def test_benchmark_runs_small():
 
 @pytest.mark.kernel
 def test_autonomy_analysis_notebook_executes(tmp_path):
-    from nbclient import NotebookClient
+    from conftest import execute_notebook
 
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=180, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    outputs, text = execute_notebook(NOTEBOOK, tmp_path)
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)            # the calibration plot
-    text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "asked because: auth decisions are overridden" in text
     assert "learned per category" in text

@@ -14,7 +14,7 @@ from osqr_nb.models.catalog import CATALOG
 from osqr_nb.routing import Router, models_table
 from osqr_nb.wire import WireServer
 
-from conftest import SEED_REQUEST, run_async
+from conftest import SEED_REQUEST, run_async, seed_run
 
 KEY = "test-key-not-secret-8d1f2e"
 
@@ -66,13 +66,7 @@ def test_bad_routes_and_model_names_are_clear_errors():
 
 
 def test_a_run_through_the_anthropic_sdk_costs_what_genai_prices_says(repo, anthropic_via_wire):
-    async def main():
-        run = osqr_nb.start(SEED_REQUEST, repo=repo)
-        (await run.next_checkpoint(timeout=30)).resolve("DB Sessions")
-        await run
-        return run
-
-    run = run_async(main())
+    run = run_async(seed_run(repo))
     assert run.status == "complete"
     assert {t.model for t in run.tasks.values()} == {CATALOG["claude-sonnet"].model_id}
     replies = run.events().query("type == 'model_reply'").data.tolist()
@@ -187,12 +181,7 @@ def test_the_offline_demo_can_run_through_the_real_sdk(repo):
     config = settings()
     config.offline = "wire"
     try:
-        async def main():
-            run = osqr_nb.start(SEED_REQUEST, repo=repo)
-            (await run.next_checkpoint(timeout=30)).resolve("JWT")
-            await run
-            return run
-        run = run_async(main())
+        run = run_async(seed_run(repo, "JWT"))
     finally:
         config.offline = "direct"
     assert run.status == "complete"

@@ -15,7 +15,7 @@ from osqr_nb.models.base import Reply, ToolCall
 from osqr_nb.store.events import open_log
 from osqr_nb.workspace.git import RepoError
 
-from conftest import SEED_REQUEST, git, run_async
+from conftest import SEED_REQUEST, git, run_async, seed_run
 
 
 class ListModel:
@@ -35,17 +35,6 @@ class ListModel:
 
 def finish(summary="done"):
     return ("finish", {"summary": summary})
-
-
-async def seed_run(repo, answer="DB Sessions", **kwargs):
-    run = osqr_nb.start(SEED_REQUEST, repo=repo, **kwargs)
-    checkpoint = await run.next_checkpoint(timeout=20)
-    assert checkpoint.task_id == "auth-module"
-    assert checkpoint.options == ["JWT", "DB Sessions", "Let me think"]
-    assert run.status == "needs_input"
-    checkpoint.resolve(answer)
-    await run
-    return run
 
 
 def test_seed_request_runs_end_to_end_on_real_git(repo):

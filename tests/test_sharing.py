@@ -11,7 +11,7 @@ from osqr_nb.config import settings
 from osqr_nb.gpkv.app import GPKVServer, create_app
 from osqr_nb.store.events import open_log
 
-from conftest import SEED_REQUEST, run_async
+from conftest import run_async, seed_run
 
 TOKEN = "test-token-not-secret-0123456789"
 
@@ -19,13 +19,7 @@ TOKEN = "test-token-not-secret-0123456789"
 def test_share_sends_only_counts_once_and_the_preview_matches(repo, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
 
-    async def main():
-        run = osqr_nb.start(SEED_REQUEST, repo=repo)
-        (await run.next_checkpoint(timeout=30)).resolve("DB Sessions")
-        await run
-        return run
-
-    run = run_async(main())
+    run = run_async(seed_run(repo))
     log = open_log(repo)
     history = osqr_nb.history(repo)
     shown = sharing.preview(history, log)
