@@ -6,6 +6,8 @@ the widget traffic goes, is drained between samples and never timed). Each
 sample also waits for the kernel's idle status before the next one.
 
   A  idle kernel, no agents
+  S  the same run while its N agents start (each makes a git worktree): reported,
+     not held to the target
   B  an osqr run of N independent tasks (default 200) with the scripted model,
      max_parallel=N, tier 4, its live widget displayed; sampling starts once
      every agent has its worktree and stops before any finishes, and the
@@ -140,12 +142,15 @@ def main() -> int:
 
         t0 = time.monotonic()
         kernel.execute(START_RUN.format(repo=tmp, agents=args.agents, delay=args.delay))
+        starting = []                      # sampled while the agents' worktrees are being made
         while True:
             before = kernel.evaluate(COUNTS)
             if before["worktrees"] >= args.agents or before["complete"] or time.monotonic() - t0 > 300:
                 break
-            time.sleep(0.5)
+            starting += kernel.sample(20, args.pause)
         print(f"worktrees for {before['worktrees']} agents after {time.monotonic() - t0:.1f} s")
+        if starting:
+            rows.append((f"S {args.agents} agents starting", starting))
         t1, widget_msgs = time.monotonic(), kernel.widget_msgs
         samples = kernel.sample(args.samples, args.pause)
         after = kernel.evaluate(COUNTS)
