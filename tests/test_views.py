@@ -58,3 +58,17 @@ def test_plan_graph_is_drawn_left_to_right_with_arrows():
     svg = render_dag(OfflinePlanner().plan(SEED_REQUEST))
     assert svg.count("<line") == 2 and svg.count("<rect") == 3
     assert svg.index("DB Schema") < svg.index("Auth Module") < svg.index("API Docs")
+
+
+def test_view_outputs_lists_what_each_finished_task_produced(repo):
+    from conftest import seed_run
+
+    run = run_async(seed_run(repo))
+    view = run.view()
+    assert view.outputs.value == ""
+    view.outputs_button.click()
+    html = view.outputs.value
+    assert "db/schema.sql" in html and "Wrote db/schema.sql" in html and f"osqr/{run.id}/auth-module" in html
+    assert view.outputs_button.description == "Hide Outputs"
+    view.outputs_button.click()
+    assert view.outputs.value == ""

@@ -30,13 +30,17 @@ class RunView(widgets.VBox):
         self.counts = widgets.HTML()
         self.pause_button = widgets.Button(description="Pause All", icon="pause")
         self.pause_button.on_click(self._toggle_pause)
+        self.outputs_button = widgets.Button(description="View Outputs", icon="list")
+        self.outputs_button.on_click(self._toggle_outputs)
+        self.outputs = widgets.HTML()
         self.cards = widgets.VBox()
         self.decisions = widgets.HTML()
         self.problems = widgets.Output()
         self._shown: set[str] = set()
         self._seen = -1
-        super().__init__([self.header, self.dag, widgets.HBox([self.counts, self.pause_button]),
-                          self.cards, self.decisions, self.problems])
+        super().__init__([self.header, self.dag,
+                          widgets.HBox([self.counts, self.pause_button, self.outputs_button]),
+                          self.outputs, self.cards, self.decisions, self.problems])
         self.add_class("osqr-run")
         self.refresh()
         try:
@@ -85,6 +89,8 @@ class RunView(widgets.VBox):
             self._shown.update(c.id for c in new)
             self.cards.children = (*self.cards.children, *(card_for(c) for c in new))
         self.decisions.value = render_decisions(run)
+        if self.outputs.value:
+            self.outputs.value = render_outputs(run)
 
     async def _refresh_loop(self) -> None:
         while not self.run.done:
@@ -98,6 +104,10 @@ class RunView(widgets.VBox):
         else:
             self.run.pause()
         self.refresh()
+
+    def _toggle_outputs(self, _button: widgets.Button) -> None:
+        self.outputs.value = "" if self.outputs.value else render_outputs(self.run)
+        self.outputs_button.description = "Hide Outputs" if self.outputs.value else "View Outputs"
 
     def _show_crash(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -118,3 +128,20 @@ def render_decisions(run: "Run") -> str:
         f"<b>{escape(str(d.get('chosen')))}</b> <small>(confidence {d.get('confidence', 0):.2f}, "
         f"{escape(d.get('decided_by'))})</small></li>" for d in rows)
     return f"<details class='osqr-decisions'><summary>{title} ({len(rows)})</summary><ul>{items}</ul></details>"
+
+
+def render_outputs(run: "Run") -> str:
+    """What each finished task produced: its summary, files and branch (its transcript is one
+    call away: run.transcript(task_id))."""
+    items = []
+    for task in run.plan.tasks:
+        state = run.state.tasks[task.id]
+        if state.status != "complete":
+            continue
+        files = ", ".join(f"<code>{escape(f)}</code>" for f in state.files) or "no files"
+        items.append(f"<li><b>{escape(task.title)}</b> <small>({escape(state.model or '')}, "
+                     f"${state.cost_usd:.4f}, branch <code>osqr/{escape(run.id)}/{escape(task.id)}</code>)</small>"
+                     f"<br>{escape(state.summary)}<br><small>{files}</small></li>")
+    if not items:
+        return "<div class='osqr-outputs'><i>No task has finished yet.</i></div>"
+    return f"<div class='osqr-outputs'><ul>{''.join(items)}</ul></div>"
