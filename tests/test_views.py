@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 import osqr_nb
 from osqr_nb.ui.dag import render_dag
 from osqr_nb.plan.decompose import OfflinePlanner
@@ -72,3 +74,36 @@ def test_view_outputs_lists_what_each_finished_task_produced(repo):
     assert view.outputs_button.description == "Hide Outputs"
     view.outputs_button.click()
     assert view.outputs.value == ""
+
+
+def test_add_task_joins_the_running_run_after_the_tasks_it_names(repo):
+    from osqr_nb import Task
+    from osqr_nb.models.scripted import ScriptedModel
+
+    async def main():
+        run = osqr_nb.start(SEED_REQUEST, repo=repo, tier=4, model=ScriptedModel(delay=0.05))
+        view = run.view()
+        await asyncio.sleep(0.05)
+        view.add_button.click()
+        adder = view.adder
+        assert adder.layout.display is None and ("API Docs", "api-docs") in adder.after.options
+        adder.title.value, adder.kind.value = "Changelog", "quick_fix"
+        adder.after.value = ("db-schema",)
+        adder.add.click()
+        assert "added" in adder.status.value
+        with pytest.raises(osqr_nb.PlanError, match="cycle|not in the plan|unique"):
+            run.add_task(Task("changelog", "Again"))
+        await run
+        with pytest.raises(ValueError, match="start a new run"):
+            run.add_task(Task("late", "Too late"))
+        return run
+
+    run = run_async(main())
+    assert run.status == "complete" and run.tasks["changelog"].status == "complete"
+    events = run.events()
+    order = list(zip(events.type, events.task_id))
+    assert order.index(("task_finished", "db-schema")) < order.index(("task_started", "changelog"))
+    assert "changelog" in {d.get("task", {}).get("id") for d in events.query("type == 'task_added'").data}
+    from osqr_nb.engine.state import RunState
+    folded = RunState.fold(run.id, run.log.read(run.id))                   # a resumed run sees it too
+    assert folded.plan["changelog"].depends_on == ["db-schema"] and folded.tasks["changelog"].status == "complete"

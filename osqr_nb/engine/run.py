@@ -27,7 +27,7 @@ from ..plan.collisions import (Choice, Collision, choose_by_policy, merge_review
                                score_predictions)
 from ..autonomy.policy import AutonomyPolicy
 from ..models.base import ModelClient
-from ..plan.task import Plan
+from ..plan.task import Plan, Task
 from ..store.events import Event, EventLog
 from ..store.frames import events_frame, history_frame
 from ..workspace import git
@@ -240,6 +240,20 @@ class Run:
         """Stop every agent; branches, worktrees and the log stay as they are."""
         if self._main is not None and not self._main.done():
             self._main.cancel()
+
+    def add_task(self, task: Task) -> Task:
+        """Add a task to the running run: it starts as soon as the tasks it names are done."""
+        over = self._scheduler is not None and self._scheduler._finished is not None \
+            and self._scheduler._finished.done()
+        if over or self.done or self.state.status in ("integrating", "planning") or self.state.finished:
+            raise ValueError(f"run {self.id} is {self.status}: tasks can be added while its agents run; "
+                             "start a new run for more work")
+        self.plan.add_task(task)                       # a clear PlanError for a bad id, dependency or cycle
+        self._emit("task_added", task.id, task=task.to_dict())
+        self._titles[task.id] = task.title
+        if self._scheduler is not None:
+            self._scheduler.add(task.id)
+        return task
 
     def events(self) -> pd.DataFrame:
         return events_frame(self.log.read(self.id))

@@ -103,6 +103,25 @@ class Scheduler:
                 await asyncio.gather(*leftovers, return_exceptions=True)
         return self.results
 
+    def add(self, node: Node) -> None:
+        """Schedule a node the caller has just added to the graph (with its edges) mid-run."""
+        predecessors = list(self.graph.predecessors(node))
+        if any(p in self.errors or p in self.skipped for p in predecessors):
+            self.skipped.add(node)
+            return
+        waiting = 0
+        for p in predecessors:
+            partial = bool(self.graph.edges[p, node].get("partial"))
+            (self._partial_out if partial else self._plain_out).setdefault(p, []).append(node)
+            if not (p in self.results or (partial and p in self.started)):
+                waiting += 1
+        self._waiting[node] = waiting
+        if self._priority is not None:
+            self._priority[node] = self.graph.nodes[node].get("weight", 1)
+        if waiting == 0:
+            self._make_ready(node)
+            self._launch()
+
     def _make_ready(self, node: Node) -> None:
         if self._priority is None:
             self._ready.append((0, 0, node))

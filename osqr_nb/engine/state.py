@@ -138,6 +138,12 @@ class RunState:
     def _on_check_configured(self, e: Event, d: dict[str, Any]) -> None:
         self.check = d["command"]
 
+    def _on_task_added(self, e: Event, d: dict[str, Any]) -> None:
+        if e.task_id not in self.plan.graph:            # a resumed run: the live one added it already
+            from ..plan.task import Task
+            self.plan.add_task(Task.from_dict(d["task"]))
+        self.tasks.setdefault(e.task_id, TaskState(e.task_id))
+
     def _on_plan_ready(self, e: Event, d: dict[str, Any]) -> None:
         self.plan = Plan.from_dict(d["plan"])
         self.tasks = {t.id: TaskState(t.id) for t in self.plan.tasks}

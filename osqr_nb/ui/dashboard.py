@@ -33,14 +33,17 @@ class RunView(widgets.VBox):
         self.outputs_button = widgets.Button(description="View Outputs", icon="list")
         self.outputs_button.on_click(self._toggle_outputs)
         self.outputs = widgets.HTML()
+        self.add_button = widgets.Button(description="Add Task", icon="plus")
+        self.adder = TaskAdder(run)
+        self.add_button.on_click(self._toggle_adder)
         self.cards = widgets.VBox()
         self.decisions = widgets.HTML()
         self.problems = widgets.Output()
         self._shown: set[str] = set()
         self._seen = -1
         super().__init__([self.header, self.dag,
-                          widgets.HBox([self.counts, self.pause_button, self.outputs_button]),
-                          self.outputs, self.cards, self.decisions, self.problems])
+                          widgets.HBox([self.counts, self.pause_button, self.add_button, self.outputs_button]),
+                          self.adder, self.outputs, self.cards, self.decisions, self.problems])
         self.add_class("osqr-run")
         self.refresh()
         try:
@@ -84,6 +87,7 @@ class RunView(widgets.VBox):
         self.pause_button.description = "Resume All" if state.paused else "Pause All"
         self.pause_button.icon = "play" if state.paused else "pause"
         self.pause_button.disabled = run.done
+        self.add_button.disabled = run.done or state.status != "running"
         new = [c for c in run._checkpoints.values() if c.id not in self._shown]
         if new:
             self._shown.update(c.id for c in new)
@@ -104,6 +108,10 @@ class RunView(widgets.VBox):
         else:
             self.run.pause()
         self.refresh()
+
+    def _toggle_adder(self, _button: widgets.Button) -> None:
+        self.adder.layout.display = None if self.adder.layout.display == "none" else "none"
+        self.adder.refresh_choices()
 
     def _toggle_outputs(self, _button: widgets.Button) -> None:
         self.outputs.value = "" if self.outputs.value else render_outputs(self.run)
@@ -145,3 +153,46 @@ def render_outputs(run: "Run") -> str:
     if not items:
         return "<div class='osqr-outputs'><i>No task has finished yet.</i></div>"
     return f"<div class='osqr-outputs'><ul>{''.join(items)}</ul></div>"
+
+
+class TaskAdder(widgets.VBox):
+    """A new task for the running run: title, kind, what it comes after, what to do."""
+
+    def __init__(self, run: "Run") -> None:
+        from ..plan.task import TaskKind
+        self.run = run
+        self.title = widgets.Text(placeholder="Title, e.g. Rate limiting")
+        self.kind = widgets.Dropdown(options=[k.value for k in TaskKind], value="code")
+        self.after = widgets.SelectMultiple(options=[], description="after", rows=3)
+        self.description = widgets.Text(placeholder="What to do", layout=widgets.Layout(width="30em"))
+        self.add = widgets.Button(description="Add", button_style="primary")
+        self.add.on_click(self._added)
+        self.status = widgets.HTML()
+        super().__init__([widgets.HBox([self.title, self.kind]), self.after, self.description,
+                          widgets.HBox([self.add, self.status])],
+                         layout=widgets.Layout(display="none", border="1px solid #90a4ae", padding="4px"))
+        self.add_class("osqr-add-task")
+
+    def refresh_choices(self) -> None:
+        if self.run.plan is not None:
+            self.after.options = [(t.title, t.id) for t in self.run.plan.tasks]
+
+    def _added(self, _button: widgets.Button) -> None:
+        from ..plan.task import PlanError, Task, slug
+        title = self.title.value.strip()
+        if not title:
+            self.status.value = "<span style='color:#e53935'>give the task a title</span>"
+            return
+        task_id, n = slug(title), 1
+        while task_id in self.run.plan.graph:
+            n += 1
+            task_id = f"{slug(title)}-{n}"
+        try:
+            self.run.add_task(Task(task_id, title, self.kind.value, self.description.value.strip() or title,
+                                   depends_on=list(self.after.value)))
+        except (PlanError, ValueError) as exc:
+            self.status.value = f"<span style='color:#e53935'>{escape(str(exc))}</span>"
+            return
+        self.status.value = f"✓ added <code>{escape(task_id)}</code>"
+        self.title.value = self.description.value = ""
+        self.refresh_choices()
