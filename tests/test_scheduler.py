@@ -170,3 +170,26 @@ def test_a_partial_edge_lets_the_dependent_start_once_its_input_has_started():
     run_async(schedule(graph, work))
     assert events.index("start auth") < events.index("end schema")     # started on partial input
     assert events.index("start docs") > events.index("end auth")       # a plain edge still waits
+
+
+def test_a_node_added_mid_run_waits_for_its_inputs_then_runs():
+    graph = nx.DiGraph([("a", "b")])
+    order = []
+
+    async def work(node):
+        order.append(node)
+        await asyncio.sleep(0.02)
+
+    async def main():
+        scheduler = Scheduler(graph, work)
+        runner = asyncio.ensure_future(scheduler.run())
+        await asyncio.sleep(0.005)
+        graph.add_edge("b", "late")
+        scheduler.add("late")
+        graph.add_node("free")
+        scheduler.add("free")
+        await runner
+        return scheduler
+
+    scheduler = run_async(main())
+    assert order.index("late") > order.index("b") and set(scheduler.results) == {"a", "b", "late", "free"}
