@@ -22,26 +22,24 @@ import pandas as pd
 from ..agents.agent import Agent
 from ..agents.messages import Mediator, Message
 from ..agents.tools import Workspace
-from ..autonomy.checkpoints import COLLISION, CONFLICT, DECISION, ERRORS, LET_ME_THINK, Checkpoint
-from ..plan.collisions import (Choice, Collision, choose_by_policy, merge_reviews, predict_collisions,
-                               score_predictions)
+from ..autonomy.checkpoints import COLLISION, CONFLICT, DECISION, LET_ME_THINK, Checkpoint
 from ..autonomy.policy import AutonomyPolicy
 from ..models.base import ModelClient
+from ..models.catalog import ModelInfo, describe_client
+from ..models.errors import ProviderError
+from ..plan.collisions import (Choice, Collision, choose_by_policy, merge_reviews, predict_collisions,
+                               score_predictions)
 from ..plan.task import Plan, Task
+from ..routing import Router
 from ..store.events import Event, EventLog
 from ..store.frames import events_frame, history_frame
 from ..workspace import git
-from ..workspace.merge import REVIEW, Conflict, Integrator, problems_with
-from ..workspace.merge_agent import propose_merge
-from ..workspace.semantic import PYTHON_SUFFIXES, semantic_merge
-from .supervisor import unified_diff
+from ..workspace.merge import Integrator, problems_with
+from .budget import Budgets
+from .resolution import MergeResolution
 from .scheduler import Scheduler, SchedulerCancelled
 from .state import COMPLETE, SETTLED, RunState, TaskState
-from .budget import Budgets
 from .supervisor import TaskSupervisor
-from ..models.catalog import ModelInfo, describe_client
-from ..models.errors import ProviderError
-from ..routing import Router
 
 _worktree_locks: dict[Path, asyncio.Lock] = {}
 
@@ -80,7 +78,6 @@ class Run:
         self.planner = None                   # an async planner to run first, when no plan was given
         self._settled: dict[str, asyncio.Event] = {}
         self.keep_worktrees = False
-        self._last_decider = "auto"
         self.check: str | None = state.check  # a verification command run on the merged result
         self.collision_growth = 0.25     # tiers 3-4 serialize when the critical path grows less than this
         self.warnings: list[str] = []
@@ -360,162 +357,6 @@ class Run:
         checkpoint = next(c for c in self._checkpoints.values() if c.question == collision.message)
         return next(o.choice for o in options if o.label == answer), checkpoint.decided_by or "human"
 
-    async def _resolve_conflict(self, conflict: Conflict) -> str | None:
-        """Semantic merge, then the merge agent, then the person; None leaves it reported."""
-        self._emit("conflict_found", conflict.task, file=conflict.file, lines=conflict.lines,
-                   others=conflict.other_tasks, reason=conflict.reason)
-        if conflict.reason == REVIEW:
-            return await self._review(conflict)
-        tried = []
-        if conflict.file.endswith(PYTHON_SUFFIXES) and not conflict.reason.startswith("git merged"):
-            result = await asyncio.to_thread(semantic_merge, conflict.base, conflict.ours, conflict.theirs,
-                                             conflict.file)
-            if result.clean:
-                return self._resolved(conflict, result.merged, "semantic", "auto", result.reason)
-            tried.append(f"semantic merge: {result.reason}")
-        merger = self._merge_model()
-        if merger is not None:
-            try:
-                proposal, why = await propose_merge(merger[1], conflict)
-            except Exception as exc:         # a failing merge agent hands over; it never fails the run
-                proposal, why = None, f"failed: {type(exc).__name__}: {exc}"
-            if proposal is not None:
-                if await self._accept_proposal(conflict, proposal, merger[0]):
-                    return self._resolved(conflict, proposal.text, f"merge agent ({merger[0]})",
-                                          self._last_decider, proposal.explanation)
-                tried.append("merge agent: proposal rejected")
-            else:
-                tried.append(f"merge agent: {why}")
-        if self.policy.tier == 4:
-            self._emit("conflict_unresolved", conflict.task, file=conflict.file, tried=tried)
-            return None
-        return await self._ask_person(conflict, tried)
-
-    async def _review(self, conflict: Conflict) -> str | None:
-        """A clean merge of a pair let run in parallel: the person looks at it (tiers 3-4: accepted)."""
-        if self.policy.tier >= 3:
-            return self._resolved(conflict, conflict.marked, "merge review", "auto", "accepted by policy")
-        titles = [self.plan[t].title for t in [*conflict.other_tasks, conflict.task]]
-        answer = await self._ask(conflict.task, kind=CONFLICT, attempt=0,
-                                 options=["Accept the merge", f"Use {titles[0]}", f"Use {titles[-1]}"],
-                                 question=f"Review the merge of {conflict.file}: {' and '.join(titles)} both changed it",
-                                 proposed="Accept the merge", category="merge", free_text=False,
-                                 reason="you chose to let these tasks run in parallel and review the merge",
-                                 details={"diff": unified_diff(conflict.file, conflict.ours, conflict.marked)})
-        by = self._decider_of(conflict.task)
-        if answer == "Accept the merge":
-            return self._resolved(conflict, conflict.marked, "merge review", by, answer)
-        if answer == f"Use {titles[0]}":
-            return self._resolved(conflict, conflict.ours, "merge review", by, answer, dropped=[conflict.task])
-        return self._resolved(conflict, conflict.theirs, "merge review", by, answer, dropped=conflict.other_tasks)
-
-    def _resolved(self, conflict: Conflict, text: str, resolver: str, decided_by: str, note: str,
-                  dropped: list[str] | None = None) -> str:
-        self._emit("conflict_resolved", conflict.task, file=conflict.file, resolver=resolver,
-                   decided_by=decided_by, note=note, dropped=dropped or [],
-                   result=self.log.put_blob(text))
-        return text
-
-    def _merge_model(self) -> tuple[str, ModelClient] | None:
-        """The model routed for review, unless that is the scripted demo (it cannot merge)."""
-        if self.model is not None:
-            info = describe_client(self.model)
-            return None if info.provider == "scripted" else (info.name, self.model)
-        route = self.router.route("review")
-        return None if route.reason == "offline" else (route.model.name, self.router.client(route.model))
-
-    async def _accept_proposal(self, conflict: Conflict, proposal: Any, model: str) -> bool:
-        limits = self.policy.thresholds_for("merge")
-        tier = self.policy.tier
-        if tier == 4 or (tier == 3 and proposal.confidence > limits.proceed_above):
-            self._last_decider = "auto"
-            return True
-        answer = await self._ask(conflict.task, kind=CONFLICT, attempt=0, options=["Accept merge", "Reject"],
-                                 question=f"{model} proposes a merge of {conflict.file} "
-                                          f"(confidence {proposal.confidence:.2f}): {proposal.explanation}",
-                                 proposed="Accept merge", confidence=proposal.confidence, category="merge",
-                                 free_text=False, reason=f"tier {tier} approves merges by a model",
-                                 details={"diff": unified_diff(conflict.file, conflict.ours, proposal.text)})
-        self._last_decider = self._decider_of(conflict.task)
-        return answer == "Accept merge"
-
-    async def _ask_person(self, conflict: Conflict, tried: list[str]) -> str | None:
-        titles = [self.plan[t].title for t in conflict.other_tasks] or ["the earlier merges"]
-        ours_label = f"Use {' + '.join(titles)}"
-        theirs_label = f"Use {self.plan[conflict.task].title}"
-        merger = self._merge_model()
-        ask_label = f"Ask {merger[0]} to merge" if merger else None
-        spans = ", ".join(f"{a}-{b}" for a, b in conflict.lines) or "(whole file)"
-        lines = [f"{self.plan[t].title}: {i.get('description', '')}" for t, i in conflict.intents.items()]
-        while True:
-            answer = await self._ask(
-                conflict.task, kind=CONFLICT, attempt=0,
-                options=[ours_label, theirs_label] + ([ask_label] if ask_label else []),
-                question=f"Conflict in {conflict.file} lines {spans}: " + "; ".join(lines)
-                         + (f" (after {len(tried)} tries)" if len(tried) > 1 else ""),
-                proposed=None, category="merge", free_text=True, reason=conflict.reason,
-                details={"marked": conflict.marked or conflict.theirs, "errors": list(tried), "file": conflict.file,
-                         "base": conflict.base, "ours": conflict.ours, "theirs": conflict.theirs})
-            by = self._decider_of(conflict.task)
-            if answer == ours_label:
-                return self._resolved(conflict, conflict.ours, "person: kept the earlier side", by, answer,
-                                      dropped=[conflict.task])
-            if answer == theirs_label:
-                return self._resolved(conflict, conflict.theirs, f"person: kept {conflict.task}", by, answer,
-                                      dropped=conflict.other_tasks)
-            if answer != ask_label:
-                return self._resolved(conflict, answer, "person: manual merge", by, "edited by hand")
-            try:
-                proposal, why = await propose_merge(merger[1], conflict)
-            except Exception as exc:
-                proposal, why = None, f"failed: {type(exc).__name__}: {exc}"
-            if proposal is not None:            # asked for by the person, and checked like every result
-                return self._resolved(conflict, proposal.text, f"merge agent ({merger[0]}), asked by the person",
-                                      by, proposal.explanation)
-            tried.append(f"merge agent, asked again: {why}")
-
-    def _decider_of(self, task_id: str) -> str:
-        answered = [d for d in self.state.decisions if d["task_id"] == task_id and d.get("checkpoint_id")]
-        return answered[-1]["decided_by"] if answered else "human"
-
-    async def _verify(self, result: Any) -> str | None:
-        """Run the check (e.g. `pytest -q`) on the integration branch; when it fails, find the
-        merge after which it first failed and ask about it. Returns why the run failed, or None."""
-        worktree = Workspace(self._worktree("_integration"))
-        outcome = await worktree.run_command(self.check, timeout=600)
-        self._emit("check_ran", head=result.head, **outcome.summary())
-        if outcome.ok:
-            return None
-        culprit, output = await self._first_failing_merge(worktree, outcome.text())
-        title = self.plan[culprit].title if culprit else "the run's base"
-        why = f"`{self.check}` fails after merging {title}"
-        if self.policy.tier == 4 or culprit is None:
-            return why
-        answer = await self._ask(culprit, kind=ERRORS, attempt=0, question=f"{why}.",
-                                 options=["Accept the merge anyway", "Mark the run failed"],
-                                 proposed="Mark the run failed", category="check", free_text=False,
-                                 reason="the verification command failed on the integration branch",
-                                 details={"errors": output.splitlines()[-12:]})
-        return None if answer == "Accept the merge anyway" else why
-
-    async def _first_failing_merge(self, worktree: Workspace, last_output: str) -> tuple[str | None, str]:
-        """Walk the integration branch's merges in order; the first after which the check fails."""
-        _, log = await git.git(worktree.root, "log", "--first-parent", "--reverse", "--format=%H %s",
-                               f"{self.state.base}..HEAD")
-        merges = [line.split(" ", 1) for line in log.splitlines() if " osqr: merge " in f" {line.split(' ', 1)[-1]}"]
-        head = await git.head(worktree.root)
-        found: tuple[str | None, str] = (None, last_output)
-        try:
-            for sha, subject in merges:
-                await git.git(worktree.root, "checkout", "-q", "--detach", sha)
-                outcome = await worktree.run_command(self.check, timeout=600)
-                if not outcome.ok:
-                    found = (subject.removeprefix("osqr: merge ").strip(), outcome.text())
-                    break
-        finally:
-            await git.git(worktree.root, "checkout", "-q", "--detach", head)
-        return found
-
     async def _learn(self, check_failed: str | None) -> None:
         """This run's decisions and outcomes into the personal store, so later runs ask less
         where the person agrees and route better (counts only; never text or ids)."""
@@ -553,12 +394,13 @@ class Run:
                    for t in done}
         integrator = Integrator(self.root, self.id, self.state.base, self._worktree("_integration"), intents,
                                 merge_reviews(self.plan))
+        resolution = MergeResolution(self)
         result = await integrator.integrate([(t.id, self._branch(t.id), self.state.tasks[t.id].files)
-                                             for t in done], resolve=self._resolve_conflict)
+                                             for t in done], resolve=resolution.resolve)
         self._emit("integration_finished", branch=result.branch, merged=result.merged,
                    head=result.head, conflicts=[c.to_dict() for c in result.conflicts],
                    report=[c.describe() for c in result.conflicts])
-        check_failed = await self._verify(result) if self.check and result.merged else None
+        check_failed = await resolution.verify(result) if self.check and result.merged else None
         if not self.keep_worktrees:     # their work is committed on the branches, which stay
             await git.remove_worktrees(self.root, [self._worktree(t.id) for t in done]
                                        + [self._worktree("_integration")])
