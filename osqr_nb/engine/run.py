@@ -162,7 +162,10 @@ class Run:
     @property
     def model_name(self) -> str:
         """What the widgets say about models: the one given, or that each task is routed."""
-        return self.model.name if self.model is not None else "routed per task kind"
+        if self.model is not None:
+            return self.model.name
+        used = {t.model for t in self.state.tasks.values() if t.model}
+        return used.pop() if len(used) == 1 else "routed per task kind"
 
     @property
     def plan(self) -> Plan:
