@@ -65,6 +65,9 @@ def frontend(request, tmp_path):
     nbformat.write(notebook, tmp_path / "demo.ipynb")
     port = _free_port()
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path / "config"))
+    news = tmp_path / "config" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    news.mkdir(parents=True)                              # no "Jupyter news?" toast over the page
+    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", request.param, "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
          f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.open_browser=False"],
