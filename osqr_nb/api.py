@@ -131,6 +131,12 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
+def _run_ids(log) -> list[str]:
+    """Ids of real runs (the log also holds records such as what was shared)."""
+    from .sharing import SHARE_RUN
+    return [r for r in log.run_ids() if r != SHARE_RUN]
+
+
 def resume(run_id: str | None = None, *, repo: str | os.PathLike | None = None,
            model: ModelClient | None = None, force: bool = False) -> Run:
     """Carry on a run from its event log (after a kernel restart), or the last unfinished one."""
@@ -142,14 +148,14 @@ def resume(run_id: str | None = None, *, repo: str | os.PathLike | None = None,
         raise ValueError(f"no osqr runs in {info.root} (no .osqr/osqr.db); nothing to resume")
     log = open_log(info.root)
     if run_id is None:
-        states = [RunState.fold(r, log.read(r)) for r in log.run_ids()]
+        states = [RunState.fold(r, log.read(r)) for r in _run_ids(log)]
         unfinished = [s for s in states if not s.finished and s.run_id not in _live]
         if not unfinished:
             raise ValueError(f"every run in {info.root} has finished; give a run id to look at one")
         state = unfinished[-1]
     else:
-        if run_id not in log.run_ids():
-            known = ", ".join(log.run_ids()[-5:]) or "none"
+        if run_id not in _run_ids(log):
+            known = ", ".join(_run_ids(log)[-5:]) or "none"
             raise ValueError(f"no run {run_id!r} in {info.root} (latest runs: {known})")
         state = RunState.fold(run_id, log.read(run_id))
     if state.finished:

@@ -66,3 +66,18 @@ def test_a_new_user_starts_from_the_global_priors(tmp_path):
     assert PKV().history().empty                               # a new user: no evidence of their own
     policy = settings().policy(2)
     assert policy.by_category, "the global priors should give learned thresholds from day one"
+
+
+def test_a_share_record_in_the_log_is_not_a_run_to_resume(repo):
+    from osqr_nb.store.events import Event
+
+    run = run_async(seed_run(repo))
+    open_log(repo).append(Event(sharing.SHARE_RUN, "shared", None, {"until": 0.0}))
+    with pytest.raises(ValueError, match="every run in .* has finished"):
+        run_async(_resume(repo))
+    with pytest.raises(ValueError, match=f"no run 'share'.*{run.id}"):
+        run_async(_resume(repo, "share"))
+
+
+async def _resume(repo, run_id=None):
+    return osqr_nb.resume(run_id, repo=repo)
