@@ -68,8 +68,11 @@ def merge_file(args: argparse.Namespace) -> int:
     if len(args.labels) > 3:
         raise MergeError("at most three -L labels")
     labels = [*args.labels, *paths[len(args.labels):]]
-    status, merged = _git_merge_file(texts, labels, args.diff3)
     name = args.path or args.ours
+    note = _agree_on_version(texts) if _is_python(name) else None
+    status, merged = _git_merge_file(texts, labels, args.diff3)
+    if note and not args.quiet:
+        print(f"osqr_nb merge-file: {name}: {note}", file=sys.stderr)
     if _is_python(name):
         status, merged, reason = _python_merge(texts, status, merged, labels, args.diff3)
         if status and not args.quiet:
@@ -83,6 +86,20 @@ def _read(path: str, role: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as error:
         raise MergeError(f"cannot read {role} {path!r}: {error.strerror}") from None
+
+
+def _agree_on_version(texts: list[bytes]) -> str | None:
+    """Both sides raised the version: give them the higher one before merging (texts changes in place)."""
+    from .workspace.versions import agree_on_version
+
+    try:
+        ours, base, theirs = (text.decode() for text in texts)
+    except UnicodeDecodeError:
+        return None
+    agreed = agree_on_version(base, ours, theirs)
+    if agreed.note:
+        texts[0], texts[2] = agreed.ours.encode(), agreed.theirs.encode()
+    return agreed.note
 
 
 def _git_merge_file(texts: list[bytes], labels: list[str], diff3: bool) -> tuple[int, bytes]:

@@ -86,6 +86,22 @@ def test_files_that_are_not_python_get_git_alone(tmp_path):
     assert Path(paths[0]).read_text() == git.stdout
 
 
+def test_versions_both_raised_merge_to_the_higher(tmp_path, capsys):
+    """A maintenance branch merged forward: git conflicts on the version line, merge-file keeps
+    the higher number and says so; the other changes merge as git merges them."""
+    base = '__version__ = "1.4.2"\n\n\ndef a():\n    return 1\n\n\ndef b():\n    return 2\n'
+    texts = {"base": base, "ours": base.replace("1.4.2", "1.5.0.dev0").replace("return 1", "return 10"),
+             "theirs": base.replace("1.4.2", "1.4.3").replace("return 2", "return 20")}
+    for role, text in texts.items():
+        (tmp_path / f"{role}.py").write_text(text)
+    paths = [str(tmp_path / f"{role}.py") for role in ("ours", "base", "theirs")]
+    assert git_merge_file(*paths).returncode == 1
+    assert main(["merge-file", *paths]) == 0
+    assert Path(paths[0]).read_text() == base.replace("1.4.2", "1.5.0.dev0").replace(
+        "return 1", "return 10").replace("return 2", "return 20")
+    assert "keeps the higher, 1.5.0.dev0" in capsys.readouterr().err
+
+
 def commit_all(repo: Path, message: str) -> None:
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-qm", message],

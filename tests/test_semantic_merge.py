@@ -128,3 +128,32 @@ def test_blank_line_above_two_removed_imports_stays():
     theirs = base.replace("import typing as t\n", "").replace("-> t.Any", "-> object")
     merged = semantic_merge(base, ours, theirs).merged
     assert merged.startswith("from __future__ import annotations\n\nimport datetime\n")
+
+
+RELEASE = '"""The package."""\n\n__version__ = "2.0.0"\n\n\ndef f():\n    return 1\n'
+
+
+def test_a_version_both_sides_raise_takes_the_higher():
+    """A maintenance branch (2.0.1) merged into main (2.1.0.dev0): main's number stays."""
+    main = RELEASE.replace("2.0.0", "2.1.0.dev0").replace("return 1", "return 2")
+    maintenance = RELEASE.replace("2.0.0", "2.0.1") + "\n\ndef g():\n    return 3\n"
+    for ours, theirs in ((main, maintenance), (maintenance, main)):
+        result = semantic_merge(RELEASE, ours, theirs)
+        assert '__version__ = "2.1.0.dev0"' in result.merged and "return 2" in result.merged
+        assert "def g()" in result.merged
+        assert any("keeps the higher, 2.1.0.dev0" in detail for detail in result.details)
+
+
+def test_setup_version_keyword_takes_the_higher_too():
+    base = "from setuptools import setup\n\nsetup(\n    name='pkg',\n    version='0.10-dev',\n)\n"
+    result = semantic_merge(base, base.replace("0.10-dev", "0.11-dev"), base.replace("0.10-dev", "0.10.1-dev"))
+    assert result.merged == base.replace("0.10-dev", "0.11-dev")
+
+
+def test_versions_that_are_not_both_raised_stay_a_conflict():
+    lowered = semantic_merge(RELEASE, RELEASE.replace("2.0.0", "2.0.0.dev0"), RELEASE.replace("2.0.0", "2.0.1"))
+    assert lowered.merged is None and "__version__" in lowered.reason
+    odd = semantic_merge(RELEASE, RELEASE.replace("2.0.0", "2.1 (dev)"), RELEASE.replace("2.0.0", "2.0.1"))
+    assert odd.merged is None
+    computed = RELEASE.replace('"2.0.0"', 'read_version()')
+    assert semantic_merge(RELEASE, computed, RELEASE.replace("2.0.0", "2.0.1")).merged is None

@@ -6,7 +6,8 @@ versions are parsed with libcst (which keeps every comment and blank line), the
 statements of the module and of class bodies are keyed by what they define, and
 the versions are merged key by key: a definition changed on one side only takes
 that side, imports and literal entries (lists, dicts, sets, `__all__`) are
-combined element by element. Anything ambiguous raises `Unsure`; the caller then
+combined element by element, and a version number both sides raised takes the
+higher (`versions.py`). Anything ambiguous raises `Unsure`; the caller then
 gets `merged=None` with the reason, so that the next resolver (a model or a
 person) decides. A result is returned only if it parses, keeps both sides'
 changes, and uses no name that one side renamed or removed.
@@ -21,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import libcst as cst
+
+from .versions import agree_on_version
 
 __all__ = ["PYTHON_SUFFIXES", "SemanticResult", "check_merged", "semantic_merge"]
 
@@ -68,10 +71,13 @@ def semantic_merge(base: str, ours: str, theirs: str, path: str = "x.py") -> Sem
     """Merge three versions of a Python file, or say why not."""
     if not path.endswith(PYTHON_SUFFIXES):
         return SemanticResult(None, f"{path} is not a Python file")
+    agreed = agree_on_version(base, ours, theirs)
+    ours, theirs, noted = agreed.ours, agreed.theirs, [agreed.note] if agreed.note else []
     trivial = _trivial(base, ours, theirs)
     if trivial is not None:
-        return trivial
+        return SemanticResult(trivial.merged, "; ".join([*noted, trivial.reason]), noted) if noted else trivial
     merger = _Merger()
+    merger.details.extend(noted)
     try:
         trees = [_parse(text, side) for text, side in ((base, "base"), (ours, "ours"), (theirs, "theirs"))]
         merged = merger.module(*trees).code
