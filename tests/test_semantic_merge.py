@@ -157,3 +157,26 @@ def test_versions_that_are_not_both_raised_stay_a_conflict():
     assert odd.merged is None
     computed = RELEASE.replace('"2.0.0"', 'read_version()')
     assert semantic_merge(RELEASE, computed, RELEASE.replace("2.0.0", "2.0.1")).merged is None
+
+
+DEPRECATED = ('import warnings\n\n\ndef current():\n    return 1\n\n\n'
+              'def old():\n    warnings.warn("use current()")\n    return current()\n')
+
+
+def test_new_code_where_the_other_side_removed_code_is_a_conflict():
+    """Main deletes the deprecated function; the maintenance branch replaces it with a shim.
+    Keeping the shim would bring back what main removed, so a person decides."""
+    main = DEPRECATED.split("\n\n\ndef old")[0] + "\n"
+    shim = DEPRECATED.split("\n\n\ndef old")[0] + '\n\n\nold = deprecated_alias("old", current)\n'
+    result = semantic_merge(DEPRECATED, main, shim)
+    assert result.merged is None
+    assert "theirs adds old where ours removes def old()" in result.reason
+    appended = DEPRECATED + "\n\ndef later():\n    return 2\n"    # new code after the removed function
+    assert "removes def old()" in semantic_merge(DEPRECATED, main, appended).reason
+
+
+def test_new_code_away_from_a_removal_still_merges():
+    main = DEPRECATED.replace('\n\n\ndef old():\n    warnings.warn("use current()")\n    return current()\n', "\n")
+    first = DEPRECATED.replace("\n\n\ndef current", "\n\n\ndef first():\n    return 0\n\n\ndef current")
+    merged = semantic_merge(DEPRECATED, main, first).merged
+    assert merged is not None and "def first()" in merged and "def old()" not in merged

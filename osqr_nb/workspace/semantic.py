@@ -207,6 +207,7 @@ class _Merger:
         """Merge keyed items: each key resolved on its own, both sides' order kept."""
         sides = [{item.key: item for item in items} for items in (base, ours, theirs)]
         _refuse_double_replacement(*sides)
+        _refuse_addition_into_removal(base, ours, theirs)
         skeleton, other = _order(base, ours, theirs)
         keys = [i.key for i in skeleton]
         known = set(keys) | set(sides[0])
@@ -522,6 +523,30 @@ def _refuse_double_replacement(base: dict, ours: dict, theirs: dict) -> None:
         added_theirs = any(k[0] == kind and k not in base for k in theirs)
         if gone and (added_ours or added_theirs):
             raise Unsure(f"both sides change or remove {_describe(min(gone))}")
+
+
+_ORDER_FREE = frozenset({"import", "from", "elem", "entry"})   # kinds whose neighbours do not matter
+
+
+def _refuse_addition_into_removal(base: list[_Item], ours: list[_Item], theirs: list[_Item]) -> None:
+    """New code that one side puts where the other side removed code was probably written to
+    replace or extend what is gone (a maintenance branch adds a deprecation shim where the main
+    branch deleted the deprecated code): keeping it is not a safe guess. Imports and literal
+    entries are exempt, as their neighbours do not matter."""
+    position = {item.key: index for index, item in enumerate(base)}
+    for side, other, adder, remover in ((ours, theirs, "ours", "theirs"), (theirs, ours, "theirs", "ours")):
+        kept = {item.key for item in other}
+        before = None
+        for index, item in enumerate(side):
+            if item.key in position:
+                before = position[item.key]
+                continue
+            if item.kind in _ORDER_FREE:
+                continue
+            after = next((position[i.key] for i in side[index + 1:] if i.key in position), len(base) - 1)
+            removed = [old for old in base[before or 0: after + 1] if old.key not in kept and old.kind not in _ORDER_FREE]
+            if removed:
+                raise Unsure(f"{adder} adds {item.label} where {remover} removes {removed[0].label}")
 
 
 def _verify(base, ours, theirs, merged, dropped: set[tuple]) -> None:
