@@ -3,7 +3,9 @@
 Merges go in topological order with git's own 3-way merge, so changes that do
 not overlap merge by themselves. A clean text merge is not yet a good merge:
 Python files both sides changed are checked (the result parses, no name it uses
-was renamed or removed by one side) before the merge is committed. Each overlap
+was renamed or removed by one side), and so are the imports between files (no
+`from utils import helper` left pointing at a `helper` the other side renamed),
+before the merge is committed. Each overlap
 (or failed check) becomes a `Conflict` with the base, both sides and both
 tasks' intents, handed to a resolver; what no resolver settles is reported and
 the merge of that branch aborted, so every branch stays intact.
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from . import git
+from .imports import BrokenImport, Version, broken_imports, wanted_paths
 from .semantic import check_merged
 
 _MARKER_START = re.compile(r"^<<<<<<< ")
@@ -171,7 +174,37 @@ class Integrator:
                 if why:
                     problems.append(self._make(task_id, name, touched, base, ours, theirs, merged,
                                                f"git merged it cleanly, but {why}"))
+        flagged = {problem.file for problem in problems}
+        for broken in await self._broken_imports(branch, files, touched):
+            if broken.file not in flagged:
+                flagged.add(broken.file)
+                texts = [await self._show(f"{rev}:{broken.file}") for rev in (self.base, "HEAD", branch)]
+                merged = (self.worktree / broken.file).read_text(errors="replace")
+                problems.append(self._make(task_id, broken.file, touched, *texts, merged,
+                                           f"git merged it cleanly, but {broken.describe()}"))
         return problems
+
+    async def _broken_imports(self, branch: str, files: list[str], touched: dict[str, list[str]]) -> list[BrokenImport]:
+        """Imports in the files either side changed that the merge broke (see workspace/imports.py)."""
+        python = sorted(name for name in {*files, *touched} if name.endswith((".py", ".pyi")))
+        if not touched or not python:
+            return []
+        listed = {rev: set((await git.git(self.worktree, "ls-tree", "-r", "--name-only", rev))[1].splitlines())
+                  for rev in ("HEAD", branch)}
+        versions: dict[str, Version] = {"merged": {}, "HEAD": {}, branch: {}}
+        await self._read(versions, listed, set(python))
+        needed = {path for version in versions.values() for name in python
+                  for path in wanted_paths(name, version.get(name))}
+        await self._read(versions, listed, needed - set(python))
+        return broken_imports(python, versions["merged"], [versions["HEAD"], versions[branch]])
+
+    async def _read(self, versions: dict[str, Version], listed: dict[str, set[str]], paths: set[str]) -> None:
+        """Each path as merged (the worktree) and in each listed revision; None where it is absent."""
+        for path in paths:
+            disk = self.worktree / path
+            versions["merged"][path] = disk.read_text(errors="replace") if disk.is_file() else None
+            for rev, names in listed.items():
+                versions[rev][path] = await self._show(f"{rev}:{path}") if path in names else None
 
     async def _conflict(self, task_id: str, name: str, touched: dict[str, list[str]]) -> Conflict:
         marked_path = self.worktree / name

@@ -1,0 +1,139 @@
+"""Imports across files: a clean merge must not leave an import pointing at a name that is gone.
+
+git merges one file at a time, so a task that renames `helper` in utils.py and a task
+that adds `from utils import helper` to api.py merge without a conflict, and the
+result fails at import. After each merge the Integrator reads the imports of the
+Python files either side changed; an import that resolved in the side that wrote it
+(the module is in the repository and defines the name, or has it as a submodule)
+but does not in the merged tree is a problem. Modules outside the repository, star
+imports and modules with a `__getattr__` cannot be judged and are left alone.
+"""
+
+from __future__ import annotations
+
+import ast
+import symtable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import PurePosixPath
+
+__all__ = ["BrokenImport", "Version", "broken_imports", "wanted_paths"]
+
+Version = dict[str, "str | None"]   # path -> text in one version of the tree (None: no such file)
+ROOTS = ("", "src/")                # where absolute imports are looked up (flat and src layouts)
+
+
+@dataclass(frozen=True)
+class BrokenImport:
+    file: str
+    line: int
+    module: str
+    name: str
+    gone: str   # what is missing: the name, or the whole module
+
+    def describe(self) -> str:
+        return f"{self.file} line {self.line} imports {self.name!r} from {self.module}, but {self.gone}"
+
+
+@dataclass(frozen=True)
+class _Import:
+    line: int = field(compare=False)
+    module: str                      # as written, with its leading dots
+    name: str
+    candidates: tuple[str, ...]      # files that may hold the module, most likely first
+
+
+def wanted_paths(path: str, text: str | None) -> set[str]:
+    """The files needed to judge the imports of one file: the modules and submodules it may name."""
+    wanted: set[str] = set()
+    for imported in _imports(path, text):
+        wanted.update(imported.candidates)
+        wanted.update(_submodule_paths(imported))
+    return wanted
+
+
+def broken_imports(files: list[str], merged: Version, sides: list[Version]) -> list[BrokenImport]:
+    """Imports in `files` that resolve in the merged tree no longer, though they did in every side
+    that wrote them (a side's own broken import is not the merge's doing)."""
+    broken = []
+    for path in files:
+        written = [set(_imports(path, side.get(path))) for side in sides]
+        for imported in _imports(path, merged.get(path)):
+            found = [_resolves(imported, side) for side, has in zip(sides, written) if imported in has]
+            if True in found and False not in found and _resolves(imported, merged, gone_is_false=True) is False:
+                broken.append(_broken(path, imported, merged))
+    return broken
+
+
+def _broken(path: str, imported: _Import, merged: Version) -> BrokenImport:
+    module_file = _module_file(imported, merged)
+    gone = f"{module_file} no longer defines it" if module_file else f"{imported.module} no longer exists"
+    return BrokenImport(path, imported.line, imported.module, imported.name, gone)
+
+
+def _module_file(imported: _Import, version: Version) -> str | None:
+    return next((c for c in imported.candidates if version.get(c) is not None), None)
+
+
+def _resolves(imported: _Import, version: Version, gone_is_false: bool = False) -> bool | None:
+    """True, False, or None where it cannot be known (no such module in the tree: an installed
+    package, unless `gone_is_false`, for a tree that a side's module was removed from)."""
+    module_file = _module_file(imported, version)
+    if module_file is None:
+        return False if gone_is_false else None
+    if any(version.get(p) is not None for p in _submodule_paths(imported)):
+        return True
+    return _defines(version[module_file], imported.name)
+
+
+@lru_cache(maxsize=256)
+def _defines(text: str, name: str) -> bool | None:
+    try:
+        tree = ast.parse(text)
+        table = symtable.symtable(text, "<module>", "exec")
+    except (SyntaxError, ValueError):
+        return None
+    for stmt in ast.walk(tree):
+        if isinstance(stmt, ast.ImportFrom) and any(alias.name == "*" for alias in stmt.names):
+            return None
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == "__getattr__" \
+                and stmt in tree.body:
+            return None
+    symbols = {s.get_name(): s for s in table.get_symbols()}
+    symbol = symbols.get(name)
+    return symbol is not None and (symbol.is_assigned() or symbol.is_imported() or symbol.is_namespace())
+
+
+def _imports(path: str, text: str | None) -> list[_Import]:
+    if text is None or not path.endswith((".py", ".pyi")):
+        return []
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            candidates = _module_paths(path, node.level, node.module)
+            dots = "." * node.level + (node.module or "")
+            found += [_Import(node.lineno, dots, alias.name, candidates) for alias in node.names if alias.name != "*"]
+    return found
+
+
+def _module_paths(path: str, level: int, module: str | None) -> tuple[str, ...]:
+    parts = module.split(".") if module else []
+    if level:
+        folder = PurePosixPath(path).parent
+        for _ in range(level - 1):
+            folder = folder.parent
+        prefixes = [f"{folder}/" if str(folder) != "." else ""]
+    else:
+        prefixes = list(ROOTS)
+    stems = [prefix + "/".join(parts) for prefix in prefixes]
+    return tuple(p for stem in stems for p in ((f"{stem}.py", f"{stem}/__init__.py") if parts
+                                                 else (f"{stem}__init__.py",)))
+
+
+def _submodule_paths(imported: _Import) -> list[str]:
+    folders = [c[: -len("__init__.py")] for c in imported.candidates if c.endswith("__init__.py")]
+    return [p for folder in folders for p in (f"{folder}{imported.name}.py", f"{folder}{imported.name}/__init__.py")]
