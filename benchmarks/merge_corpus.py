@@ -11,10 +11,14 @@ conflicts) on temporary copies, and each case scores as
   wrong silent  clean but not the truth (includes a clean result on a true conflict);
   error         any other exit.
 
-Under the table, the wrong silent results that are the truth's code in another order
-(same statements once module and class bodies are sorted; comments and blank lines
-ignored) are counted apart: a person merging by hand may order two new functions
-either way.
+Under the table, the wrong silent results are told apart: those that are the truth's
+code in another order or layout (same statements once module and class bodies and
+imported names are sorted; comments and blank lines ignored), since a person merging
+by hand may order two new functions either way; those where the truth is no choice of
+the two sides' changes (git's merge with each conflict taken as ours, theirs, both in
+either order, or the base, does not give it: the person made an edit that neither
+side made, what git calls an evil merge), which no merge of the three files can
+reproduce; and the rest, the ones that really count.
 
 Cases come from a corpus directory (default: benchmarks/merge_cases, one folder per
 case with base.py, ours.py, theirs.py and expected.py, or a `conflict` file instead
@@ -25,7 +29,7 @@ second parent's versions, with the merge commit's version as the truth. Mined co
 is only ever written to a temporary directory.
 
     python benchmarks/merge_corpus.py [--corpus DIR | --mine REPO] [--limit N]
-        [--tool NAME=COMMAND ...] [--jobs N] [-v] [--check]
+        [--tool NAME=COMMAND ...] [--jobs N] [-v] [--check]      (--mine may be repeated)
 
 By default it scores `python -m osqr_nb merge-file` and `git merge-file` in one run.
 With --check the exit code is 1 if the first tool merges anything silently wrong
@@ -72,6 +76,7 @@ class Score:
     outcome: str
     seconds: float
     equivalent: bool = False   # wrong silent, but the truth's code in another order
+    beyond_sides: bool = False  # wrong silent, and the truth holds an edit neither side made
 
 
 def load_corpus(root: Path) -> list[Case]:
@@ -96,7 +101,7 @@ def _blob(repo: Path, commit: str, path: str) -> bytes | None:
 
 
 def mine(repo: Path, limit: int | None) -> list[Case]:
-    """Cases from the merge commits reachable from HEAD, newest first."""
+    """Cases from the merge commits reachable from HEAD, newest first, named `repo:commit:path`."""
     cases: list[Case] = []
     for line in _git(repo, "rev-list", "--merges", "--parents", "HEAD").splitlines():
         merge, *parents = line.split()
@@ -106,10 +111,16 @@ def mine(repo: Path, limit: int | None) -> list[Case]:
         for path in _changed_on_both_sides(repo, bases[0], parents):
             versions = [_blob(repo, commit, path) for commit in (bases[0], *parents, merge)]
             if None not in versions:
-                cases.append(Case(f"{merge[:10]}:{path}", *versions))
+                cases.append(Case(f"{_name(repo)}:{merge[:10]}:{path}", *versions))
             if limit and len(cases) >= limit:
                 return cases
     return cases
+
+
+def _name(repo: Path) -> str:
+    """The repository's folder name (its parent's, for a git directory called repo or .git)."""
+    path = repo.resolve()
+    return path.parent.name if path.name in ("repo", ".git") else path.name
 
 
 def _changed_on_both_sides(repo: Path, base: str, parents: list[str]) -> list[str]:
@@ -128,8 +139,10 @@ def score(tool: str, command: list[str], case: Case) -> Score:
         seconds = time.perf_counter() - started
         result = paths[0].read_bytes()
     outcome = _outcome(done.returncode, result, case.truth)
-    equivalent = outcome == "wrong silent" and case.truth is not None and _equivalent(result, case.truth)
-    return Score(tool, case, outcome, seconds, equivalent)
+    if outcome != "wrong silent" or case.truth is None:
+        return Score(tool, case, outcome, seconds)
+    equivalent = _equivalent(result, case.truth)
+    return Score(tool, case, outcome, seconds, equivalent, not equivalent and not _choice_of_sides(case))
 
 
 def _outcome(code: int, result: bytes, truth: bytes | None) -> str:
@@ -152,11 +165,53 @@ def _equivalent(result: bytes, truth: bytes) -> bool:
 
 
 def _canonical(node: ast.AST) -> str:
-    """The code with module and class bodies sorted: equal for two orders of one set of definitions."""
+    """The code with module and class bodies and imported names sorted: equal for two orders
+    of one set of definitions."""
+    if isinstance(node, ast.ImportFrom):
+        node.names.sort(key=ast.dump)
     if not isinstance(node, (ast.Module, ast.ClassDef)):
         return ast.dump(node)
     head = ast.dump(node.__class__(**{**node.__dict__, "body": []})) if isinstance(node, ast.ClassDef) else "module"
     return head + "[" + ",".join(sorted(_canonical(child) for child in node.body)) + "]"
+
+
+MARKER = 24   # conflict marker size: longer than any line of `=` a docstring is likely to hold
+
+
+def _choice_of_sides(case: Case) -> bool:
+    """Is the truth git's merge with each conflict taken as ours, theirs, both (either order) or
+    the base? If not, the person made an edit that neither side made."""
+    with tempfile.TemporaryDirectory(prefix="merge-corpus-") as tmp:
+        paths = [Path(tmp) / role for role in ("ours", "base", "theirs")]
+        for path, text in zip(paths, (case.ours, case.base, case.theirs)):
+            path.write_bytes(text)
+        done = subprocess.run(["git", "merge-file", "-p", "--diff3", f"--marker-size={MARKER}", *map(str, paths)],
+                              capture_output=True)
+    truth = _normal(case.truth)
+    ends = {0}
+    for options in _regions(_normal(done.stdout)):
+        ends = {end + len(option) for end in ends for option in options if truth[end:end + len(option)] == option}
+    return len(truth) in ends
+
+
+def _regions(lines: list[bytes]) -> list[list[list[bytes]]]:
+    """git's diff3 output as regions, each the list of ways it may be resolved."""
+    regions, current, hunk = [], [], None
+    for line in lines:
+        mark = line[:MARKER]
+        if hunk is None and mark == b"<" * MARKER:
+            regions.append([current])
+            current, hunk = [], []
+        elif hunk is not None and mark in (b"|" * MARKER, b"=" * MARKER):
+            hunk.append(current)
+            current = []
+        elif hunk is not None and mark == b">" * MARKER:
+            ours, base, theirs = [*hunk, current]
+            regions.append([ours, theirs, ours + theirs, theirs + ours, base])
+            current, hunk = [], None
+        else:
+            current.append(line)
+    return [*regions, [current]]
 
 
 def run(cases: list[Case], tools: dict[str, list[str]], jobs: int) -> list[Score]:
@@ -178,8 +233,10 @@ def table(scores: list[Score], tools: list[str], cases: list[Case]) -> str:
     for tool in tools:
         wrong = [s for s in scores if s.tool == tool and s.outcome == "wrong silent"]
         if wrong:
-            same = sum(s.equivalent for s in wrong)
-            lines.append(f"  {tool}: {same} of its {len(wrong)} wrong silent are the truth's code in another order")
+            same, beyond = sum(s.equivalent for s in wrong), sum(s.beyond_sides for s in wrong)
+            lines.append(f"  {tool}: of its {len(wrong)} wrong silent, {same} are the truth's code in another "
+                         f"order or layout, {beyond} have a truth with an edit neither side made, "
+                         f"{len(wrong) - same - beyond} are wrong")
     return "\n".join(lines)
 
 
@@ -199,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="a folder of cases")
-    source.add_argument("--mine", type=Path, metavar="REPO", help="mine cases from this git repository")
+    source.add_argument("--mine", type=Path, action="append", metavar="REPO",
+                        help="mine cases from this git repository (repeat for several)")
     parser.add_argument("--limit", type=int, help="at most N cases")
     parser.add_argument("--tool", action="append", default=[], metavar="NAME=COMMAND",
                         help="a merge command taking OURS BASE THEIRS (repeat; default: osqr and git)")
@@ -208,16 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 unless the first tool wins safely")
     args = parser.parse_args(argv)
     tools = _tools(args.tool)
-    cases = mine(args.mine, args.limit) if args.mine else load_corpus(args.corpus)[: args.limit]
+    cases = [case for repo in args.mine for case in mine(repo, args.limit)] if args.mine \
+        else load_corpus(args.corpus)[: args.limit]
     started = time.perf_counter()
     scores = run(cases, tools, args.jobs)
-    print(f"source: {f'merge commits of {args.mine}' if args.mine else args.corpus}")
+    print(f"source: {'merge commits of ' + ', '.join(map(str, args.mine)) if args.mine else args.corpus}")
     print(table(scores, list(tools), cases))
     print(f"wall time {time.perf_counter() - started:.1f} s with {args.jobs} jobs")
     if args.verbose:
         for s in scores:
             if s.outcome != "correct":
-                print(f"  {s.tool}: {s.outcome}: {s.case.name}")
+                why = " (order or layout)" if s.equivalent else " (edit beyond both sides)" if s.beyond_sides else ""
+                print(f"  {s.tool}: {s.outcome}{why}: {s.case.name}")
     return _verdict(scores, list(tools)) if args.check else 0
 
 

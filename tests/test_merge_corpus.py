@@ -1,0 +1,70 @@
+"""The merge benchmark's scoring: the README's figures rest on how it tells outcomes apart."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "merge_corpus.py"
+spec = importlib.util.spec_from_file_location("merge_corpus", SCRIPT)
+corpus = importlib.util.module_from_spec(spec)
+sys.modules["merge_corpus"] = corpus
+spec.loader.exec_module(corpus)
+
+BASE = b"def a():\n    return 1\n\n\ndef b():\n    return 2\n"
+OURS = BASE.replace(b"return 1", b"return 10")
+THEIRS = BASE.replace(b"return 1", b"return 11")
+
+
+def case(truth: bytes | None, ours: bytes = OURS, theirs: bytes = THEIRS) -> "corpus.Case":
+    return corpus.Case("c", BASE, ours, theirs, truth)
+
+
+@pytest.mark.parametrize("truth, reachable", [
+    (OURS, True), (THEIRS, True),
+    (BASE.replace(b"return 1", b"return 10\n    return 11"), True),       # both sides, in order
+    (BASE.replace(b"return 1", b"return 12"), False),                     # neither side's line
+    (OURS.replace(b"return 2", b"return 3"), False),                      # an edit outside the conflict
+])
+def test_choice_of_sides_tells_a_persons_own_edit(truth, reachable):
+    assert corpus._choice_of_sides(case(truth)) is reachable
+
+
+def test_same_code_in_another_order_is_told_apart():
+    swapped = b"def b():\n    return 2\n\n\ndef a():\n    return 1\n"
+    assert corpus._equivalent(swapped, BASE)
+    assert corpus._equivalent(b"from x import b, a\n", b"from x import a, b\n")
+    assert not corpus._equivalent(OURS, BASE)
+
+
+def test_scores_name_each_outcome():
+    git = ["git", "merge-file", "-q"]
+    assert corpus.score("git", git, case(OURS)).outcome == "conflict"
+    assert corpus.score("git", git, case(None)).outcome == "correct"        # a true conflict, admitted
+    clean = corpus.Case("c", BASE, OURS, BASE.replace(b"return 2", b"return 20"), OURS.replace(b"return 2", b"return 20"))
+    assert corpus.score("git", git, clean).outcome == "correct"
+    wrong = corpus.Case("c", BASE, OURS, BASE.replace(b"return 2", b"return 20"), OURS.replace(b"return 2", b"return 3"))
+    scored = corpus.score("git", git, wrong)
+    assert scored.outcome == "wrong silent" and scored.beyond_sides and not scored.equivalent
+
+
+def test_mines_merge_commits_of_a_real_repository(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+    git("init", "-q", "-b", "main")
+    (tmp_path / "m.py").write_bytes(BASE)
+    git("add", "m.py"); git("commit", "-qm", "base")
+    git("checkout", "-qb", "side")
+    (tmp_path / "m.py").write_bytes(BASE.replace(b"return 2", b"return 20"))
+    git("commit", "-qam", "side")
+    git("checkout", "-q", "main")
+    (tmp_path / "m.py").write_bytes(OURS)
+    git("commit", "-qam", "main")
+    git("merge", "-q", "--no-edit", "side")
+    [mined] = corpus.mine(tmp_path, None)
+    assert mined.name.endswith(":m.py") and mined.name.startswith(tmp_path.name + ":")
+    assert (mined.base, mined.ours) == (BASE, OURS) and b"return 20" in mined.theirs
+    assert mined.truth == OURS.replace(b"return 2", b"return 20")
