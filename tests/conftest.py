@@ -1,5 +1,7 @@
 import asyncio
+import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,16 @@ SEED_REQUEST = "Build the auth module, update the API docs, and refactor the dat
 def git(cwd, *args) -> str:
     return subprocess.run(["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args],
                           cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module, to test what its figures rest on."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module          # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_repo(path: Path) -> Path:

@@ -4,7 +4,7 @@ import osqr_nb
 from osqr_nb import Plan, Task
 from osqr_nb.workspace.imports import broken_imports, wanted_paths
 
-from conftest import git, run_async
+from conftest import git, load_benchmark, run_async
 from test_run_git import ListModel, finish
 
 UTILS = "def helper():\n    return 1\n"
@@ -40,6 +40,8 @@ def test_what_cannot_be_judged_is_left_alone():
     assert broken_imports(["a.py"], starry, [starry]) == []
     own_bug = {"a.py": "from b import nope\n", "b.py": "x = 1\n"}   # broken in the side itself
     assert broken_imports(["a.py"], own_bug, [own_bug]) == []
+    optional = {"a.py": "try:\n    from b import f\nexcept ImportError:\n    f = None\n", "b.py": "def f():\n    pass\n"}
+    assert broken_imports(["a.py"], {**optional, "b.py": None}, [optional]) == []   # allowed to fail
 
 
 def test_a_run_whose_tasks_break_an_import_between_files_does_not_merge_clean(repo):
@@ -65,3 +67,27 @@ def test_a_run_whose_tasks_break_an_import_between_files_does_not_merge_clean(re
     assert "imports 'helper' from pkg.utils, but pkg/utils.py no longer defines it" in conflict["reason"]
     assert "helper" in git(repo, "show", f"osqr/{run.id}/api:pkg/api.py")   # both branches stay
     assert "make_helper" in git(repo, "show", f"osqr/{run.id}/rename:pkg/utils.py")
+
+
+def test_the_import_benchmark_catches_what_git_merged_and_the_person_mended(tmp_path):
+    """History where one branch renamed helper and the other imported it: git's merge is clean
+    and broken, the person's merge mended the import; the person's merge raises no alarm."""
+    bench = load_benchmark("import_check")
+    git(tmp_path, "init", "-q", "-b", "main")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "utils.py").write_text(UTILS)
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "base")
+    git(tmp_path, "checkout", "-qb", "api")
+    (tmp_path / "pkg" / "api.py").write_text(API)
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "api")
+    git(tmp_path, "checkout", "-q", "main")
+    (tmp_path / "pkg" / "utils.py").write_text(RENAMED)
+    git(tmp_path, "commit", "-qam", "rename")
+    git(tmp_path, "merge", "-q", "--no-commit", "api")
+    (tmp_path / "pkg" / "api.py").write_text(API.replace("helper", "make_helper"))
+    git(tmp_path, "commit", "-qam", "merge api, mended")
+    counts = bench.check(tmp_path, None, verbose=False)
+    assert counts == {"merges": 1, "checked": 1, "alarms": 0, "git clean": 1, "caught": 1}

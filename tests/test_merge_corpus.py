@@ -1,17 +1,10 @@
 """The merge benchmark's scoring: the README's figures rest on how it tells outcomes apart."""
 
-import importlib.util
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "merge_corpus.py"
-spec = importlib.util.spec_from_file_location("merge_corpus", SCRIPT)
-corpus = importlib.util.module_from_spec(spec)
-sys.modules["merge_corpus"] = corpus
-spec.loader.exec_module(corpus)
+from conftest import git, load_benchmark
+
+corpus = load_benchmark("merge_corpus")
 
 BASE = b"def a():\n    return 1\n\n\ndef b():\n    return 2\n"
 OURS = BASE.replace(b"return 1", b"return 10")
@@ -51,19 +44,17 @@ def test_scores_name_each_outcome():
 
 
 def test_mines_merge_commits_of_a_real_repository(tmp_path):
-    def git(*args):
-        subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *args],
-                       cwd=tmp_path, check=True, capture_output=True)
-    git("init", "-q", "-b", "main")
+    git(tmp_path, "init", "-q", "-b", "main")
     (tmp_path / "m.py").write_bytes(BASE)
-    git("add", "m.py"); git("commit", "-qm", "base")
-    git("checkout", "-qb", "side")
+    git(tmp_path, "add", "m.py")
+    git(tmp_path, "commit", "-qm", "base")
+    git(tmp_path, "checkout", "-qb", "side")
     (tmp_path / "m.py").write_bytes(BASE.replace(b"return 2", b"return 20"))
-    git("commit", "-qam", "side")
-    git("checkout", "-q", "main")
+    git(tmp_path, "commit", "-qam", "side")
+    git(tmp_path, "checkout", "-q", "main")
     (tmp_path / "m.py").write_bytes(OURS)
-    git("commit", "-qam", "main")
-    git("merge", "-q", "--no-edit", "side")
+    git(tmp_path, "commit", "-qam", "main")
+    git(tmp_path, "merge", "-q", "--no-edit", "side")
     [mined] = corpus.mine(tmp_path, None)
     assert mined.name.endswith(":m.py") and mined.name.startswith(tmp_path.name + ":")
     assert (mined.base, mined.ours) == (BASE, OURS) and b"return 20" in mined.theirs

@@ -86,38 +86,73 @@ def _resolves(imported: _Import, version: Version, gone_is_false: bool = False) 
     return _defines(version[module_file], imported.name)
 
 
-@lru_cache(maxsize=256)
 def _defines(text: str, name: str) -> bool | None:
+    names = _module_names(text)
+    return None if names is None else name in names
+
+
+@lru_cache(maxsize=256)
+def _module_names(text: str) -> frozenset[str] | None:
+    """The names a module binds at module level, or None where that cannot be known."""
     try:
         tree = ast.parse(text)
         table = symtable.symtable(text, "<module>", "exec")
     except (SyntaxError, ValueError):
         return None
-    for stmt in ast.walk(tree):
+    for stmt in _statements(tree.body, into_functions=False):
         if isinstance(stmt, ast.ImportFrom) and any(alias.name == "*" for alias in stmt.names):
             return None
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == "__getattr__" \
-                and stmt in tree.body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.name == "__getattr__":
             return None
-    symbols = {s.get_name(): s for s in table.get_symbols()}
-    symbol = symbols.get(name)
-    return symbol is not None and (symbol.is_assigned() or symbol.is_imported() or symbol.is_namespace())
+    return frozenset(s.get_name() for s in table.get_symbols()
+                     if s.is_assigned() or s.is_imported() or s.is_namespace())
 
 
-def _imports(path: str, text: str | None) -> list[_Import]:
+@lru_cache(maxsize=1024)
+def _imports(path: str, text: str | None) -> tuple[_Import, ...]:
     if text is None or not path.endswith((".py", ".pyi")):
-        return []
+        return ()
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
-        return []
+        return ()
     found = []
-    for node in ast.walk(tree):
+    for node in _statements(tree.body, into_functions=True, guarded=False):
         if isinstance(node, ast.ImportFrom):
             candidates = _module_paths(path, node.level, node.module)
             dots = "." * node.level + (node.module or "")
             found += [_Import(node.lineno, dots, alias.name, candidates) for alias in node.names if alias.name != "*"]
-    return found
+    return tuple(found)
+
+
+def _statements(body: list, into_functions: bool, guarded: bool = True):
+    """Every statement in a body and the blocks inside it (expressions are not walked: imports
+    are statements). Without `into_functions`, only what runs at module level; without
+    `guarded`, not the body of a `try` that catches ImportError (an import allowed to fail)."""
+    for stmt in body:
+        yield stmt
+        if not into_functions and isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            block = getattr(stmt, name, None)
+            if name == "body" and not guarded and _catches_import_error(stmt):
+                continue
+            if isinstance(block, list):
+                yield from _statements([s for s in block if isinstance(s, (ast.stmt, ast.excepthandler, ast.match_case))],
+                                       into_functions, guarded)
+
+
+_IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+
+
+def _catches_import_error(stmt) -> bool:
+    if not isinstance(stmt, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+        return False
+    for handler in stmt.handlers:
+        caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        if handler.type is None or any(getattr(c, "id", getattr(c, "attr", None)) in _IMPORT_ERRORS for c in caught):
+            return True
+    return False
 
 
 def _module_paths(path: str, level: int, module: str | None) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ the merge of that branch aborted, so every branch stays intact.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -196,7 +197,8 @@ class Integrator:
         needed = {path for version in versions.values() for name in python
                   for path in wanted_paths(name, version.get(name))}
         await self._read(versions, listed, needed - set(python))
-        return broken_imports(python, versions["merged"], [versions["HEAD"], versions[branch]])
+        # parsing is CPU work: off the kernel's loop, like the semantic merge
+        return await asyncio.to_thread(broken_imports, python, versions["merged"], [versions["HEAD"], versions[branch]])
 
     async def _read(self, versions: dict[str, Version], listed: dict[str, set[str]], paths: set[str]) -> None:
         """Each path as merged (the worktree) and in each listed revision; None where it is absent."""
