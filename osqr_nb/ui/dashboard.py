@@ -56,7 +56,7 @@ class RunView(widgets.VBox):
 
     def refresh(self) -> None:
         run = self.run
-        seen = (run.version, sum(run.streamed.values()))
+        seen = (run.version, sum(run.streamed.values()), run.done)   # done resolves after the last event
         if seen == self._seen:
             return
         self._seen = seen
