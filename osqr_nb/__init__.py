@@ -40,3 +40,21 @@ def load_ipython_extension(ipython) -> None:
     if config not in ipython.configurables:
         ipython.configurables.append(config)
     ipython.register_magics(OsqrMagics)
+    _open_sidebar(ipython)
+
+
+_sidebar = None
+
+
+def _open_sidebar(ipython) -> None:
+    """In a kernel, feed JupyterLab's osqr sidebar (a front end without it just closes the comm)."""
+    global _sidebar
+    kernel = getattr(ipython, "kernel", None)
+    if kernel is None or _sidebar is not None:
+        return                      # terminal IPython, or already open
+    from . import api
+    from .ui.sidebar import SidebarChannel
+
+    _sidebar = SidebarChannel(api.live_runs)
+    _sidebar.register_target(kernel)
+    _sidebar.open()

@@ -171,6 +171,11 @@ def resume(run_id: str | None = None, *, repo: str | os.PathLike | None = None,
     return run
 
 
+def live_runs() -> list[Run]:
+    """The runs started or resumed in this kernel, oldest first."""
+    return list(_live.values())
+
+
 def last_run() -> Run | None:
     """The run started most recently in this kernel."""
     return next(reversed(_live.values()), None)

@@ -1,0 +1,118 @@
+"""The kernel's side of the JupyterLab sidebar, in a real kernel: the comm a front end sees,
+the snapshots it gets, and its clicks answering a checkpoint (the browser test drives the UI)."""
+
+import time
+
+import pytest
+
+import osqr_nb
+
+from conftest import SEED_REQUEST
+from kernel_driver import Kernel
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+def kernel(repo):
+    k = Kernel(cwd=str(repo))
+    yield k
+    k.shutdown()
+
+
+def _comm_ids(kernel) -> list[str]:
+    kernel.drain()
+    return [c["comm_id"] for c in kernel.iopub if c.get("target_name") == "osqr"]
+
+
+def _messages(kernel, comm_id: str) -> list[dict]:
+    kernel.drain()
+    return [c["data"] for c in kernel.iopub if c.get("comm_id") == comm_id and "target_name" not in c
+            and isinstance(c.get("data"), dict) and "type" in c["data"]]
+
+
+def _wait(kernel, comm_id: str, predicate, timeout: float = 30) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = [m for m in _messages(kernel, comm_id) if predicate(m)]
+        if found:
+            return found[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"no such message; last: {(_messages(kernel, comm_id) or [None])[-1]}")
+
+
+def _send(kernel, comm_id: str, data: dict) -> None:
+    kernel.kc.shell_channel.send(kernel.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data}))
+
+
+def _run(message: dict) -> dict | None:
+    return message["runs"][0] if message.get("runs") else None
+
+
+def test_sidebar_sees_the_run_and_its_click_answers_the_checkpoint(kernel, repo):
+    kernel.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.05\nimport osqr_nb")
+    (comm,) = _comm_ids(kernel)
+    opened = next(c for c in kernel.iopub if c.get("comm_id") == comm and c.get("target_name"))
+    assert opened["data"] == {"protocol": 1}
+    assert _wait(kernel, comm, lambda m: m["type"] == "snapshot")["runs"] == []
+
+    kernel.execute(f"%%osqr --repo {repo} --tier 2\n{SEED_REQUEST}")
+    asked = _wait(kernel, comm, lambda m: _run(m) and _run(m)["checkpoints"])
+    run = _run(asked)
+    assert run["request"] == SEED_REQUEST and run["status"] == "needs_input" and not run["done"]
+    statuses = {t["id"]: t["status"] for t in run["tasks"]}
+    assert statuses["auth-module"] == "needs_input" and statuses["api-docs"] == "waiting"
+    assert {t["id"]: t["depends_on"] for t in run["tasks"]}["api-docs"] == ["auth-module"]
+    (checkpoint,) = run["checkpoints"]
+    assert checkpoint["title"] == "AGENT CHECKPOINT: Auth Module"
+    assert checkpoint["options"] == ["JWT", "DB Sessions", "Let me think"]
+
+    # A label that is not an option comes back as an error; the checkpoint stays open.
+    _send(kernel, comm, {"action": "resolve", "run": run["id"], "checkpoint": checkpoint["id"],
+                         "answer": "Cookies"})
+    error = _wait(kernel, comm, lambda m: m["type"] == "error")
+    assert "'Cookies' is not an option" in error["message"]
+    assert kernel.value("osqr_nb.last_run().status") == "needs_input"
+
+    _send(kernel, comm, {"action": "resolve", "run": run["id"], "checkpoint": checkpoint["id"],
+                         "answer": "DB Sessions"})
+    done = _run(_wait(kernel, comm, lambda m: _run(m) and _run(m)["done"], timeout=60))
+    assert done["status"] == "complete" and done["checkpoints"] == []
+    assert done["counts"]["complete"] == 3
+    assert all(t["model"] == "scripted (offline demo)" for t in done["tasks"])
+    history = osqr_nb.history(repo)
+    auth = history[history.task_id == "auth-module"].iloc[0]
+    assert (auth.chosen, auth.decided_by) == ("DB Sessions", "human")
+
+    # The notebook's own card followed the sidebar's click.
+    assert any("decided by human" in str(s.get("value", "")) for s in kernel.widgets.values())
+
+    # Nothing changes, nothing is sent.
+    before = len(_messages(kernel, comm))
+    time.sleep(1.0)
+    assert len(_messages(kernel, comm)) == before
+
+
+def test_a_sidebar_that_connects_later_opens_its_own_comm(kernel, repo):
+    kernel.execute("%load_ext osqr_nb")
+    kernel.kc.shell_channel.send(kernel.kc.session.msg("comm_open", {
+        "comm_id": "sidebar-after-reload", "target_name": "osqr", "data": {}}))
+    first = _wait(kernel, "sidebar-after-reload", lambda m: m["type"] == "snapshot")
+    assert first["runs"] == []
+    _send(kernel, "sidebar-after-reload", {"action": "pause", "run": "no-such-run"})
+    error = _wait(kernel, "sidebar-after-reload", lambda m: m["type"] == "error")
+    assert "no run 'no-such-run' in this kernel" in error["message"]
+    _send(kernel, "sidebar-after-reload", {"action": "dance"})
+    error = _wait(kernel, "sidebar-after-reload", lambda m: m["type"] == "error" and "dance" in m["message"])
+    assert "known: refresh, resolve, pause, resume" in error["message"]
+
+
+def test_pause_and_resume_from_the_sidebar(kernel, repo):
+    kernel.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.2\nimport osqr_nb")
+    (comm,) = _comm_ids(kernel)
+    kernel.execute(f"%%osqr --repo {repo} --tier 4\n{SEED_REQUEST}")
+    run_id = kernel.value("osqr_nb.last_run().id")
+    _send(kernel, comm, {"action": "pause", "run": run_id})
+    assert _run(_wait(kernel, comm, lambda m: _run(m) and _run(m)["status"] == "paused"))["id"] == run_id
+    _send(kernel, comm, {"action": "resume", "run": run_id})
+    assert _run(_wait(kernel, comm, lambda m: _run(m) and _run(m)["done"], timeout=60))["status"] == "complete"
