@@ -130,6 +130,24 @@ def test_blank_line_above_two_removed_imports_stays():
     assert merged.startswith("from __future__ import annotations\n\nimport datetime\n")
 
 
+def test_imports_moved_under_the_docstring_bring_no_blank_line_with_them():
+    """Ours moves the imports from the bottom to the top and drops the code between; the blank
+    line that stood above the dropped code is not put under the docstring."""
+    base = ('"""Pkg."""\nfrom types import ModuleType\n\nLIMIT = 1\n\n\nclass Shim(ModuleType):\n'
+            '    pass\n\nfrom .core import run\nfrom .util import helper\n')
+    ours = '"""Pkg."""\nfrom .core import run\nfrom .util import helper\n\nLIMIT = 1\n'
+    theirs = base.replace("LIMIT = 1", "LIMIT = 1  # the most")
+    assert semantic_merge(base, ours, theirs).merged == ours.replace("LIMIT = 1", "LIMIT = 1  # the most")
+
+
+def test_blank_lines_under_the_docstring_removed_by_one_side_stay_removed():
+    base = '"""Pkg."""\n\nimport uuid\nimport hashlib\n\n\ndef f():\n    return uuid, hashlib\n'
+    ours = base.replace('"""\n\n', '"""\n')
+    theirs = base.replace("import uuid\nimport hashlib\n", "import hashlib\nimport uuid\nimport warnings\n")
+    merged = semantic_merge(base, ours, theirs).merged
+    assert merged.startswith('"""Pkg."""\nimport hashlib\nimport uuid\nimport warnings\n\n\ndef f')
+
+
 RELEASE = '"""The package."""\n\n__version__ = "2.0.0"\n\n\ndef f():\n    return 1\n'
 
 

@@ -222,6 +222,7 @@ class _Merger:
         merged = [self.resolve(*(side.get(key) for side in sides)) for key in keys]
         merged = [_respace(node, spacing.get(key)) for node, key in zip(merged, keys)]
         _keep_gaps(base, keys, merged)
+        _docstring_gap((base, ours, theirs), merged)
         for key in set().union(*sides) - set(keys):
             if self.resolve(*(side.get(key) for side in sides)) is not None:  # removed on one side
                 raise Unsure(f"internal check failed: {_describe(key)} has no place")
@@ -496,16 +497,36 @@ def _keep_gaps(base: list[_Item], keys: list[tuple], merged: list) -> None:
     the blank line above both is kept above the next statement."""
     at = {key: index for index, key in enumerate(keys)}
     removed: _Item | None = None
+    kept: tuple | None = None           # the base statement above the removed ones, if kept
     for item in base:
         index = at.get(item.key)
         if index is None or merged[index] is None:
             removed = removed or item
             continue
-        node, previous = merged[index], keys[index - 1] if index else None
+        node = merged[index]
+        previous = next((keys[i] for i in range(index - 1, -1, -1) if merged[i] is not None), None)
         if (removed and removed.leading.strip() == "" and removed.leading and hasattr(node, "leading_lines")
-                and not node.leading_lines and (previous is None or previous in {i.key for i in base})):
+                and not node.leading_lines and previous == kept):    # not moved by a side
             merged[index] = node.with_changes(leading_lines=removed.node.leading_lines)
-        removed = None
+        removed, kept = None, item.key
+
+
+def _docstring_gap(versions, merged: list) -> None:
+    """Blank lines under a docstring belong to the place, not to the statement below it: when
+    ours removes them and theirs reorders the imports under the docstring, they stay removed."""
+    if any(len(items) < 2 or items[0].kind != "doc" for items in versions) or merged[0] is None:
+        return
+    gaps = [items[1] for items in versions]
+    if any(gap.leading.strip() for gap in gaps):
+        return                                  # comments: they go with their statement
+    index = next((i for i, node in enumerate(merged[1:], 1) if node is not None), None)
+    if index is None or not hasattr(merged[index], "leading_lines"):
+        return
+    try:
+        source = gaps[_pick("", *(gap.leading for gap in gaps))]
+    except Unsure:
+        return
+    merged[index] = merged[index].with_changes(leading_lines=source.node.leading_lines)
 
 
 def _respace(node, leading_lines):
