@@ -11,7 +11,8 @@ sample also waits for the kernel's idle status before the next one.
   B  an osqr run of N independent tasks (default 200) with the scripted model,
      max_parallel=N, tier 4, its live widget displayed; sampling starts once
      every agent has its worktree and stops before any finishes, and the
-     run's task counts are read before and after to show that. Worktrees are
+     run's task counts are read before and after to show that. `%load_ext
+     osqr_nb` has opened the sidebar's comm, so its snapshots flow as in Lab. Worktrees are
      made one at a time (~10 s for 200), so the model delay must outlast that
      plus the sampling: 3 replies x --delay, hence the 10 s default.
 
@@ -38,6 +39,7 @@ from jupyter_client import KernelManager
 TARGET_P99_MS = 50.0
 
 SETUP = """
+get_ipython().run_line_magic("load_ext", "osqr_nb")    # as a notebook does: the sidebar's comm is open
 import json, subprocess
 import osqr_nb
 from osqr_nb import Plan, Task
@@ -155,7 +157,7 @@ def main() -> int:
         samples = kernel.sample(args.samples, args.pause)
         after = kernel.evaluate(COUNTS)
         print(f"sampled for {time.monotonic() - t1:.1f} s: {after['replies'] - before['replies']} "
-              f"model replies, {kernel.widget_msgs - widget_msgs} widget comm messages")
+              f"model replies, {kernel.widget_msgs - widget_msgs} comm messages (widgets and sidebar)")
         for label, counts in (("before", before), ("after", after)):
             print(f"  {label}: running {counts['running']}, waiting {counts['waiting']}, "
                   f"complete {counts['complete']}, failed {counts['failed']}, "
