@@ -73,6 +73,9 @@ def test_sidebar_sees_the_run_and_its_click_answers_the_checkpoint(kernel, repo)
     error = _wait(kernel, comm, lambda m: m["type"] == "error")
     assert "'Cookies' is not an option" in error["message"]
     assert kernel.value("osqr_nb.last_run().status") == "needs_input"
+    _send(kernel, comm, {"action": "resolve", "run": run["id"], "checkpoint": ["not", "an id"]})
+    error = _wait(kernel, comm, lambda m: m["type"] == "error" and "no checkpoint" in m["message"])
+    assert f"run {run['id']} has no checkpoint ['not', 'an id']" == error["message"]
 
     _send(kernel, comm, {"action": "resolve", "run": run["id"], "checkpoint": checkpoint["id"],
                          "answer": "DB Sessions"})
@@ -94,7 +97,7 @@ def test_sidebar_sees_the_run_and_its_click_answers_the_checkpoint(kernel, repo)
 
 
 def test_a_sidebar_that_connects_later_opens_its_own_comm(kernel, repo):
-    kernel.execute("%load_ext osqr_nb")
+    kernel.execute("%load_ext osqr_nb\nimport osqr_nb")
     kernel.kc.shell_channel.send(kernel.kc.session.msg("comm_open", {
         "comm_id": "sidebar-after-reload", "target_name": "osqr", "data": {}}))
     first = _wait(kernel, "sidebar-after-reload", lambda m: m["type"] == "snapshot")
@@ -105,6 +108,11 @@ def test_a_sidebar_that_connects_later_opens_its_own_comm(kernel, repo):
     _send(kernel, "sidebar-after-reload", {"action": "dance"})
     error = _wait(kernel, "sidebar-after-reload", lambda m: m["type"] == "error" and "dance" in m["message"])
     assert "known: refresh, resolve, pause, resume" in error["message"]
+
+    # A window that closes its comm gets nothing more; the others still do.
+    kernel.kc.shell_channel.send(kernel.kc.session.msg("comm_close", {
+        "comm_id": "sidebar-after-reload", "data": {}}))
+    kernel.wait_for("len(osqr_nb._sidebar.comms)", "1")
 
 
 def test_pause_and_resume_from_the_sidebar(kernel, repo):

@@ -107,3 +107,21 @@ def test_add_task_joins_the_running_run_after_the_tasks_it_names(repo):
     from osqr_nb.engine.state import RunState
     folded = RunState.fold(run.id, run.log.read(run.id))                   # a resumed run sees it too
     assert folded.plan["changelog"].depends_on == ["db-schema"] and folded.tasks["changelog"].status == "complete"
+
+
+def test_a_view_refreshed_between_the_last_event_and_done_still_ends_done(repo):
+    """The run writes run_finished before its future resolves; a redraw in that gap must not
+    leave the final redraw skipped (Pause All enabled on a finished run)."""
+    async def main():
+        run = osqr_nb.start(SEED_REQUEST, repo=repo, tier=4)
+        view = run.view()
+        while not run.state.finished:
+            await asyncio.sleep(0)
+        view.refresh()                                 # in the gap: complete, not yet done
+        assert not run.done and not view.pause_button.disabled
+        await run
+        await view._refresher
+        return view
+
+    view = run_async(main())
+    assert view.pause_button.disabled and view.add_button.disabled

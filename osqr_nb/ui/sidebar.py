@@ -17,6 +17,8 @@ Messages, kernel to sidebar: {"type": "snapshot", "runs": [...]} (see
 from __future__ import annotations
 
 import asyncio
+import sys
+import traceback
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:
@@ -119,6 +121,7 @@ class SidebarChannel:
         except RuntimeError:
             return          # no loop (a plain script): snapshots go out on each message only
         self._refresher = loop.create_task(self._refresh_loop(), name="osqr-sidebar")
+        self._refresher.add_done_callback(_report_crash)
 
     async def _refresh_loop(self) -> None:
         while self.comms:
@@ -131,7 +134,7 @@ class SidebarChannel:
         """Carry out a click; a click that cannot be taken comes back as an error message."""
         try:
             self._act(data if isinstance(data, dict) else {})
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             comm.send({"type": "error", "message": exc.args[0] if exc.args else str(exc)})
         self.publish(force=True)
 
@@ -148,7 +151,8 @@ class SidebarChannel:
         elif action == "resume":
             run.resume()
         else:
-            checkpoint = run._checkpoints.get(data.get("checkpoint"))
+            wanted = data.get("checkpoint")
+            checkpoint = run._checkpoints.get(wanted) if isinstance(wanted, str) else None
             if checkpoint is None:
                 raise KeyError(f"run {run.id} has no checkpoint {data.get('checkpoint')!r}")
             checkpoint.resolve(data.get("answer"), by="human")
@@ -158,3 +162,10 @@ class SidebarChannel:
             if run.id == run_id:
                 return run
         raise KeyError(f"no run {run_id!r} in this kernel")
+
+
+def _report_crash(task: asyncio.Task) -> None:
+    """A refresher that died says so on the kernel's stderr instead of leaving the sidebar stale."""
+    if not task.cancelled() and task.exception() is not None:
+        print("osqr sidebar: snapshots stopped:", file=sys.stderr)
+        traceback.print_exception(task.exception(), file=sys.stderr)
