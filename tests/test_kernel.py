@@ -196,3 +196,81 @@ def test_a_key_given_to_the_kernel_never_reaches_an_output_a_widget_or_the_log(r
     assert key not in outputs
     assert key not in json.dumps(osqr_nb.events(repo).data.tolist())
     assert key not in (repo / ".osqr" / "osqr.db").read_bytes().decode(errors="replace")
+
+
+def test_killing_the_kernel_at_a_checkpoint_loses_nothing_and_the_card_comes_back(repo):
+    first = Kernel(cwd=str(repo))
+    try:
+        first.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.0\nimport osqr_nb")
+        first.execute(CELL.format(repo=repo))
+        first.wait_for("osqr_nb.last_run().status", "needs_input")
+    finally:
+        first.kill()
+    before = osqr_nb.events(repo)
+
+    second = Kernel(cwd=str(repo))
+    try:
+        second.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.0\nimport osqr_nb")
+        second.execute(f"%osqr resume --repo {repo}")
+        second.wait_for("osqr_nb.last_run().status", "needs_input")
+        assert second.value("[c.question for c in osqr_nb.last_run().checkpoints]") == \
+            str([before[before.type == "checkpoint_opened"].data.iloc[0]["question"]])
+        second.execute("osqr_nb.last_run().checkpoints[0].resolve('DB Sessions')")
+        second.execute("await osqr_nb.last_run()")
+        assert second.value("osqr_nb.last_run().status") == "complete"
+    finally:
+        second.shutdown()
+    after = osqr_nb.events(repo)
+    assert after.iloc[:len(before)][["seq", "type"]].equals(before[["seq", "type"]])
+    assert len(after[after.type == "checkpoint_opened"]) == 1              # asked once, answered once
+    assert sorted(after[after.type == "task_finished"].task_id) == ["api-docs", "auth-module", "db-schema"]
+
+
+MANY_TASKS = """
+import asyncio, osqr_nb
+from osqr_nb.models.base import Reply, ToolCall
+from osqr_nb.plan.task import Plan, Task
+
+class Writer:
+    name = "writer"
+    async def complete(self, system, messages, tools):
+        task_id = next(l[4:] for l in messages[0]["content"].splitlines() if l.startswith("id: "))
+        if len(messages) == 1:
+            return Reply(tool_calls=[ToolCall("w", "write_file", {{"path": f"out/{{task_id}}.py",
+                                                                  "content": f"X = {{task_id!r}}\\n"}})])
+        return Reply(tool_calls=[ToolCall("f", "finish", {{"summary": task_id}})])
+
+plan = Plan([Task(f"t{{i}}", f"T{{i}}", "code") for i in range({n})])
+run = osqr_nb.start(plan=plan, repo={repo!r}, tier=4, max_parallel=8, model=Writer())
+"""
+
+
+def test_killing_the_kernel_mid_merge_then_resume_integrates_everything(repo):
+    first = Kernel(cwd=str(repo))
+    try:
+        first.execute("%load_ext osqr_nb")
+        first.execute(MANY_TASKS.format(n=24, repo=str(repo)))
+        deadline = time.time() + 120
+        while time.time() < deadline:          # kill as soon as the integration has begun
+            if "integration_started" in set(osqr_nb.events(repo).type):
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the integration never began")
+    finally:
+        first.kill()
+    before = osqr_nb.events(repo)
+    assert "run_finished" not in set(before.type)
+    run_id = before.run_id.iloc[0]
+
+    second = Kernel(cwd=str(repo))
+    try:
+        second.execute(MANY_TASKS.split("plan =")[0].format(n=0, repo=str(repo)))   # the model class
+        second.execute(f"run = osqr_nb.resume({run_id!r}, repo={str(repo)!r}, model=Writer())\nawait run")
+        assert second.value("run.status") == "complete"
+    finally:
+        second.shutdown()
+    files = git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run_id}/integration").split()
+    assert {f"out/t{i}.py" for i in range(24)} <= set(files)
+    assert git(repo, "status", "--porcelain") == ""          # the person's tree untouched
+    assert list(osqr_nb.events(repo).type).count("task_finished") == 24

@@ -11,9 +11,10 @@ is an event. `verify` runs `--check` on the merged result.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import TYPE_CHECKING, Any
 
-from ..agents.tools import Workspace
+from ..agents.tools import ToolError, Workspace
 from ..autonomy.checkpoints import CONFLICT, ERRORS
 from ..models.base import ModelClient
 from ..models.catalog import describe_client
@@ -35,9 +36,18 @@ class MergeResolution:
         self._last_decider = "auto"
 
     async def resolve(self, conflict: Conflict) -> str | None:
-        """Semantic merge, then the merge agent, then the person; None leaves it reported."""
+        """Semantic merge, then the merge agent, then the person; None leaves it reported.
+        A conflict settled before a restart (the same file, task and three sides) is settled
+        the same way again, without asking twice."""
+        key = _key_of(conflict)
         self.run._emit("conflict_found", conflict.task, file=conflict.file, lines=conflict.lines,
-                       others=conflict.other_tasks, reason=conflict.reason)
+                       others=conflict.other_tasks, reason=conflict.reason, key=key)
+        earlier = next((e.data for e in self.run.log.read(self.run.id)
+                        if e.type == "conflict_resolved" and e.data.get("key") == key), None)
+        if earlier is not None:
+            text = self.run.log.get_blob(earlier["result"])
+            return self._resolved(conflict, text, earlier["resolver"], earlier["decided_by"],
+                                  "settled the same way before a restart", earlier.get("dropped"))
         if conflict.reason == REVIEW:
             return await self._review(conflict)
         tried = []
@@ -87,7 +97,7 @@ class MergeResolution:
                   dropped: list[str] | None = None) -> str:
         self.run._emit("conflict_resolved", conflict.task, file=conflict.file, resolver=resolver,
                        decided_by=decided_by, note=note, dropped=dropped or [],
-                       result=self.run.log.put_blob(text))
+                       result=self.run.log.put_blob(text), key=_key_of(conflict))
         return text
 
     def _merge_model(self) -> tuple[str, ModelClient] | None:
@@ -156,7 +166,11 @@ class MergeResolution:
         """Run the check (e.g. `pytest -q`) on the integration branch; when it fails, find the
         merge after which it first failed and ask about it. Returns why the run failed, or None."""
         worktree = Workspace(self.run._worktree("_integration"))
-        outcome = await worktree.run_command(self.run.check, timeout=600)
+        try:
+            outcome = await worktree.run_command(self.run.check, timeout=600)
+        except ToolError as exc:            # no sandbox here, and unsandboxed commands not allowed
+            self.run._emit("check_ran", head=result.head, error=str(exc))
+            return f"`{self.run.check}` could not run: {exc}"
         self.run._emit("check_ran", head=result.head, **outcome.summary())
         if outcome.ok:
             return None
@@ -189,3 +203,11 @@ class MergeResolution:
         finally:
             await git.git(worktree.root, "checkout", "-q", "--detach", head)
         return found
+
+
+def _key_of(conflict: Conflict) -> str:
+    """Which conflict this is, whichever process meets it: the task, the file and its three sides."""
+    digest = hashlib.sha256()
+    for part in (conflict.task, conflict.file, conflict.reason, conflict.base, conflict.ours, conflict.theirs):
+        digest.update(part.encode(errors="replace") + b"\0")
+    return digest.hexdigest()[:24]

@@ -36,6 +36,7 @@ from ..store.frames import events_frame, history_frame
 from ..workspace import git
 from ..workspace.merge import Integrator, problems_with
 from .budget import Budgets
+from .inputs import TaskInputs
 from .resolution import MergeResolution
 from .scheduler import Scheduler, SchedulerCancelled
 from .state import COMPLETE, SETTLED, RunState, TaskState
@@ -142,7 +143,23 @@ class Run:
         for cid in state.parked:
             if cid in run._checkpoints:
                 run._checkpoints[cid].parked = True
+        run._redeliver()
         return run
+
+    def _redeliver(self) -> None:
+        """Finished tasks' outputs that never reached a dependent (a log from before task_finished
+        and its messages were one transaction): delivered now, once, before anything starts."""
+        if self.plan is None:
+            return
+        delivered = {(m.from_task, m.to_task) for m in self.state.messages if m.type == "task_output"}
+        finished = {e.task_id: e.data for e in self.log.read(self.id) if e.type == "task_finished"}
+        missing = []
+        for task_id, data in finished.items():
+            payload = {k: data[k] for k in ("summary", "decisions", "context", "commit", "files_created",
+                                            "files_modified", "files_deleted") if k in data}
+            missing += [m for m in self.mediator.route(task_id, payload) if (task_id, m.to_task) not in delivered]
+        if missing:
+            self._emit_all([("message", m.from_task, dict(m.to_dict(), redelivered=True)) for m in missing])
 
     def start(self, keep_worktrees: bool = False) -> "Run":
         """Start the main task on the running loop and return at once."""
@@ -288,16 +305,21 @@ class Run:
 
     def _emit(self, event_type: str, task_id: str | None = None, **data: Any) -> Event:
         """Log first, then fold into the state, then tell listeners."""
-        event = self.log.append(Event(self.id, event_type, task_id, data))
-        self.state.apply(event)
-        if event_type == "run_finished":
-            self._close_checkpoints(f"the run ended ({data['status']})")
-        if event_type in ("task_finished", "task_failed", "task_skipped", "task_cancelled"):
-            self._settled.setdefault(task_id, asyncio.Event()).set()
-        self.version += 1
-        for listener in self._listeners:
-            listener(event)
-        return event
+        return self._emit_all([(event_type, task_id, data)])[0]
+
+    def _emit_all(self, items: list[tuple[str, str | None, dict[str, Any]]]) -> list[Event]:
+        """Events that belong together, logged in one transaction: all of them or none."""
+        events = self.log.append_all([Event(self.id, kind, task_id, data) for kind, task_id, data in items])
+        for event in events:
+            self.state.apply(event)
+            if event.type == "run_finished":
+                self._close_checkpoints(f"the run ended ({event.data['status']})")
+            if event.type in ("task_finished", "task_failed", "task_skipped", "task_cancelled"):
+                self._settled.setdefault(event.task_id, asyncio.Event()).set()
+            self.version += 1
+            for listener in self._listeners:
+                listener(event)
+        return events
 
     # ----- orchestration --------------------------------------------------------------------
 
@@ -442,7 +464,7 @@ class Run:
         task = self.state.plan[task_id]
         resumed = task_state.attempt > 0
         try:
-            await self._prepare_worktree(task_id)
+            notes = await self._prepare_worktree(task_id)
             info, client = self._model_for(task_id)
             self._emit("task_started", task_id, attempt=task_state.attempt + 1, model=info.display,
                        branch=self._branch(task_id))
@@ -450,17 +472,10 @@ class Run:
                           inbox=self.mediator.inbox(task_id), titles=self._titles,
                           supervisor=TaskSupervisor(self, task_id, task_state.attempt, info),
                           emit=self._emitter(task_id),
-                          gate=self._gate, resumed=resumed)
+                          gate=self._gate, resumed=resumed, notes=notes)
             result = await agent.run()
             await self._gate.wait()
-            commit = await git.commit_all(self._worktree(task_id), f"osqr: {task.title}\n\n{result.summary}",
-                                          author=f"osqr-nb agent ({task_id})")
-            changes = await git.changed_files(self._worktree(task_id), task_state.start_commit)
-            payload = {"summary": result.summary, "decisions": result.decisions,
-                       "context": result.context,
-                       "files_created": sorted(f for f, s in changes.items() if s == "A"),
-                       "files_modified": sorted(f for f, s in changes.items() if s == "M"),
-                       "files_deleted": sorted(f for f, s in changes.items() if s == "D")}
+            payload = await self._commit_result(task_id, result)
             messages = self.mediator.route(task_id, payload)
         except asyncio.CancelledError:
             self._emit("task_cancelled", task_id)
@@ -470,9 +485,42 @@ class Run:
             self._emit("task_failed", task_id, error=f"{type(exc).__name__}: {exc}")
             self._close_checkpoints("the task failed", task_id)
             raise
-        self._emit("task_finished", task_id, commit=commit, turns=result.turns, **payload)
-        for message in messages:
-            self._emit("message", task_id, **message.to_dict())
+        # One transaction: a crash can never leave a finished task whose dependents lack its output.
+        self._emit_all([("task_finished", task_id, dict(payload, turns=result.turns))]
+                       + [("message", task_id, m.to_dict()) for m in messages])
+
+    async def _commit_result(self, task_id: str, result: Any) -> dict[str, Any]:
+        """Commit the agent's work on its branch; the output its dependents receive."""
+        path = self._worktree(task_id)
+        nested = await asyncio.to_thread(git.nested_repositories, path)
+        commit = await git.commit_all(path, f"osqr: {self.plan[task_id].title}\n\n{result.summary}",
+                                      author=f"osqr-nb agent ({task_id})", leave_out=nested) \
+            or await git.head(path)          # committed before a restart, or nothing to commit
+        changes = await self._own_changes(task_id)
+        payload = {"summary": result.summary, "decisions": result.decisions, "context": result.context,
+                   "commit": commit,
+                   "files_created": sorted(f for f, s in changes.items() if s == "A"),
+                   "files_modified": sorted(f for f, s in changes.items() if s == "M"),
+                   "files_deleted": sorted(f for f, s in changes.items() if s == "D")}
+        if nested:
+            payload["not_committed"] = [f"{n}/ is a git repository of its own (made in the task); "
+                                        "its files are left in the worktree, not on the branch" for n in nested]
+        return payload
+
+    async def _own_changes(self, task_id: str) -> dict[str, str]:
+        """What the task changed since it started, less what partial inputs merged in late brought."""
+        path, start = self._worktree(task_id), self.state.tasks[task_id].start_commit
+        changes = await git.changed_files(path, start)
+        for input_id in self.partial_inputs(task_id):
+            if self.state.tasks[input_id].status == COMPLETE and await git.is_merged(path, self._branch(input_id)):
+                beyond = await git.changed_files(path, self._branch(input_id), "HEAD", two_dot=True)
+                changes = {f: s for f, s in changes.items() if f in beyond}
+        return changes
+
+    def partial_inputs(self, task_id: str) -> list[str]:
+        """The tasks this one started before, on what they shared (`after x~`)."""
+        graph = self.plan.graph
+        return [p for p in graph.predecessors(task_id) if graph.edges[p, task_id].get("partial")]
 
     async def settled(self, task_id: str) -> None:
         """Wait until the task has finished, failed, been skipped or cancelled."""
@@ -480,16 +528,9 @@ class Run:
             return
         await self._settled.setdefault(task_id, asyncio.Event()).wait()
 
-    async def bring_in_inputs(self, task_id: str, inputs: list[str]) -> None:
-        """Merge finished partial inputs into a running task's worktree (its own edits kept)."""
-        done = [self._branch(t) for t in inputs if self.state.tasks[t].status == COMPLETE]
-        if not done:
-            return
-        code, out = await git.git(self._worktree(task_id), "merge", "--autostash", "--no-edit", *done,
-                                  check=False)
-        if code:
-            await git.abort_merge(self._worktree(task_id))
-            self._emit("inputs_not_merged", task_id, inputs=done, error=out.strip()[-500:])
+    async def bring_in_inputs(self, task_id: str, inputs: list[str]) -> list[str]:
+        """Merge finished partial inputs into a running task's worktree (see engine/inputs.py)."""
+        return await TaskInputs(self, task_id).bring_in(inputs)
 
     def _model_for(self, task_id: str) -> tuple[ModelInfo, ModelClient]:
         """The task's model: the one given to the run, or the route for its kind (an event)."""
@@ -508,23 +549,21 @@ class Run:
             self.streamed[task_id] = self.streamed.get(task_id, 0) + len(piece or "")
         return count
 
-    async def _prepare_worktree(self, task_id: str) -> None:
-        """A worktree on the task's branch holding the run's base plus its inputs' results."""
+    async def _prepare_worktree(self, task_id: str) -> list[str]:
+        """A worktree on the task's branch holding the run's base plus its inputs' results
+        (partial inputs still running come in at the end). After a crash, the worktree is
+        repaired first; before the agent has worked in it, it is simply made again."""
         path = self._worktree(task_id)
+        fresh = self.state.tasks[task_id].start_commit is None
         lock = _worktree_locks.setdefault(self.root, asyncio.Lock())
         async with lock:   # git serialises ref and worktree updates; so do we, within a process
-            await git.add_worktree(self.root, path, self._branch(task_id), self.state.base)
-        inputs = [self._branch(p) for p in self.state.plan.graph.predecessors(task_id)
-                  if self.state.tasks[p].status == COMPLETE]     # partial inputs come in at the end
-        if inputs:
-            conflicted = await git.merge_branches(path, inputs, f"osqr: inputs of {task_id}",
-                                                 fast_forward=True)
-            if conflicted:
-                await git.abort_merge(path)
-                raise RuntimeError(f"the results of this task's inputs conflict in {', '.join(conflicted)}; "
-                                   "resolve them on their branches and resume")
-        if self.state.tasks[task_id].start_commit is None:
+            await git.add_worktree(self.root, path, self._branch(task_id), self.state.base, fresh=fresh)
+        inputs = [p for p in self.state.plan.graph.predecessors(task_id)
+                  if self.state.tasks[p].status == COMPLETE]
+        notes = await TaskInputs(self, task_id).merge(inputs) if fresh else []
+        if fresh:
             self._emit("workspace_ready", task_id, head=await git.head(path), worktree=str(path))
+        return notes
 
     def _emitter(self, task_id: str):
         """Events from an agent; tool arguments and results go to the blob store by hash."""
@@ -611,3 +650,4 @@ def _merge_check(data: dict[str, Any]):
 
 async def _answer_of(checkpoint: Checkpoint) -> str:
     return await checkpoint
+

@@ -96,12 +96,18 @@ class RunState:
     check: str | None = None
     collision_scores: dict[str, Any] | None = None
     events_seen: int = 0
+    problems: list[str] = field(default_factory=list)     # events the fold had to skip
 
     @classmethod
     def fold(cls, run_id: str, events: Iterable[Event]) -> "RunState":
+        """The state after `events`; an event missing what its kind needs is skipped and named
+        in `problems`, so one damaged row never makes a run unreadable or unresumable."""
         state = cls(run_id)
         for event in events:
-            state.apply(event)
+            try:
+                state.apply(event)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                state.problems.append(f"event {event.seq} ({event.type}) skipped: {type(exc).__name__}: {exc}")
         return state
 
     @property
@@ -206,6 +212,9 @@ class RunState:
         task.status, task.attempt = RUNNING, d.get("attempt", 1)
         task.model = d.get("model") or task.model
         task.started_at, task.error = e.ts, None
+        if any(c["task_id"] == e.task_id for c in self.open_checkpoints.values()):
+            self._before_asking[e.task_id] = RUNNING        # a question re-shown after a restart
+            task.status = NEEDS_INPUT
 
     def _on_workspace_ready(self, e: Event, d: dict[str, Any]) -> None:
         task = self._task(e)

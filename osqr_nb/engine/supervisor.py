@@ -13,6 +13,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..agents.agent import AgentStopped
+from ..agents.commands import unsandboxed_refusal
+from ..agents.tools import ToolError
 from ..autonomy.checkpoints import DECISION, ERRORS, WRITE
 from ..models.base import ModelClient, Reply
 from ..models.catalog import ModelInfo
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
 APPROVE, REJECT, APPROVE_REST = "Approve", "Reject", "Approve the rest of this task"
 GO_ON, STOP, RETRY = "Let it go on", "Stop this task", "Retry"
-RUN_IT, DONT_RUN, RUN_ALL = "Run it", "Don't run it", "Run all commands of this task"
+RUN_IT, DONT_RUN, RUN_ALL = "Run it", "Don't run it", "Run this and the rest of this task's commands"
 MAX_DIFF_LINES = 200
 
 
@@ -132,24 +134,32 @@ class TaskSupervisor:
         return self.run.router.client(chosen)
 
     async def approve_command(self, command: str, sandbox: str) -> bool:
-        """Unsandboxed commands can touch the whole machine: tier 1 asks for each, tier 2 for the first."""
+        """Unsandboxed commands can touch the whole machine: refused unless the person opted in
+        (OSQR.unsandboxed_commands), then tiers 1-2 ask before each one. [Run it] approves this
+        command only; [Run this and the rest of this task's commands] is the one blanket answer."""
+        if sandbox != "none":
+            return True
+        refusal = unsandboxed_refusal()
+        if refusal is not None:
+            raise ToolError(refusal)
         tier = self.run.policy.tier_for(self.kind)
-        if sandbox != "none" or tier > 2 or self.commands_approved:
+        if tier > 2 or self.commands_approved:
             return True
         answer = await self._ask(WRITE, f"Run `{command}` without a sandbox?", [RUN_IT, DONT_RUN, RUN_ALL],
                                  proposed=RUN_IT, category="command", free_text=False,
-                                 reason=f"bubblewrap is not available here, so the command could change "
+                                 reason=f"no sandbox is usable here, so the command could read and change "
                                         f"files outside the worktree (tier {tier})",
                                  details={"errors": [command]})
-        self.commands_approved = answer == RUN_ALL or (answer == RUN_IT and tier == 2)
+        self.commands_approved = answer == RUN_ALL
         return answer != DONT_RUN
 
     def share(self, context: str, files: list[str]) -> int:
         """Publish partial context to the tasks that depend on this one (a `partial` message each)."""
         messages = self.run.mediator.route(self.task_id, {"context": context, "files_created": files},
                                            type="partial")
-        for message in messages:
-            self.run._emit("message", self.task_id, **message.to_dict())
+        delivered = [m.to_dict() for m in self.run.state.messages]
+        fresh = [m for m in messages if m.to_dict() not in delivered]   # a restarted task shares once
+        self.run._emit_all([("message", self.task_id, m.to_dict()) for m in fresh])
         return len(messages)
 
     def new_messages(self) -> list[str]:
@@ -162,12 +172,11 @@ class TaskSupervisor:
     async def before_finish(self) -> list[str]:
         """A task that started on partial inputs finishes only once they have: their results
         are merged into its worktree, and whatever they said since comes back as late news."""
-        graph = self.run.plan.graph
-        inputs = [p for p in graph.predecessors(self.task_id) if graph.edges[p, self.task_id].get("partial")]
+        inputs = self.run.partial_inputs(self.task_id)
         for task_id in inputs:
             await self.run.settled(task_id)
-        await self.run.bring_in_inputs(self.task_id, inputs)
-        return self.new_messages()
+        notes = await self.run.bring_in_inputs(self.task_id, inputs)
+        return self.new_messages() + notes
 
     async def _ask(self, kind: str, question: str, options: list[str], fresh: bool = False,
                    **fields: Any) -> str:

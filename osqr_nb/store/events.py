@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -46,44 +48,155 @@ def log_path(repo: str | Path) -> Path:
     return Path(repo) / ".osqr" / "osqr.db"
 
 
+class LogError(ValueError):
+    """The event log cannot be opened or written; the message says why and what to do."""
+
+
+BUSY_TIMEOUT = 0.02      # seconds an append on the kernel's loop may wait for another writer's lock
+FLUSH_TIMEOUT = 2.0      # the background flusher may wait longer: it is off the loop
+_LOCKED = ("locked", "busy")
+
+
 class EventLog:
-    """Appends and reads events; safe to share between runs of one repository."""
+    """Appends and reads events; safe to share between runs of one repository.
+
+    An append is one SQLite transaction, committed before anyone reacts to it. When
+    another process holds the database's lock, the append does not wait on the
+    kernel's loop: the events go to a journal beside the database (one JSON line
+    each, written before the append returns, so a crash loses nothing), and a
+    thread commits them to SQLite, in order, as soon as the lock is free. Opening a
+    log first commits what a dead process left in its journal.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise LogError(f"{self.path.parent} is a file, but osqr-nb keeps its log and the agents' "
+                           f"worktrees in a folder of that name; move the file away") from None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                   timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._pending: list[Event] = []        # appended, journalled, not yet in SQLite
+        self._flusher: threading.Thread | None = None
+        self._parked_blobs: dict[str, str] = {}        # bodies waiting with the parked events
+        self.malformed: list[tuple[int, str]] = []    # (seq, why) of rows that could not be read
+        try:
+            self._db = self._connect(BUSY_TIMEOUT * 50)
+        except sqlite3.DatabaseError as exc:
+            raise LogError(f"cannot open the event log {self.path}: {exc}") from None
+        self._journal = self.path.with_name(f"{self.path.name}.pending-{os.getpid()}")
+        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        self._recover_journals()
+
+    def _connect(self, timeout: float) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=timeout)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        return db
 
     def append(self, event: Event) -> Event:
         """Write the event durably (committed) and return it with its sequence number."""
-        payload = json.dumps(event.data, default=str, ensure_ascii=False)
+        return self.append_all([event])[0]
+
+    def append_all(self, events: list[Event]) -> list[Event]:
+        """Write events that belong together in one transaction: after a crash, all or none."""
+        if not events:
+            return []
         with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO events (run_id, type, task_id, ts, data) VALUES (?, ?, ?, ?, ?)",
-                (event.run_id, event.type, event.task_id, event.ts, payload),
-            )
-        return Event(event.run_id, event.type, event.task_id, event.data, event.ts, cur.lastrowid)
+            if not self._pending:
+                try:
+                    return _insert(self._db, events)
+                except sqlite3.OperationalError as exc:
+                    if not any(word in str(exc) for word in _LOCKED):
+                        raise LogError(f"cannot write the event log {self.path}: {exc}") from None
+            self._park(events)
+        return events
+
+    def _park(self, events: list[Event]) -> None:
+        """Journal the events (one write of whole lines) and let the flusher commit them."""
+        lines = "".join(json.dumps(_row(e), default=str, ensure_ascii=False) + "\n" for e in events)
+        with open(self._journal, "a", encoding="utf-8") as journal:
+            journal.write(lines)
+        self._pending.extend(events)
+        if self._flusher is None or not self._flusher.is_alive():
+            self._flusher = threading.Thread(target=self._flush, name="osqr-log-flusher", daemon=True)
+            self._flusher.start()
+
+    def _flush(self) -> None:
+        """Commit parked events in order, waiting for the lock off the loop; then drop the journal."""
+        db = self._connect(FLUSH_TIMEOUT)
+        try:
+            while True:
+                with self._lock:
+                    batch = list(self._pending)
+                if not batch:
+                    return
+                try:
+                    _insert(db, batch, skip_present=True)
+                except sqlite3.OperationalError:
+                    time.sleep(0.05)
+                    continue
+                with self._lock:
+                    del self._pending[:len(batch)]
+                    if not self._pending:
+                        self._journal.unlink(missing_ok=True)
+                        return
+        finally:
+            db.close()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait (off the loop!) until every parked event is in SQLite; False if still locked."""
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.join(timeout)
+        return not self._pending
+
+    def _recover_journals(self) -> None:
+        """Commit the events that processes which died while the log was locked had journalled."""
+        for journal in self.path.parent.glob(f"{self.path.name}.pending-*"):
+            pid = journal.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue
+            events = []
+            for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    events.append(_from_row(json.loads(line)))
+                except (ValueError, KeyError, TypeError):
+                    continue       # the line a crash cut short: its append never returned
+            try:
+                with self._lock:
+                    _insert(self._db, events, skip_present=True)
+            except sqlite3.OperationalError:
+                continue           # still locked: the next opening tries again
+            journal.unlink(missing_ok=True)
 
     def put_blob(self, body: str) -> str:
         """Store a large body once, by content hash (conversations repeat themselves)."""
         digest = hashlib.sha256(body.encode()).hexdigest()[:32]
         with self._lock:
-            self._db.execute("INSERT OR IGNORE INTO blobs (hash, body) VALUES (?, ?)", (digest, body))
+            if digest in self._parked_blobs:
+                return digest
+            try:
+                self._db.execute("INSERT OR IGNORE INTO blobs (hash, body) VALUES (?, ?)", (digest, body))
+            except sqlite3.OperationalError:
+                # locked: the body rides along with the parked events (a blob row of its own)
+                self._parked_blobs[digest] = body
+                self._park([Event("", "_blob", None, {"hash": digest, "body": body})])
         return digest
 
     def get_blob(self, digest: str) -> str:
         with self._lock:
+            if digest in self._parked_blobs:
+                return self._parked_blobs[digest]
             row = self._db.execute("SELECT body FROM blobs WHERE hash = ?", (digest,)).fetchone()
         if row is None:
             raise KeyError(f"no stored body {digest!r} in {self.path}")
         return row[0]
 
     def read(self, run_id: str | None = None) -> Iterator[Event]:
+        """The events in order, those still parked last; a row that cannot be read is skipped
+        and reported (`malformed`, and a warning), so one bad row never hides the rest."""
         query = "SELECT seq, run_id, type, task_id, ts, data FROM events"
         args: tuple[Any, ...] = ()
         if run_id is not None:
@@ -91,18 +204,81 @@ class EventLog:
             args = (run_id,)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
+            parked = [e for e in self._pending if e.type != "_blob" and run_id in (None, e.run_id)]
         for seq, run, type_, task, ts, data in rows:
-            yield Event(run, type_, task, json.loads(data), ts, seq)
+            try:
+                payload = json.loads(data)
+                if not isinstance(payload, dict) or not isinstance(type_, str):
+                    raise ValueError("its data is not a JSON object")
+            except (ValueError, TypeError) as exc:
+                self._report(seq, str(exc))
+                continue
+            yield Event(run, type_, task, payload, ts, seq)
+        yield from parked
+
+    def _report(self, seq: int, why: str) -> None:
+        if (seq, why) not in self.malformed:
+            self.malformed.append((seq, why))
+            warnings.warn(f"{self.path}: event row {seq} cannot be read ({why}); it is skipped",
+                          RuntimeWarning, stacklevel=3)
 
     def run_ids(self) -> list[str]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT run_id FROM events GROUP BY run_id ORDER BY MIN(seq)").fetchall()
-        return [r[0] for r in rows]
+            parked = [e.run_id for e in self._pending if e.type != "_blob"]
+        ids = [r[0] for r in rows]
+        return ids + [r for r in dict.fromkeys(parked) if r not in ids]
 
     def close(self) -> None:
+        self.flush()
         with self._lock:
             self._db.close()
+
+
+def _row(event: Event) -> dict[str, Any]:
+    return {"run_id": event.run_id, "type": event.type, "task_id": event.task_id, "ts": event.ts,
+            "data": event.data}
+
+
+def _from_row(row: dict[str, Any]) -> Event:
+    return Event(row["run_id"], row["type"], row["task_id"], row["data"], row["ts"])
+
+
+def _insert(db: sqlite3.Connection, events: list[Event], skip_present: bool = False) -> list[Event]:
+    """One transaction; `skip_present` leaves out events already there (a journal replayed twice)."""
+    written = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for event in events:
+            if event.type == "_blob":
+                db.execute("INSERT OR IGNORE INTO blobs (hash, body) VALUES (?, ?)",
+                           (event.data["hash"], event.data["body"]))
+                continue
+            payload = json.dumps(event.data, default=str, ensure_ascii=False)
+            if skip_present and db.execute(
+                    "SELECT 1 FROM events WHERE run_id = ? AND type = ? AND ts = ? AND data = ?",
+                    (event.run_id, event.type, event.ts, payload)).fetchone():
+                continue
+            cur = db.execute("INSERT INTO events (run_id, type, task_id, ts, data) VALUES (?, ?, ?, ?, ?)",
+                             (event.run_id, event.type, event.task_id, event.ts, payload))
+            written.append(Event(event.run_id, event.type, event.task_id, event.data, event.ts, cur.lastrowid))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return written
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _open_logs: dict[Path, EventLog] = {}

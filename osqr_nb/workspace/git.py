@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -51,6 +52,14 @@ class RepoInfo:
                 "commit first if they should. Your working tree is left as it is.")
 
 
+# The orchestrator's own git runs no hook of the repository's (an agent, or a user's failing
+# post-checkout, must not run code with the kernel's environment or fail a run) and no
+# command that config in a worktree could name (fsmonitor); it never asks anything.
+SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+               "-c", "core.quotePath=false", "-c", "advice.detachedHead=false")
+MERGING = "OSQR_MERGING"     # in a worktree's git dir: the commit a merge in progress started from
+
+
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_EDITOR="true", LC_ALL="C")
     env.update(AGENT_IDENTITY)
@@ -59,7 +68,7 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def git_sync(cwd: str | Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, env=_env(), capture_output=True, text=True)
+    done = subprocess.run(["git", *SAFE_CONFIG, *args], cwd=cwd, env=_env(), capture_output=True, text=True)
     if done.returncode:
         raise GitError(args, done.returncode, done.stderr + done.stdout)
     return done.stdout
@@ -69,7 +78,7 @@ async def git(cwd: str | Path, *args: str, check: bool = True,
               env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run git on the event loop; returns (exit code, stdout+stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        "git", *args, cwd=str(cwd), env=_env(env),
+        "git", *SAFE_CONFIG, *args, cwd=str(cwd), env=_env(env),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         out, _ = await proc.communicate()
@@ -100,9 +109,9 @@ def inspect_repo(path: str | Path) -> RepoInfo:
         raise RepoError(f"the repository {root} has no commit yet; agents start from a commit, "
                         "so commit something first (e.g. `git commit --allow-empty -m init`)") from None
     branch = git_sync(root, "rev-parse", "--abbrev-ref", "HEAD").strip()
-    status = git_sync(root, "status", "--porcelain")
-    uncommitted = [line[3:] for line in status.splitlines()
-                   if line[3:] and not line[3:].startswith(".osqr")]
+    status = git_sync(root, "status", "--porcelain", "-z")
+    uncommitted = [entry[3:] for entry in _porcelain_entries(status)
+                   if entry[3:] and not entry[3:].startswith(".osqr")]
     return RepoInfo(root, head, None if branch == "HEAD" else branch, uncommitted)
 
 
@@ -116,29 +125,116 @@ def exclude_osqr_dir(root: Path) -> None:
         exclude.write_text(text + ("" if text.endswith("\n") or not text else "\n") + ".osqr/\n")
 
 
+def _porcelain_entries(status: str) -> list[str]:
+    """`git status --porcelain -z` entries ("XY path"); a rename's original path is dropped."""
+    parts, entries = status.split("\0"), []
+    index = 0
+    while index < len(parts):
+        entry = parts[index]
+        if entry:
+            entries.append(entry)
+            if entry[:1] in ("R", "C"):
+                index += 1
+        index += 1
+    return entries
+
+
 async def branch_exists(root: Path, branch: str) -> bool:
     code, _ = await git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False)
     return code == 0
 
 
-async def add_worktree(root: Path, path: Path, branch: str, base: str) -> None:
-    """Create (or, after a restart, reuse) the worktree at `path` on `branch`.
+async def add_worktree(root: Path, path: Path, branch: str, base: str, fresh: bool = False) -> None:
+    """Create (or, after a restart, repair and reuse) the worktree at `path` on `branch`.
 
-    One git process in the usual case: on this path, process start-up is the cost.
+    `fresh`: nothing in the folder is worth keeping (no agent has worked in it yet), so
+    a checkout a crash cut short is made again rather than trusted: its missing files
+    would otherwise look like deletions. One git process in the usual case.
     """
+    if fresh and path.exists():
+        await asyncio.to_thread(shutil.rmtree, path, True)
     if (path / ".git").exists():
-        if (await git(path, "rev-parse", "-q", "--verify", "MERGE_HEAD", check=False))[0] == 0:
-            await git(path, "merge", "--abort", check=False)
+        await repair_worktree(path)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     code, out = await git(root, "worktree", "add", "-q", "-b", branch, str(path), base, check=False)
     if code == 0:
         return
     if "already exists" in out and await branch_exists(root, branch):
-        await git(root, "worktree", "prune")       # a worktree of this branch whose folder is gone
-        await git(root, "worktree", "add", "-q", str(path), branch)
+        await _forget_worktree(root, path)
+        await git(root, "worktree", "add", "-q", "-f", str(path), branch)
         return
     raise GitError(("worktree", "add", "-b", branch, str(path), base), code, out)
+
+
+async def _forget_worktree(root: Path, path: Path) -> None:
+    """Let git forget a worktree whose folder is gone, even one a crash left locked."""
+    _, listing = await git(root, "worktree", "list", "--porcelain", "-z", check=False)
+    for record in listing.split("\0\0"):
+        fields = record.split("\0")
+        if fields and fields[0] == f"worktree {path}" and any(f.startswith("locked") for f in fields):
+            await git(root, "worktree", "unlock", str(path), check=False)
+    await git(root, "worktree", "prune")
+
+
+def git_dir(path: Path) -> Path | None:
+    """The worktree's own git directory (`.git/worktrees/<name>`), read from its `.git` file."""
+    dot_git = path / ".git"
+    if dot_git.is_dir():
+        return dot_git
+    try:
+        text = dot_git.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return (path / text.removeprefix("gitdir:").strip()).resolve() if text.startswith("gitdir:") else None
+
+
+def _git_running_in(path: Path) -> bool:
+    """Whether a live git process works in `path` (Linux: /proc; elsewhere assume not)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return False
+    target = str(path.resolve())
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip().startswith("git") and \
+                    os.readlink(entry / "cwd") == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+async def repair_worktree(path: Path) -> list[str]:
+    """Undo what a killed process left in a worktree, keeping the agent's work.
+
+    A stale `index.lock` (no live git there) is removed; a merge the orchestrator
+    started (marked by MERGING, written before it began, when the worktree was
+    clean) is rolled back to its starting commit, whatever state git was killed
+    in; a merge left in progress otherwise is aborted. Returns what was repaired.
+    """
+    repaired: list[str] = []
+    admin = git_dir(path)
+    if admin is None:
+        return repaired
+    lock = admin / "index.lock"
+    if lock.exists() and not await asyncio.to_thread(_git_running_in, path):
+        lock.unlink(missing_ok=True)
+        repaired.append("removed a stale index.lock")
+    marker = admin / MERGING
+    if marker.exists():
+        start = marker.read_text().strip()
+        await git(path, "merge", "--abort", check=False)
+        await git(path, "reset", "--hard", "-q", start)
+        await git(path, "clean", "-fdq")
+        marker.unlink(missing_ok=True)
+        repaired.append(f"rolled back a merge cut short to {start[:8]}")
+    elif (admin / "MERGE_HEAD").exists():
+        await git(path, "merge", "--abort", check=False)
+        repaired.append("aborted a merge left in progress")
+    return repaired
 
 
 async def remove_worktrees(root: Path, paths: list[Path]) -> None:
@@ -151,9 +247,27 @@ async def head(path: Path) -> str:
     return (await git(path, "rev-parse", "HEAD"))[1].strip()
 
 
-async def commit_all(path: Path, message: str, author: str | None = None) -> str | None:
-    """Commit everything in the worktree; returns the new commit, or None if nothing changed."""
-    await git(path, "add", "-A")
+def nested_repositories(path: Path) -> list[str]:
+    """Folders of the worktree that are git repositories of their own (an agent ran `git init`).
+
+    git would add them as gitlinks (or refuse an empty one): their files never reach a commit.
+    """
+    found = []
+    for folder, dirs, files in os.walk(path):
+        here = Path(folder)
+        if here != path and (".git" in dirs or ".git" in files):
+            found.append(here.relative_to(path).as_posix())
+            dirs[:] = []
+            continue
+        dirs[:] = [d for d in dirs if d != ".git"]
+    return sorted(found)
+
+
+async def commit_all(path: Path, message: str, author: str | None = None,
+                     leave_out: list[str] | None = None) -> str | None:
+    """Commit everything in the worktree but `leave_out`; the new commit, or None if nothing changed."""
+    spec = ["--", ".", *[f":(exclude,top){p}" for p in leave_out or []]]
+    await git(path, "add", "-A", *spec)
     code, _ = await git(path, "diff", "--cached", "--quiet", check=False)
     if code == 0:
         return None
@@ -162,36 +276,75 @@ async def commit_all(path: Path, message: str, author: str | None = None) -> str
     return await head(path)
 
 
-async def changed_files(path: Path, base: str, tip: str = "HEAD") -> dict[str, str]:
-    """{path: status letter} of what `tip` changed since `base` (A added, M modified, D deleted)."""
-    _, out = await git(path, "diff", "--name-status", "--no-renames", f"{base}...{tip}")
-    changes = {}
-    for line in out.splitlines():
-        status, _, name = line.partition("\t")
-        if name:
-            changes[name] = status[:1]
-    return changes
+async def changed_files(path: Path, base: str, tip: str = "HEAD", two_dot: bool = False) -> dict[str, str]:
+    """{path: status letter} of what `tip` changed since `base` (A added, M modified, D deleted);
+    `two_dot`: everything that differs between the two, whichever side changed it."""
+    _, out = await git(path, "diff", "--name-status", "--no-renames", "-z", f"{base}{'..' if two_dot else '...'}{tip}")
+    parts = out.split("\0")
+    return {name: status[:1] for status, name in zip(parts[::2], parts[1::2]) if name}
 
 
-async def merge_branches(path: Path, branches: list[str], message: str,
-                         fast_forward: bool = False) -> list[str]:
-    """Merge `branches` into the worktree's branch with git's 3-way merge.
+async def conflicted_files(path: Path) -> list[str]:
+    _, listing = await git(path, "diff", "--name-only", "--diff-filter=U", "-z", check=False)
+    return [name for name in listing.split("\0") if name]
 
-    Returns the conflicted files, with the merge left in progress so that the
-    caller can read the conflict markers (then `abort_merge`); an empty list
-    means the merge is committed.
+
+async def is_merged(path: Path, branch: str) -> bool:
+    """`branch` is already part of the worktree's history (merging it again changes nothing)."""
+    code, _ = await git(path, "merge-base", "--is-ancestor", branch, "HEAD", check=False)
+    return code == 0
+
+
+async def start_merge(path: Path, branch: str, message: str) -> list[str]:
+    """Merge one branch into a clean worktree, never an octopus: returns the conflicted files
+    with the merge left in progress (`finish_merge` or `abort_merge` next); [] when committed.
+
+    The starting commit is written down first (MERGING), so that a process killed at any
+    point of the merge leaves a worktree `repair_worktree` can put back exactly.
     """
-    mode = "--ff" if fast_forward else "--no-ff"
-    code, out = await git(path, "merge", mode, "--no-edit", "-m", message, *branches, check=False)
+    admin = git_dir(path)
+    start = await head(path)
+    if admin is not None:
+        (admin / MERGING).write_text(start + "\n")
+    code, out = await git(path, "merge", "--no-edit", "-m", message, branch, check=False)
     if code == 0:
+        _done_merging(admin)
         return []
-    _, listing = await git(path, "diff", "--name-only", "--diff-filter=U", check=False)
-    conflicted = listing.split()
+    conflicted = await conflicted_files(path)
     if not conflicted:
-        await git(path, "merge", "--abort", check=False)
-        raise GitError(("merge", *branches), code, out)
+        await abort_merge(path)
+        raise GitError(("merge", branch), code, out)
     return conflicted
+
+
+async def finish_merge(path: Path, resolved: dict[str, str | None]) -> str:
+    """Write the resolved files, check none keeps a conflict marker, and commit the merge."""
+    for name, text in resolved.items():
+        if text is None:                      # the side kept had deleted the file
+            await git(path, "rm", "-q", "--ignore-unmatch", "--", name)
+            continue
+        if has_markers(text):
+            raise ValueError(f"the resolution of {name} still has conflict markers")
+        (path / name).write_text(text)
+        await git(path, "add", "--", name)
+    await git(path, "commit", "--no-verify", "-q", "--no-edit")
+    _done_merging(git_dir(path))
+    return await head(path)
+
+
+def _done_merging(admin: Path | None) -> None:
+    if admin is not None:
+        (admin / MERGING).unlink(missing_ok=True)
 
 
 async def abort_merge(path: Path) -> None:
     await git(path, "merge", "--abort", check=False)
+    _done_merging(git_dir(path))
+
+
+_MARKER_LINE = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.M)
+
+
+def has_markers(text: str) -> bool:
+    """Conflict markers at the start of a line (git's `<<<<<<< ` and `>>>>>>> `)."""
+    return _MARKER_LINE.search(text) is not None

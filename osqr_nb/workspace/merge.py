@@ -41,6 +41,8 @@ class Conflict:
     marked: str = ""               # with git's conflict markers
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)   # task -> title, description, decisions
     reason: str = "both sides changed the same lines"
+    ours_missing: bool = False     # one side deleted the file (git's modify/delete conflict)
+    theirs_missing: bool = False
 
     def describe(self) -> str:
         spans = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in self.lines) or "?"
@@ -95,6 +97,22 @@ def _parse_error(text: str) -> str | None:
     return None
 
 
+async def _stage(worktree: Path, spec: str) -> str | None:
+    code, out = await git.git(worktree, "show", spec, check=False)
+    return out if code == 0 else None
+
+
+async def conflict_at(worktree: Path, name: str, task_id: str, others: list[str],
+                      intents: dict[str, dict[str, Any]]) -> Conflict:
+    """The Conflict git left at `name` in a worktree mid-merge (its stages 1-3 and the marked file)."""
+    marked_path = worktree / name
+    marked = marked_path.read_text(errors="replace") if marked_path.is_file() else ""
+    base, ours, theirs = [await _stage(worktree, f":{stage}:{name}") for stage in (1, 2, 3)]
+    return Conflict(name, conflict_ranges(marked), task_id, others, base or "", ours or "", theirs or "",
+                    marked, intents, "both sides changed the same lines",
+                    ours_missing=ours is None, theirs_missing=theirs is None)
+
+
 class Integrator:
     """Merges a run's task branches into `osqr/<run>/integration`."""
 
@@ -145,11 +163,11 @@ class Integrator:
         code, out = await git.git(self.worktree, "merge", "--no-ff", "--no-commit", branch, check=False)
         if code == 0:
             return await self._checked(task_id, branch, files, touched)
-        _, listing = await git.git(self.worktree, "diff", "--name-only", "--diff-filter=U", check=False)
-        if not listing.split():
+        conflicted = await git.conflicted_files(self.worktree)
+        if not conflicted:
             await git.abort_merge(self.worktree)
             raise git.GitError(("merge", branch), code, out)
-        return [await self._conflict(task_id, name, touched) for name in listing.split()]
+        return [await self._conflict(task_id, name, touched) for name in conflicted]
 
     def _for_review(self, task_id: str, name: str, touched: dict[str, list[str]]) -> bool:
         """Both tasks of a pair marked for merge review changed this file."""
@@ -160,6 +178,10 @@ class Integrator:
                        touched: dict[str, list[str]]) -> list[Conflict]:
         problems = []
         for name in files:
+            marked = await self._markers_brought_in(task_id, branch, name, touched)
+            if marked is not None:
+                problems.append(marked)
+                continue
             if self._for_review(task_id, name, touched) and (self.worktree / name).exists():
                 merged = (self.worktree / name).read_text(errors="replace")
                 problems.append(self._make(task_id, name, touched, await self._show(f"{self.base}:{name}"),
@@ -185,12 +207,27 @@ class Integrator:
                                            f"git merged it cleanly, but {broken.describe()}"))
         return problems
 
+    async def _markers_brought_in(self, task_id: str, branch: str, name: str,
+                                  touched: dict[str, list[str]]) -> Conflict | None:
+        """A file the task left with conflict markers that its base did not have: never merged silently."""
+        disk = self.worktree / name
+        merged = disk.read_text(errors="replace") if disk.is_file() else ""
+        if not git.has_markers(merged):
+            return None
+        base = await self._show(f"{self.base}:{name}")
+        if git.has_markers(base):
+            return None
+        texts = [await self._show(f"{rev}:{name}") for rev in ("HEAD", branch)]
+        return self._make(task_id, name, touched, base, *texts, merged,
+                          "git merged it cleanly, but the result has conflict markers (<<<<<<< / >>>>>>>) "
+                          "that its base does not have")
+
     async def _broken_imports(self, branch: str, files: list[str], touched: dict[str, list[str]]) -> list[BrokenImport]:
         """Imports in the files either side changed that the merge broke (see workspace/imports.py)."""
         python = sorted(name for name in {*files, *touched} if name.endswith((".py", ".pyi")))
         if not touched or not python:
             return []
-        listed = {rev: set((await git.git(self.worktree, "ls-tree", "-r", "--name-only", rev))[1].splitlines())
+        listed = {rev: set((await git.git(self.worktree, "ls-tree", "-r", "-z", "--name-only", rev))[1].split("\0"))
                   for rev in ("HEAD", branch)}
         versions: dict[str, Version] = {"merged": {}, "HEAD": {}, branch: {}}
         await self._read(versions, listed, set(python))
@@ -209,10 +246,9 @@ class Integrator:
                 versions[rev][path] = await self._show(f"{rev}:{path}") if path in names else None
 
     async def _conflict(self, task_id: str, name: str, touched: dict[str, list[str]]) -> Conflict:
-        marked_path = self.worktree / name
-        marked = marked_path.read_text(errors="replace") if marked_path.exists() else ""
-        base, ours, theirs = [await self._show(f":{stage}:{name}") for stage in (1, 2, 3)]
-        return self._make(task_id, name, touched, base, ours, theirs, marked, "both sides changed the same lines")
+        others = touched.get(name, [])
+        intents = {t: self.intents[t] for t in [*others, task_id] if t in self.intents}
+        return await conflict_at(self.worktree, name, task_id, others, intents)
 
     def _make(self, task_id: str, name: str, touched: dict[str, list[str]], base: str, ours: str, theirs: str,
               marked: str, reason: str) -> Conflict:
