@@ -2,10 +2,46 @@
 
 from __future__ import annotations
 
-from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, validate
+from typing import Any
+
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, Union, default, validate
 from traitlets.config import SingletonConfigurable
 
 from .autonomy.policy import AutonomyPolicy, Thresholds
+
+MASK = "***"
+_SECRET_SETTINGS = ("key", "token", "secret", "password", "pass")
+
+
+class Masked(dict):
+    """A settings dict (OSQR.providers, OSQR.command_env) whose repr masks keys, tokens and passwords.
+
+    `%config OSQR` prints each trait's repr and `%config OSQR.providers` displays the
+    value itself, both into the notebook (which gets saved, shared, committed).
+    """
+
+    def __repr__(self) -> str:
+        return repr(_masked(self))
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
+class Token(str):
+    """A secret setting (OSQR.gpkv_token) that shows as *** when printed or displayed."""
+
+    def __repr__(self) -> str:
+        return repr(MASK) if self else "''"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: MASK if isinstance(k, str) and any(w in k.lower() for w in _SECRET_SETTINGS) and v
+                else _masked(v) for k, v in value.items()}
+    return value
 
 
 class OSQR(SingletonConfigurable):
@@ -35,6 +71,15 @@ class OSQR(SingletonConfigurable):
     providers = Dict({}, help="Per provider settings: {'anthropic': {'api_key': ..., 'base_url': ...}, "
                      "'openai': {...}, 'compatible': {'base_url': ..., 'api_key': ..., 'models': [...]}}. "
                      "Keys default to ANTHROPIC_API_KEY / OPENAI_API_KEY.").tag(config=True)
+    unsandboxed_commands = Bool(False, help="Where no sandbox is usable (bubblewrap on Linux: `apt-get "
+                                "install bubblewrap`), let agents' commands run unconfined, with the "
+                                "kernel user's access to the disk; tiers 1-2 ask before each. Off: "
+                                "run_command refuses.").tag(config=True)
+    command_env = Union([List(Unicode()), Dict()], default_value=[],
+                        help="Environment variables agents' commands get beyond PATH, LANG, LC_ALL, TERM, "
+                        "VIRTUAL_ENV and a throwaway HOME/TMPDIR: a list of names copied from the "
+                        "kernel's environment, e.g. ['PYTHONPATH'], or a dict of name -> value, e.g. "
+                        "{'DJANGO_SETTINGS_MODULE': 'app.settings'}.").tag(config=True)
     model = Unicode("", help="Force one model for every task (a route name or model id).").tag(config=True)
     budget = Float(0.0, help="US dollars a run may spend (0: no budget); --budget per cell.").tag(config=True)
     task_budget = Float(0.0, help="US dollars one task may spend (0: no cap).").tag(config=True)
@@ -80,6 +125,29 @@ class OSQR(SingletonConfigurable):
         for category in explicit:
             policy.reasons.pop(category, None)
         return policy
+
+    @default("providers")
+    def _no_providers(self) -> Masked:
+        return Masked()
+
+    @validate("providers")
+    def _mask_providers(self, proposal) -> Masked:
+        return Masked(proposal["value"])
+
+    @validate("gpkv_token")
+    def _mask_token(self, proposal) -> Token:
+        return Token(proposal["value"])
+
+    @validate("command_env")
+    def _check_command_env(self, proposal):
+        value = proposal["value"]
+        for name in value:
+            if not isinstance(name, str) or not name.isidentifier() or name in ("HOME", "TMPDIR"):
+                raise TraitError(f"OSQR.command_env: {name!r} is not a variable a command may be given "
+                                 "(names only; HOME and TMPDIR are the sandbox's own)")
+        if isinstance(value, dict) and not all(isinstance(v, str) for v in value.values()):
+            raise TraitError("OSQR.command_env: the values of a dict must be strings")
+        return Masked(value) if isinstance(value, dict) else value
 
     @validate("tier")
     def _check_tier(self, proposal):

@@ -1,5 +1,6 @@
 import asyncio
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,16 @@ def execute_notebook(path, cwd, timeout: float = 180):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     text = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     return outputs, text
+
+
+def path_without(program: str, bin_dir: Path) -> str:
+    """A PATH finding everything the current one does except `program`: symlinks in `bin_dir`
+    (first hit wins, as on PATH), so tests can run as on a machine without it."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if not folder or not os.path.isdir(folder):
+            continue
+        for entry in os.scandir(folder):
+            link = bin_dir / entry.name
+            if entry.name != program and not os.path.lexists(link):
+                link.symlink_to(entry.path)
+    return str(bin_dir)

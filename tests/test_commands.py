@@ -4,6 +4,7 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +14,10 @@ import pytest
 from osqr_nb.agents import commands
 from osqr_nb.agents.commands import CommandError, run_command, sandbox_available, to_argv
 from osqr_nb.agents.tools import ToolError, Workspace
+from osqr_nb.config import settings
+from traitlets import TraitError
+
+from conftest import path_without
 
 NO_BWRAP = "bubblewrap (bwrap) is not installed or cannot create namespaces here; apt-get install bubblewrap"
 needs_bwrap = pytest.mark.skipif(not sandbox_available(), reason=NO_BWRAP)
@@ -21,6 +26,12 @@ MODES = [pytest.param(True, id="bwrap", marks=needs_bwrap), pytest.param(False, 
 
 def run(command, cwd: Path, **options) -> commands.CommandResult:
     return asyncio.run(asyncio.wait_for(run_command(command, cwd, **options), 30))
+
+
+@pytest.fixture
+def without_bwrap(monkeypatch, tmp_path_factory):
+    """PATH as it is, minus bubblewrap: what a machine without it looks like."""
+    monkeypatch.setenv("PATH", path_without("bwrap", tmp_path_factory.mktemp("bin")))
 
 
 @pytest.fixture
@@ -65,25 +76,49 @@ def test_huge_output_is_capped_without_hanging(wt, sandbox):
 
 
 @pytest.mark.parametrize("sandbox", MODES)
-def test_no_secret_reaches_the_command(wt, sandbox, monkeypatch):
+def test_only_allow_listed_variables_reach_the_command(wt, sandbox, monkeypatch):
     for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "MY_TOKEN", "AWS_SECRET_ACCESS_KEY", "GH_ENTERPRISE",
-                 "PYTHON_KEYRING_PASSWORD", "DATABASE_URL", "GIT_DIR"):
+                 "PYTHON_KEYRING_PASSWORD", "PYTHON_PYPI_PASS", "DATABASE_URL", "GIT_DIR", "PYTHONPATH"):
         monkeypatch.setenv(name, "sk-leaked-value")
-    monkeypatch.setenv("PYTHONSAFE", "1")
+    monkeypatch.setenv("LANG", "C.UTF-8")
     result = run("env", wt, sandbox=sandbox)
     env = dict(line.split("=", 1) for line in result.output.splitlines())
     assert "sk-leaked-value" not in result.output
-    assert env["PYTHONSAFE"] == "1" and env["PATH"] == os.environ["PATH"]
-    assert env["HOME"] != os.environ.get("HOME") and env["TMPDIR"] != os.environ.get("TMPDIR")
-    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TERM", "VIRTUAL_ENV", "PWD", "SHLVL", "_"} | {
-        k for k in env if k.startswith("PYTHON")}
+    assert env["LANG"] == "C.UTF-8" and env["HOME"] != os.environ.get("HOME")
+    assert env["TMPDIR"] != os.environ.get("TMPDIR")
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TERM", "VIRTUAL_ENV", "PWD", "SHLVL", "_"}
+    # `python` is the kernel's interpreter, whose packages the project's tests need
+    assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable) or not sandbox
+    python = run(["python", "-c", "import sys; print(sys.prefix)"], wt, sandbox=sandbox)
+    assert python.output.strip() == sys.prefix or not sandbox
+
+
+@pytest.mark.parametrize("sandbox", MODES)
+def test_osqr_command_env_names_the_variables_a_command_gets(wt, sandbox, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "src")
+    monkeypatch.setenv("PYTHON_PYPI_PASS", "sk-leaked-value")
+    config = settings()
+    try:
+        config.command_env = ["PYTHONPATH", "NOT_SET_ANYWHERE"]
+        listed = dict(line.split("=", 1) for line in run("env", wt, sandbox=sandbox).output.splitlines())
+        config.command_env = {"DJANGO_SETTINGS_MODULE": "app.settings"}
+        given = dict(line.split("=", 1) for line in run("env", wt, sandbox=sandbox).output.splitlines())
+    finally:
+        config.command_env = []
+    assert listed["PYTHONPATH"] == "src" and "NOT_SET_ANYWHERE" not in listed and "PYTHON_PYPI_PASS" not in listed
+    assert given["DJANGO_SETTINGS_MODULE"] == "app.settings" and "PYTHONPATH" not in given
+    with pytest.raises(TraitError, match="HOME and TMPDIR are the sandbox's own"):
+        config.command_env = ["HOME"]
 
 
 def test_the_environment_filter_itself():
-    source = {"PATH": "/bin", "HOME": "/root", "OPENAI_BASE_URL": "x", "PYTHONPATH": "src", "PYTHON_AUTH": "x",
-              "LANG": "C", "SSH_AUTH_SOCK": "x", "GITHUB_ACTIONS": "1", "TERM": "xterm"}
+    source = {"PATH": "/bin", "HOME": "/root", "OPENAI_BASE_URL": "x", "PYTHONPATH": "src", "PYTHON_PYPI_PASS": "x",
+              "LANG": "C", "SSH_AUTH_SOCK": "x", "GITHUB_ACTIONS": "1", "TERM": "xterm", "VIRTUAL_ENV": "/venv"}
     assert commands.safe_environment("/h", "/t", source) == {
-        "PATH": "/bin", "PYTHONPATH": "src", "LANG": "C", "TERM": "xterm", "HOME": "/h", "TMPDIR": "/t"}
+        "PATH": "/bin", "LANG": "C", "TERM": "xterm", "VIRTUAL_ENV": "/venv", "HOME": "/h", "TMPDIR": "/t"}
+    assert commands.safe_environment("/h", "/t", source, extra={"PYTHONPATH": "src"}, path="/usr/bin") == {
+        "PATH": "/usr/bin", "LANG": "C", "TERM": "xterm", "VIRTUAL_ENV": "/venv", "PYTHONPATH": "src",
+        "HOME": "/h", "TMPDIR": "/t"}
 
 
 def test_commands_are_split_like_a_shell_and_bad_ones_refused(wt):
@@ -98,13 +133,22 @@ def test_commands_are_split_like_a_shell_and_bad_ones_refused(wt):
         run("no-such-program --help", wt)
 
 
-def test_a_required_sandbox_that_is_missing_is_an_error(wt, monkeypatch):
-    monkeypatch.setattr(commands, "sandbox_available", lambda: False)
-    with pytest.raises(CommandError, match="bubblewrap"):
+def test_without_a_sandbox_commands_are_refused_unless_the_person_opted_in(wt, without_bwrap):
+    assert not sandbox_available() and Workspace(wt).sandbox_mode == "none"
+    with pytest.raises(CommandError, match="a sandbox was required.*apt-get install bubblewrap"):
         run("true", wt, sandbox=True)
-    assert run("true", wt).sandbox == "none"
-    with pytest.raises(ToolError, match="bubblewrap"):
-        asyncio.run(Workspace(wt, sandbox=True).acall("run_command", {"command": "true"}))
+    with pytest.raises(CommandError, match=r"apt-get install bubblewrap.*OSQR.unsandboxed_commands = True"):
+        run("true", wt)
+    with pytest.raises(ToolError, match="apt-get install bubblewrap"):
+        asyncio.run(Workspace(wt).acall("run_command", {"command": "true"}))
+    settings().unsandboxed_commands = True
+    try:
+        assert run("true", wt).sandbox == "none"
+        with pytest.raises(CommandError, match="bubblewrap"):
+            run("true", wt, sandbox=True)        # required stays required
+    finally:
+        settings().unsandboxed_commands = False
+    assert run("true", wt, sandbox=False).sandbox == "none"     # code that chose no sandbox explicitly
 
 
 def test_cancelling_kills_the_command(wt):
@@ -139,16 +183,37 @@ def test_the_sandbox_writes_only_the_worktree_and_its_own_tmp(disk_dir, tmp_path
     worktree, sibling, beside = disk_dir / "wt", disk_dir / "other-task" / "x.py", tmp_path / "beside.txt"
     worktree.mkdir()
     sibling.parent.mkdir()
-    script = (f"echo in > inside.txt; echo out > {sibling}; echo out > {beside}; "
-              f"echo tmp > /tmp/scratch; cat /tmp/scratch")
+    parent = disk_dir / "next-to-the-worktree.txt"
+    script = (f"echo in > inside.txt; echo out > {sibling}; echo out > {beside}; echo out > {parent}; "
+              f"ls -A {disk_dir}; echo tmp > /tmp/scratch; cat /tmp/scratch")
     result = run(["sh", "-c", script], worktree, sandbox=True)
     assert result.sandbox == "bwrap"
     assert (worktree / "inside.txt").read_text() == "in\n"
-    assert f"{sibling}: Read-only file system" in result.output
-    assert not sibling.exists() and not beside.exists()     # /tmp writes land in the sandbox's own /tmp
-    assert result.output.endswith("tmp\n")
+    assert f"cannot create {sibling}: Directory nonexistent" in result.output     # other tasks are not there
+    assert f"cannot create {parent}: Read-only file system" in result.output
+    assert "\nwt\ntmp\n" in result.output                  # the worktree's parent shows only the worktree
+    assert not sibling.exists() and not beside.exists() and not parent.exists()
     unconfined = run(["sh", "-c", f"echo out > {sibling}"], worktree, sandbox=False)
     assert unconfined.exit_code == 0 and sibling.exists()    # the same write succeeds without the sandbox
+
+
+@needs_bwrap
+def test_the_sandbox_shows_the_interpreter_but_no_other_part_of_home(wt, monkeypatch):
+    home = Path.home().resolve()
+    toolchain = commands.toolchain_dirs(wt)
+    assert all(home != d and d not in home.parents for d in toolchain)
+    allowed = {d.relative_to(home).parts[0] for d in toolchain if home in d.parents}
+    shown = run(["sh", "-c", f"ls -A {home}"], wt, sandbox=True).output.split()
+    assert set(shown) <= allowed                           # with pyenv: .pyenv, and in it only the version
+    monkeypatch.setattr(sys, "prefix", str(home))          # an interpreter "installed" in HOME itself
+    assert home not in commands.toolchain_dirs(wt)
+
+
+@needs_bwrap
+def test_the_sandbox_hides_the_secrets_in_etc(wt):
+    result = run(["sh", "-c", "cat /etc/shadow /etc/gitconfig; ls -A /etc/ssh; head -c 5 /etc/passwd"], wt,
+                 sandbox=True)
+    assert result.output == "root:"                        # /etc itself is there: tools need it
 
 
 @needs_bwrap
@@ -170,7 +235,8 @@ def test_the_sandbox_hides_unix_sockets_under_tmp_and_run(wt, tmp_path):
         assert run(probe, wt, sandbox=False).output == "connected\n"
         confined = run(probe, wt, sandbox=True)
     assert "FileNotFoundError" in confined.output
-    assert run("ls -A /run /var/tmp", wt, sandbox=True).output.split() == ["/run:", "/var/tmp:"]
+    assert run("ls -A /var/tmp", wt, sandbox=True).output == ""
+    assert "No such file or directory" in run("ls /run /var/run", wt, sandbox=True).output
 
 
 @needs_bwrap
