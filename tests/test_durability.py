@@ -429,3 +429,15 @@ def test_a_conflict_the_person_settled_before_a_crash_is_not_asked_again_on_resu
     assert resumed.status == "complete" and resumed.checkpoints == []
     assert len(resumed.events().query("type == 'checkpoint_opened'")) == 1
     assert "float(sum(items))" in git(repo, "show", f"osqr/{run.id}/integration:calc.py")
+
+
+def test_what_a_model_sent_is_always_loggable(tmp_path):
+    log = EventLog(tmp_path / ".osqr" / "osqr.db")
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    log.append_all([Event("r", "tool_call", "a", {"args": {"path": "a\ud800b"}}),
+                    Event("r", "tool_call", "a", {"args": nested})])
+    first, second = list(log.read("r"))
+    assert first.data["args"]["path"] == "a\ud800b"
+    assert "nested too deeply" in second.data["unloggable"]

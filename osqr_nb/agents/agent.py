@@ -18,6 +18,7 @@ from ..models.errors import BadToolCall, ProviderError, Truncated
 from ..plan.task import Task
 from .messages import Message
 from .commands import CommandError
+from .secrets import redact, redacting
 from .tools import TOOL_SPECS, Rejected, ToolError, Workspace, validate_arguments
 
 SYSTEM_PROMPT = """\
@@ -90,17 +91,18 @@ def brief(task: Task, inbox: list[Message], titles: dict[str, str], resumed: boo
 class Agent:
     def __init__(self, task: Task, workspace: Workspace, model: ModelClient, *,
                  inbox: list[Message], titles: dict[str, str], supervisor: Supervisor, emit: Emit,
-                 gate: asyncio.Event | None = None, max_turns: int = 40, resumed: bool = False) -> None:
+                 gate: asyncio.Event | None = None, max_turns: int = 40, resumed: bool = False,
+                 notes: list[str] | None = None) -> None:
         self.task = task
         self.workspace = workspace
         self.model = model
         self.supervisor = supervisor
         self.failures: list[str] = []         # tool errors since the last success
-        self.emit = emit
+        self.emit = redacting(emit)          # tool arguments, results and errors are logged
         self.gate = gate
         self.max_turns = max_turns
         self.messages: list[dict[str, Any]] = [
-            {"role": "user", "content": brief(task, inbox, titles, resumed)}]
+            {"role": "user", "content": "\n\n".join([brief(task, inbox, titles, resumed), *(notes or [])])}]
 
     async def run(self) -> AgentResult:
         usage = Usage()
@@ -134,7 +136,7 @@ class Agent:
                              "work to it, then call finish again\n\n" + "\n\n".join(late)
                 else:
                     result = await self._tool(call.name, call.arguments)
-                self.messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+                self.messages.append({"role": "tool", "tool_call_id": call.id, "content": redact(result)})
         raise AgentError(f"no finish after {self.max_turns} turns")
 
     def _take_updates(self) -> None:
@@ -195,13 +197,16 @@ class Agent:
         except Rejected as exc:
             self.emit("tool_call", name=name, path=_target(args), ok=False, error=str(exc), args=args)
             return f"error: {exc}"
-        except ToolError as exc:
-            self.emit("tool_call", name=name, path=_target(args), ok=False, error=str(exc), args=args)
-            self.failures.append(f"{name}: {exc}")
+        except AgentError:
+            raise                                # the task was stopped: not a failure of the tool's
+        except Exception as exc:                 # whatever a tool raised, the model reads it and goes on
+            error = str(exc) if isinstance(exc, ToolError) else self.workspace.explain(name, exc)
+            self.emit("tool_call", name=name, path=_target(args), ok=False, error=error, args=args)
+            self.failures.append(f"{name}: {error}")
             if not await self.supervisor.errors(list(self.failures)):
                 raise AgentStopped(f"stopped after {len(self.failures)} failed tool calls in a row: "
                                    f"{self.failures[-1]}") from None
-            return f"error: {exc}"
+            return f"error: {error}"
         self.failures.clear()
         self.emit("tool_call", name=name, path=_target(args), ok=True, args=args, result=result)
         return result
@@ -234,8 +239,7 @@ class Agent:
 
     async def _write(self, args: dict[str, Any]) -> str:
         path, content = args["path"], args["content"]
-        target = self.workspace.resolve(path)
-        old = target.read_text(errors="replace") if target.is_file() else None
+        old = self.workspace.current_text(path)     # size-checked: a huge file is not read whole
         if not await self.supervisor.approve_write(path, old, content):
             raise Rejected(f"the person rejected this change to {path}; do not make it")
         return self.workspace.write_file(path, content)

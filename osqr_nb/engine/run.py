@@ -31,7 +31,7 @@ from ..plan.collisions import (Choice, Collision, choose_by_policy, merge_review
                                score_predictions)
 from ..plan.task import Plan, Task
 from ..routing import Router
-from ..store.events import Event, EventLog
+from ..store.events import Event, EventLog, to_json
 from ..store.frames import events_frame, history_frame
 from ..workspace import git
 from ..workspace.merge import Integrator, problems_with
@@ -570,7 +570,7 @@ class Run:
         def emit(event_type: str, **data: Any) -> None:
             for field in ("args", "result"):
                 if field in data:
-                    data[field] = self.log.put_blob(json.dumps(data[field], default=str, ensure_ascii=False))
+                    data[field] = self.log.put_blob(to_json(data[field]))
             self._emit(event_type, task_id, **data)
         return emit
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from ..models.base import ModelClient, Reply
 from ..models.catalog import ModelInfo
 from ..models.errors import ProviderError
 from ..models.pricing import price
+from ..store.events import to_json
 
 if TYPE_CHECKING:
     from .run import Run
@@ -208,7 +208,7 @@ def _as_message(reply: Reply) -> dict[str, Any]:
 
 
 def _json(message: dict[str, Any]) -> str:
-    return json.dumps(message, default=_plain, ensure_ascii=False, sort_keys=True)
+    return to_json(message, default=_plain, sort_keys=True)
 
 
 def _plain(value: Any) -> Any:

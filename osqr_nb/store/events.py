@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import reprlib
 import sqlite3
 import threading
 import time
@@ -115,7 +116,7 @@ class EventLog:
 
     def _park(self, events: list[Event]) -> None:
         """Journal the events (one write of whole lines) and let the flusher commit them."""
-        lines = "".join(json.dumps(_row(e), default=str, ensure_ascii=False) + "\n" for e in events)
+        lines = "".join(to_json(_row(e)) + "\n" for e in events)
         with open(self._journal, "a", encoding="utf-8") as journal:
             journal.write(lines)
         self._pending.extend(events)
@@ -236,6 +237,20 @@ class EventLog:
             self._db.close()
 
 
+def to_json(value: Any, default: Any = str, sort_keys: bool = False) -> str:
+    """JSON that SQLite and a UTF-8 file can always store: what a model sent may hold a lone
+    surrogate (escaped then, and read back the same) or nest deeper than json can walk."""
+    try:
+        text = json.dumps(value, default=default, ensure_ascii=False, sort_keys=sort_keys)
+    except RecursionError:
+        return json.dumps({"unloggable": "nested too deeply to log", "preview": reprlib.repr(value)})
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, default=default, ensure_ascii=True, sort_keys=sort_keys)
+    return text
+
+
 def _row(event: Event) -> dict[str, Any]:
     return {"run_id": event.run_id, "type": event.type, "task_id": event.task_id, "ts": event.ts,
             "data": event.data}
@@ -255,7 +270,7 @@ def _insert(db: sqlite3.Connection, events: list[Event], skip_present: bool = Fa
                 db.execute("INSERT OR IGNORE INTO blobs (hash, body) VALUES (?, ?)",
                            (event.data["hash"], event.data["body"]))
                 continue
-            payload = json.dumps(event.data, default=str, ensure_ascii=False)
+            payload = to_json(event.data)
             if skip_present and db.execute(
                     "SELECT 1 FROM events WHERE run_id = ? AND type = ? AND ts = ? AND data = ?",
                     (event.run_id, event.type, event.ts, payload)).fetchone():
