@@ -90,7 +90,7 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
         warnings.warn(info.warning, OsqrWarning, stacklevel=2)
     run.check = (check if check is not None else config.check) or None
     if run.check:
-        run._emit("check_configured", command=run.check)
+        run.emit("check_configured", command=run.check)
     _live[run.id] = run
     _last_repo = info.root
     return run.start(keep_worktrees=settings().keep_worktrees)

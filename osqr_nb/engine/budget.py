@@ -41,7 +41,7 @@ class Budgets:
         if not state.budget:
             return
         if state.total_cost >= WARN_AT * state.budget and not state.budget_warned:
-            self.run._emit("budget_warning", spent=state.total_cost, budget=state.budget,
+            self.run.emit("budget_warning", spent=state.total_cost, budget=state.budget,
                            warning=f"the run has spent ${state.total_cost:.2f} of its ${state.budget:.2f} budget")
         async with self._lock:                 # one card for the run, however many agents cross at once
             if state.total_cost >= state.budget:
@@ -53,27 +53,27 @@ class Budgets:
         raise_label = f"Raise budget to ${raised:.2f}"
         was_paused = state.paused
         self.run.pause()
-        answer = await supervisor._ask(
+        answer = await supervisor.ask(
             ERRORS, f"The run has spent ${state.total_cost:.2f}, its whole ${state.budget:.2f} budget.",
             [raise_label, STOP_HERE], proposed=STOP_HERE, category="budget", free_text=False, fresh=True,
             reason="the run's budget is spent", details={"errors": [f"spent ${state.total_cost:.4f}"]})
         if answer == STOP_HERE:
-            self.run._emit("budget_stop", spent=state.total_cost, budget=state.budget)
+            self.run.emit("budget_stop", spent=state.total_cost, budget=state.budget)
             self.run.cancel()
             await asyncio.sleep(0)            # let the cancellation reach this task
             return
-        self.run._emit("budget_raised", budget=raised, previous=state.budget)
+        self.run.emit("budget_raised", budget=raised, previous=state.budget)
         if not was_paused:
             self.run.resume()
 
     async def _task_over(self, supervisor: "TaskSupervisor", cap: float) -> None:
         task = self.run.state.tasks[supervisor.task_id]
         raised = round(cap * 2, 2)
-        answer = await supervisor._ask(
+        answer = await supervisor.ask(
             ERRORS, f"This task has spent ${task.cost_usd:.2f}, its whole ${cap:.2f} cap.",
             [f"Raise task budget to ${raised:.2f}", STOP_TASK], proposed=STOP_TASK, category="budget",
             free_text=False, fresh=True, reason="the task's budget is spent")
         if answer == STOP_TASK:
             from ..agents.agent import AgentStopped
             raise AgentStopped(f"stopped at its budget of ${cap:.2f}")
-        self.run._emit("task_budget_raised", supervisor.task_id, budget=raised)
+        self.run.emit("task_budget_raised", supervisor.task_id, budget=raised)

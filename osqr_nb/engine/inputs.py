@@ -32,13 +32,13 @@ class TaskInputs:
     def __init__(self, run: "Run", task_id: str) -> None:
         self.run = run
         self.task_id = task_id
-        self.path = run._worktree(task_id)
+        self.path = run.worktree(task_id)
 
     async def bring_in(self, inputs: list[str]) -> list[str]:
         """Merge finished partial inputs into the running task's worktree, its own edits kept
         (committed first). Returns notes for the agent on what it must reconcile."""
         pending = [t for t in inputs if self.run.state.tasks[t].status == COMPLETE
-                   and not await git.is_merged(self.path, self.run._branch(t))]
+                   and not await git.is_merged(self.path, self.run.branch(t))]
         if not pending:
             return []
         nested = await asyncio.to_thread(git.nested_repositories, self.path)
@@ -51,14 +51,14 @@ class TaskInputs:
         this is safe to repeat after a crash); returns the notes for the agent."""
         notes: list[str] = []
         for input_id in inputs:
-            branch = self.run._branch(input_id)
+            branch = self.run.branch(input_id)
             if await git.is_merged(self.path, branch):
                 continue
             conflicted = await git.start_merge(self.path, branch, f"osqr: {input_id} into {self.task_id}")
             resolved = {name: await self._settle(input_id, name, notes) for name in conflicted}
             if conflicted:
                 await git.finish_merge(self.path, resolved)
-            self.run._emit("input_merged", self.task_id, input=input_id, conflicts=conflicted,
+            self.run.emit("input_merged", self.task_id, input=input_id, conflicts=conflicted,
                            head=await git.head(self.path))
         return notes
 
@@ -69,8 +69,8 @@ class TaskInputs:
         text = await MergeResolution(self.run).resolve(conflict)
         if text is not None:
             return text
-        notes.append(reconcile_note(conflict, self.run._titles.get(input_id, input_id)))
-        self.run._emit("input_conflict_left_to_agent", self.task_id, input=input_id, file=name)
+        notes.append(reconcile_note(conflict, self.run.titles.get(input_id, input_id)))
+        self.run.emit("input_conflict_left_to_agent", self.task_id, input=input_id, file=name)
         return None if conflict.ours_missing else conflict.ours
 
     def _intents(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:

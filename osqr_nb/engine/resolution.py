@@ -40,7 +40,7 @@ class MergeResolution:
         A conflict settled before a restart (the same file, task and three sides) is settled
         the same way again, without asking twice."""
         key = _key_of(conflict)
-        self.run._emit("conflict_found", conflict.task, file=conflict.file, lines=conflict.lines,
+        self.run.emit("conflict_found", conflict.task, file=conflict.file, lines=conflict.lines,
                        others=conflict.other_tasks, reason=conflict.reason, key=key)
         earlier = next((e.data for e in self.run.log.read(self.run.id)
                         if e.type == "conflict_resolved" and e.data.get("key") == key), None)
@@ -71,7 +71,7 @@ class MergeResolution:
             else:
                 tried.append(f"merge agent: {why}")
         if self.run.policy.tier == 4:
-            self.run._emit("conflict_unresolved", conflict.task, file=conflict.file, tried=tried)
+            self.run.emit("conflict_unresolved", conflict.task, file=conflict.file, tried=tried)
             return None
         return await self._ask_person(conflict, tried)
 
@@ -80,7 +80,7 @@ class MergeResolution:
         if self.run.policy.tier >= 3:
             return self._resolved(conflict, conflict.marked, "merge review", "auto", "accepted by policy")
         titles = [self.run.plan[t].title for t in [*conflict.other_tasks, conflict.task]]
-        answer = await self.run._ask(conflict.task, kind=CONFLICT, attempt=0,
+        answer = await self.run.ask(conflict.task, kind=CONFLICT, attempt=0,
                                      options=["Accept the merge", f"Use {titles[0]}", f"Use {titles[-1]}"],
                                      question=f"Review the merge of {conflict.file}: {' and '.join(titles)} both changed it",
                                      proposed="Accept the merge", category="merge", free_text=False,
@@ -95,7 +95,7 @@ class MergeResolution:
 
     def _resolved(self, conflict: Conflict, text: str, resolver: str, decided_by: str, note: str,
                   dropped: list[str] | None = None) -> str:
-        self.run._emit("conflict_resolved", conflict.task, file=conflict.file, resolver=resolver,
+        self.run.emit("conflict_resolved", conflict.task, file=conflict.file, resolver=resolver,
                        decided_by=decided_by, note=note, dropped=dropped or [],
                        result=self.run.log.put_blob(text), key=_key_of(conflict))
         return text
@@ -114,7 +114,7 @@ class MergeResolution:
         if tier == 4 or (tier == 3 and proposal.confidence > limits.proceed_above):
             self._last_decider = "auto"
             return True
-        answer = await self.run._ask(conflict.task, kind=CONFLICT, attempt=0, options=["Accept merge", "Reject"],
+        answer = await self.run.ask(conflict.task, kind=CONFLICT, attempt=0, options=["Accept merge", "Reject"],
                                      question=f"{model} proposes a merge of {conflict.file} "
                                               f"(confidence {proposal.confidence:.2f}): {proposal.explanation}",
                                      proposed="Accept merge", confidence=proposal.confidence, category="merge",
@@ -132,7 +132,7 @@ class MergeResolution:
         spans = ", ".join(f"{a}-{b}" for a, b in conflict.lines) or "(whole file)"
         lines = [f"{self.run.plan[t].title}: {i.get('description', '')}" for t, i in conflict.intents.items()]
         while True:
-            answer = await self.run._ask(
+            answer = await self.run.ask(
                     conflict.task, kind=CONFLICT, attempt=0,
                     options=[ours_label, theirs_label] + ([ask_label] if ask_label else []),
                     question=f"Conflict in {conflict.file} lines {spans}: " + "; ".join(lines)
@@ -165,13 +165,13 @@ class MergeResolution:
     async def verify(self, result: Any) -> str | None:
         """Run the check (e.g. `pytest -q`) on the integration branch; when it fails, find the
         merge after which it first failed and ask about it. Returns why the run failed, or None."""
-        worktree = Workspace(self.run._worktree("_integration"))
+        worktree = Workspace(self.run.worktree("_integration"))
         try:
             outcome = await worktree.run_command(self.run.check, timeout=600)
         except ToolError as exc:            # no sandbox here, and unsandboxed commands not allowed
-            self.run._emit("check_ran", head=result.head, error=str(exc))
+            self.run.emit("check_ran", head=result.head, error=str(exc))
             return f"`{self.run.check}` could not run: {exc}"
-        self.run._emit("check_ran", head=result.head, **outcome.summary())
+        self.run.emit("check_ran", head=result.head, **outcome.summary())
         if outcome.ok:
             return None
         culprit, output = await self._first_failing_merge(worktree, outcome.text())
@@ -179,7 +179,7 @@ class MergeResolution:
         why = f"`{self.run.check}` fails after merging {title}"
         if self.run.policy.tier == 4 or culprit is None:
             return why
-        answer = await self.run._ask(culprit, kind=ERRORS, attempt=0, question=f"{why}.",
+        answer = await self.run.ask(culprit, kind=ERRORS, attempt=0, question=f"{why}.",
                                      options=["Accept the merge anyway", "Mark the run failed"],
                                      proposed="Mark the run failed", category="check", free_text=False,
                                      reason="the verification command failed on the integration branch",

@@ -75,7 +75,7 @@ class Run:
         self._main: asyncio.Task | None = None
         self._done: asyncio.Future | None = None
         self._listeners: list[Callable[[Event], None]] = []
-        self._titles = {t.id: t.title for t in state.plan.tasks} if state.plan else {}
+        self.titles = {t.id: t.title for t in state.plan.tasks} if state.plan else {}
         self.planner = None                   # an async planner to run first, when no plan was given
         self._settled: dict[str, asyncio.Event] = {}
         self.keep_worktrees = False
@@ -91,7 +91,7 @@ class Run:
                checkpoint_timeout: float | None = None, budget: float | None = None,
                task_budget: float | None = None) -> "Run":
         run = cls(RunState(new_run_id(), plan=plan), repo.root, log, router, model)
-        run._emit("run_started", request=plan.request, plan=plan.to_dict(), repo=str(repo.root),
+        run.emit("run_started", request=plan.request, plan=plan.to_dict(), repo=str(repo.root),
                   base=repo.head, branch=repo.branch, tier=policy.tier, max_parallel=max_parallel,
                   policy=policy.to_dict(), checkpoint_timeout=checkpoint_timeout, budget=budget,
                   task_budget=task_budget, model=run.model_name, pid=os.getpid(),
@@ -107,7 +107,7 @@ class Run:
         """A run whose plan a model makes first, on the loop (the cell still returns at once)."""
         run = cls(RunState(new_run_id()), repo.root, log, router, model)
         run.planner = planner
-        run._emit("run_started", request=request, plan=None, planner=planner.name, repo=str(repo.root),
+        run.emit("run_started", request=request, plan=None, planner=planner.name, repo=str(repo.root),
                   base=repo.head, branch=repo.branch, tier=policy.tier, max_parallel=max_parallel,
                   policy=policy.to_dict(), checkpoint_timeout=checkpoint_timeout, budget=budget,
                   task_budget=task_budget, model=run.model_name, pid=os.getpid(), uncommitted=repo.uncommitted)
@@ -122,14 +122,14 @@ class Run:
         except ProviderError as exc:
             from ..plan.decompose import OfflinePlanner
             warning = f"the planner's model failed ({exc}); planned offline instead"
-            self._emit("planning_failed", error=str(exc), fallback="offline heuristic", warning=warning)
+            self.emit("planning_failed", error=str(exc), fallback="offline heuristic", warning=warning)
             self.warnings.append(warning)
             self.planner = OfflinePlanner()
             plan = self.planner.plan(self.state.request, str(self.root))
-        self._emit("plan_ready", plan=plan.to_dict(), planner=self.planner.name,
+        self.emit("plan_ready", plan=plan.to_dict(), planner=self.planner.name,
                    attempts=getattr(self.planner, "attempts", []))
         self.mediator.graph = self.plan.graph
-        self._titles.update({t.id: t.title for t in self.plan.tasks})
+        self.titles.update({t.id: t.title for t in self.plan.tasks})
 
     @classmethod
     def reopen(cls, state: RunState, root: Path, log: EventLog, router: Router,
@@ -138,7 +138,7 @@ class Run:
         run = cls(state, root, log, router, model)
         for data in state.open_checkpoints.values():
             run._checkpoints[data["id"]] = run._make_checkpoint(data, data["task_id"])
-        run._emit("run_reopened", pid=os.getpid(),
+        run.emit("run_reopened", pid=os.getpid(),
                   finished=[t for t, s in state.tasks.items() if s.status == COMPLETE])
         for cid in state.parked:
             if cid in run._checkpoints:
@@ -159,7 +159,7 @@ class Run:
                                             "files_modified", "files_deleted") if k in data}
             missing += [m for m in self.mediator.route(task_id, payload) if (task_id, m.to_task) not in delivered]
         if missing:
-            self._emit_all([("message", m.from_task, dict(m.to_dict(), redelivered=True)) for m in missing])
+            self.emit_all([("message", m.from_task, dict(m.to_dict(), redelivered=True)) for m in missing])
 
     def start(self, keep_worktrees: bool = False) -> "Run":
         """Start the main task on the running loop and return at once."""
@@ -207,6 +207,14 @@ class Run:
         return [c for c in self._checkpoints.values() if c.pending]
 
     @property
+    def checkpoint_history(self) -> list[Checkpoint]:
+        """Every checkpoint of this run, answered or not, oldest first (what the views show)."""
+        return list(self._checkpoints.values())
+
+    def checkpoint(self, checkpoint_id: str) -> Checkpoint | None:
+        return self._checkpoints.get(checkpoint_id)
+
+    @property
     def messages(self) -> list[Message]:
         return list(self.state.messages)
 
@@ -241,14 +249,14 @@ class Run:
     def pause(self) -> None:
         """Start no new task and hold running agents at their next turn."""
         if not self.state.paused and not self.state.finished:
-            self._emit("run_paused")
+            self.emit("run_paused")
             self._gate.clear()
             if self._scheduler:
                 self._scheduler.pause()
 
     def resume(self) -> None:
         if self.state.paused:
-            self._emit("run_resumed")
+            self.emit("run_resumed")
             self._gate.set()
             if self._scheduler:
                 self._scheduler.resume()
@@ -260,14 +268,13 @@ class Run:
 
     def add_task(self, task: Task) -> Task:
         """Add a task to the running run: it starts as soon as the tasks it names are done."""
-        over = self._scheduler is not None and self._scheduler._finished is not None \
-            and self._scheduler._finished.done()
+        over = self._scheduler is not None and self._scheduler.finished
         if over or self.done or self.state.status in ("integrating", "planning") or self.state.finished:
             raise ValueError(f"run {self.id} is {self.status}: tasks can be added while its agents run; "
                              "start a new run for more work")
         self.plan.add_task(task)                       # a clear PlanError for a bad id, dependency or cycle
-        self._emit("task_added", task.id, task=task.to_dict())
-        self._titles[task.id] = task.title
+        self.emit("task_added", task.id, task=task.to_dict())
+        self.titles[task.id] = task.title
         if self._scheduler is not None:
             self._scheduler.add(task.id)
         return task
@@ -303,11 +310,11 @@ class Run:
 
     # ----- events ---------------------------------------------------------------------------
 
-    def _emit(self, event_type: str, task_id: str | None = None, **data: Any) -> Event:
+    def emit(self, event_type: str, task_id: str | None = None, **data: Any) -> Event:
         """Log first, then fold into the state, then tell listeners."""
-        return self._emit_all([(event_type, task_id, data)])[0]
+        return self.emit_all([(event_type, task_id, data)])[0]
 
-    def _emit_all(self, items: list[tuple[str, str | None, dict[str, Any]]]) -> list[Event]:
+    def emit_all(self, items: list[tuple[str, str | None, dict[str, Any]]]) -> list[Event]:
         """Events that belong together, logged in one transaction: all of them or none."""
         events = self.log.append_all([Event(self.id, kind, task_id, data) for kind, task_id, data in items])
         for event in events:
@@ -343,12 +350,12 @@ class Run:
         except (asyncio.CancelledError, SchedulerCancelled):
             for task_id, task in self.state.tasks.items():
                 if task.status not in SETTLED:
-                    self._emit("task_cancelled", task_id)
-            self._emit("run_finished", status="cancelled")
+                    self.emit("task_cancelled", task_id)
+            self.emit("run_finished", status="cancelled")
             return
         for task_id in sorted(self._scheduler.skipped):
             failed = [p for p in nx.ancestors(graph, task_id) if p in self._scheduler.errors]
-            self._emit("task_skipped", task_id, because=sorted(failed))
+            self.emit("task_skipped", task_id, because=sorted(failed))
         await self._integrate()
 
     async def _preflight(self) -> None:
@@ -356,7 +363,7 @@ class Run:
         before any agent starts (the person at tiers 1-2, the policy at tiers 3-4)."""
         plan = self.plan
         collisions = await asyncio.to_thread(predict_collisions, plan, self.root)
-        self._emit("collisions_predicted", collisions=[c.to_dict() for c in collisions], plan=plan.to_dict())
+        self.emit("collisions_predicted", collisions=[c.to_dict() for c in collisions], plan=plan.to_dict())
         for collision in collisions:
             if self.policy.tier >= 3:
                 choice, reason = choose_by_policy(collision, plan, self.collision_growth)
@@ -365,17 +372,17 @@ class Run:
                 choice, decided_by = await self._ask_collision(collision)
                 reason = "the person chose"
             effect = collision.apply(plan, choice)
-            self._emit("collision_resolved", collision.task_a, collision=collision.to_dict(),
+            self.emit("collision_resolved", collision.task_a, collision=collision.to_dict(),
                        choice=str(choice), action=choice.action, first=choice.first, reason=reason,
                        decided_by=decided_by, effect=effect.to_dict(), plan=plan.to_dict())
-        self._emit("preflight_done", collisions=len(collisions))
+        self.emit("preflight_done", collisions=len(collisions))
 
     async def _ask_collision(self, collision: Collision) -> tuple[Choice, str]:
         options = collision.options(self.plan)
         labels = [o.label for o in options]
         notes = {o.label: {"pros": [o.effect.summary], "cons": []} for o in options}
         evidence = [f"{f}: {'; '.join(why)}" for f, why in collision.evidence.items()]
-        answer = await self._ask(collision.task_a, kind=COLLISION, question=collision.message, options=labels,
+        answer = await self.ask(collision.task_a, kind=COLLISION, question=collision.message, options=labels,
                                  attempt=0, proposed=labels[-1], category="collision", free_text=False,
                                  reason="tasks that may run at the same time may both change these files",
                                  details={"options": notes, "errors": evidence[:6]})
@@ -397,9 +404,9 @@ class Run:
         models = {t: s.route for t, s in self.state.tasks.items() if s.route}
         try:
             await asyncio.to_thread(record_run, history, outcomes, models)
-            self._emit("learned", decisions=len(history), outcomes=len(outcomes))
+            self.emit("learned", decisions=len(history), outcomes=len(outcomes))
         except (OSError, ValueError) as exc:       # learning never costs a run
-            self._emit("learning_skipped", error=str(exc))
+            self.emit("learning_skipped", error=str(exc))
 
     def collision_report(self) -> pd.DataFrame:
         """Predicted collisions against the files both tasks of a pair really changed."""
@@ -413,48 +420,48 @@ class Run:
 
     async def _integrate(self) -> None:
         done = [t for t in self.state.plan.tasks if self.state.tasks[t.id].status == COMPLETE]
-        self._emit("integration_started", tasks=[t.id for t in done])
+        self.emit("integration_started", tasks=[t.id for t in done])
         intents = {t.id: {"title": t.title, "description": t.description,
                           "decisions": [d["chosen"] for d in self.state.decisions if d["task_id"] == t.id]}
                    for t in done}
-        integrator = Integrator(self.root, self.id, self.state.base, self._worktree("_integration"), intents,
+        integrator = Integrator(self.root, self.id, self.state.base, self.worktree("_integration"), intents,
                                 merge_reviews(self.plan))
         resolution = MergeResolution(self)
-        result = await integrator.integrate([(t.id, self._branch(t.id), self.state.tasks[t.id].files)
+        result = await integrator.integrate([(t.id, self.branch(t.id), self.state.tasks[t.id].files)
                                              for t in done], resolve=resolution.resolve)
-        self._emit("integration_finished", branch=result.branch, merged=result.merged,
+        self.emit("integration_finished", branch=result.branch, merged=result.merged,
                    head=result.head, conflicts=[c.to_dict() for c in result.conflicts],
                    report=[c.describe() for c in result.conflicts])
         check_failed = await resolution.verify(result) if self.check and result.merged else None
         if not self.keep_worktrees:     # their work is committed on the branches, which stay
-            await git.remove_worktrees(self.root, [self._worktree(t.id) for t in done]
-                                       + [self._worktree("_integration")])
+            await git.remove_worktrees(self.root, [self.worktree(t.id) for t in done]
+                                       + [self.worktree("_integration")])
         report = self.collision_report()
-        self._emit("collision_report", precision=report.attrs["precision"], recall=report.attrs["recall"],
+        self.emit("collision_report", precision=report.attrs["precision"], recall=report.attrs["recall"],
                    rows=report.to_dict("records"))
         await self._learn(check_failed)
         failed = [t for t, s in self.state.tasks.items() if s.status != COMPLETE]
         status = "failed" if failed or check_failed else "conflicts" if result.conflicts else "complete"
         error = f"tasks not completed: {', '.join(failed)}" if failed else check_failed
-        self._emit("run_finished", status=status, error=error)
+        self.emit("run_finished", status=status, error=error)
 
     def _main_done(self, task: asyncio.Task) -> None:
         if task.cancelled():
             # Cancelled before _orchestrate could record it (e.g. the loop is closing).
             if not self.state.finished:
-                self._emit("run_finished", status="cancelled")
+                self.emit("run_finished", status="cancelled")
             self._done.set_result(self)
             return
         exc = task.exception()
         if exc is not None:
-            self._emit("run_finished", status="failed", error=f"{type(exc).__name__}: {exc}")
+            self.emit("run_finished", status="failed", error=f"{type(exc).__name__}: {exc}")
         if not self._done.done():
             self._done.set_result(self)
 
-    def _branch(self, task_id: str) -> str:
+    def branch(self, task_id: str) -> str:
         return f"osqr/{self.id}/{task_id}"
 
-    def _worktree(self, task_id: str) -> Path:
+    def worktree(self, task_id: str) -> Path:
         return self.root / ".osqr" / "worktrees" / self.id / task_id
 
     async def _run_task(self, task_id: str) -> None:
@@ -466,10 +473,10 @@ class Run:
         try:
             notes = await self._prepare_worktree(task_id)
             info, client = self._model_for(task_id)
-            self._emit("task_started", task_id, attempt=task_state.attempt + 1, model=info.display,
-                       branch=self._branch(task_id))
-            agent = Agent(task, Workspace(self._worktree(task_id)), client,
-                          inbox=self.mediator.inbox(task_id), titles=self._titles,
+            self.emit("task_started", task_id, attempt=task_state.attempt + 1, model=info.display,
+                       branch=self.branch(task_id))
+            agent = Agent(task, Workspace(self.worktree(task_id)), client,
+                          inbox=self.mediator.inbox(task_id), titles=self.titles,
                           supervisor=TaskSupervisor(self, task_id, task_state.attempt, info),
                           emit=self._emitter(task_id),
                           gate=self._gate, resumed=resumed, notes=notes)
@@ -478,20 +485,20 @@ class Run:
             payload = await self._commit_result(task_id, result)
             messages = self.mediator.route(task_id, payload)
         except asyncio.CancelledError:
-            self._emit("task_cancelled", task_id)
+            self.emit("task_cancelled", task_id)
             self._close_checkpoints("the task was cancelled", task_id)
             raise
         except Exception as exc:
-            self._emit("task_failed", task_id, error=f"{type(exc).__name__}: {exc}")
+            self.emit("task_failed", task_id, error=f"{type(exc).__name__}: {exc}")
             self._close_checkpoints("the task failed", task_id)
             raise
         # One transaction: a crash can never leave a finished task whose dependents lack its output.
-        self._emit_all([("task_finished", task_id, dict(payload, turns=result.turns))]
+        self.emit_all([("task_finished", task_id, dict(payload, turns=result.turns))]
                        + [("message", task_id, m.to_dict()) for m in messages])
 
     async def _commit_result(self, task_id: str, result: Any) -> dict[str, Any]:
         """Commit the agent's work on its branch; the output its dependents receive."""
-        path = self._worktree(task_id)
+        path = self.worktree(task_id)
         nested = await asyncio.to_thread(git.nested_repositories, path)
         commit = await git.commit_all(path, f"osqr: {self.plan[task_id].title}\n\n{result.summary}",
                                       author=f"osqr-nb agent ({task_id})", leave_out=nested) \
@@ -509,11 +516,11 @@ class Run:
 
     async def _own_changes(self, task_id: str) -> dict[str, str]:
         """What the task changed since it started, less what partial inputs merged in late brought."""
-        path, start = self._worktree(task_id), self.state.tasks[task_id].start_commit
+        path, start = self.worktree(task_id), self.state.tasks[task_id].start_commit
         changes = await git.changed_files(path, start)
         for input_id in self.partial_inputs(task_id):
-            if self.state.tasks[input_id].status == COMPLETE and await git.is_merged(path, self._branch(input_id)):
-                beyond = await git.changed_files(path, self._branch(input_id), "HEAD", two_dot=True)
+            if self.state.tasks[input_id].status == COMPLETE and await git.is_merged(path, self.branch(input_id)):
+                beyond = await git.changed_files(path, self.branch(input_id), "HEAD", two_dot=True)
                 changes = {f: s for f, s in changes.items() if f in beyond}
         return changes
 
@@ -536,11 +543,11 @@ class Run:
         """The task's model: the one given to the run, or the route for its kind (an event)."""
         if self.model is not None:
             info = describe_client(self.model)
-            self._emit("task_routed", task_id, model=info.name, model_id=info.model_id,
+            self.emit("task_routed", task_id, model=info.name, model_id=info.model_id,
                        provider=info.provider, reason="given")
             return info, self.model
         route = self.router.route(self.plan[task_id].kind.value)
-        self._emit("task_routed", task_id, **route.to_dict())
+        self.emit("task_routed", task_id, **route.to_dict())
         return route.model, self.router.client(route.model, on_delta=self._streamed_to(task_id))
 
     def _streamed_to(self, task_id: str) -> Callable[[str, str], None]:
@@ -553,16 +560,16 @@ class Run:
         """A worktree on the task's branch holding the run's base plus its inputs' results
         (partial inputs still running come in at the end). After a crash, the worktree is
         repaired first; before the agent has worked in it, it is simply made again."""
-        path = self._worktree(task_id)
+        path = self.worktree(task_id)
         fresh = self.state.tasks[task_id].start_commit is None
         lock = _worktree_locks.setdefault(self.root, asyncio.Lock())
         async with lock:   # git serialises ref and worktree updates; so do we, within a process
-            await git.add_worktree(self.root, path, self._branch(task_id), self.state.base, fresh=fresh)
+            await git.add_worktree(self.root, path, self.branch(task_id), self.state.base, fresh=fresh)
         inputs = [p for p in self.state.plan.graph.predecessors(task_id)
                   if self.state.tasks[p].status == COMPLETE]
         notes = await TaskInputs(self, task_id).merge(inputs) if fresh else []
         if fresh:
-            self._emit("workspace_ready", task_id, head=await git.head(path), worktree=str(path))
+            self.emit("workspace_ready", task_id, head=await git.head(path), worktree=str(path))
         return notes
 
     def _emitter(self, task_id: str):
@@ -571,7 +578,7 @@ class Run:
             for field in ("args", "result"):
                 if field in data:
                     data[field] = self.log.put_blob(to_json(data[field]))
-            self._emit(event_type, task_id, **data)
+            self.emit(event_type, task_id, **data)
         return emit
 
     def transcript(self, task_id: str, attempt: int | None = None) -> pd.DataFrame:
@@ -588,7 +595,7 @@ class Run:
 
     # ----- checkpoints ----------------------------------------------------------------------
 
-    async def _ask(self, task_id: str, *, kind: str, question: str, options: list[str],
+    async def ask(self, task_id: str, *, kind: str, question: str, options: list[str],
                    attempt: int, **fields: Any) -> str:
         """Open a checkpoint (or find the one re-shown after a restart) and wait for its answer."""
         checkpoint = next((c for c in self._checkpoints.values()
@@ -598,7 +605,7 @@ class Run:
             data = dict(id=f"{self.id}-cp{next(self._checkpoint_ids)}", kind=kind, question=question,
                         options=options, attempt=attempt, affects=affects, created_at=time.time(),
                         task_kind=self.plan[task_id].kind.value, **fields)
-            self._emit("checkpoint_opened", task_id, **data)
+            self.emit("checkpoint_opened", task_id, **data)
             checkpoint = self._make_checkpoint(data, task_id)
             self._checkpoints[checkpoint.id] = checkpoint
         self._checkpoint_opened.set()
@@ -623,10 +630,10 @@ class Run:
 
     def _record_answer(self, checkpoint: Checkpoint, label: str, by: str) -> None:
         if label == LET_ME_THINK:
-            self._emit("checkpoint_parked", checkpoint.task_id, checkpoint_id=checkpoint.id, by=by)
+            self.emit("checkpoint_parked", checkpoint.task_id, checkpoint_id=checkpoint.id, by=by)
             return
         opened = self.state.open_checkpoints.get(checkpoint.id, {})
-        self._emit("decision", checkpoint.task_id, checkpoint_id=checkpoint.id, checkpoint_kind=checkpoint.kind,
+        self.emit("decision", checkpoint.task_id, checkpoint_id=checkpoint.id, checkpoint_kind=checkpoint.kind,
                    question=checkpoint.question, options=checkpoint.choices, proposed=checkpoint.proposed,
                    chosen=label, custom=label not in checkpoint.choices, confidence=checkpoint.confidence,
                    category=checkpoint.category, task_kind=self.plan[checkpoint.task_id].kind.value,

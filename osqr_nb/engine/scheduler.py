@@ -103,8 +103,16 @@ class Scheduler:
                 await asyncio.gather(*leftovers, return_exceptions=True)
         return self.results
 
+    @property
+    def finished(self) -> bool:
+        return self._finished is not None and self._finished.done()
+
     def add(self, node: Node) -> None:
-        """Schedule a node the caller has just added to the graph (with its edges) mid-run."""
+        """Schedule a node the caller has just added to the graph (with its edges) mid-run.
+
+        Like `TaskGroup.create_task`, refuses once the schedule has finished."""
+        if self.finished:
+            raise RuntimeError("the schedule has finished; start a new one for more work")
         predecessors = list(self.graph.predecessors(node))
         if any(p in self.errors or p in self.skipped for p in predecessors):
             self.skipped.add(node)

@@ -58,14 +58,14 @@ class TaskSupervisor:
         labels = [o["label"] for o in options]
         if not verdict.asks:
             now = time.time()
-            self.run._emit("decision", self.task_id, question=question, options=labels, proposed=proposed,
+            self.run.emit("decision", self.task_id, question=question, options=labels, proposed=proposed,
                            chosen=proposed, confidence=confidence, category=category, task_kind=self.kind,
                            decided_by=verdict.action.value, reason=verdict.reason, created_at=now,
                            resolved_at=now, latency=0.0, attempt=self.attempt, checkpoint_kind=None)
             return proposed
         pros_cons = {o["label"]: {"pros": o["pros"], "cons": o["cons"]} for o in options
                      if o["pros"] or o["cons"]}
-        return await self._ask(DECISION, question, labels, proposed=proposed, confidence=confidence,
+        return await self.ask(DECISION, question, labels, proposed=proposed, confidence=confidence,
                                category=category, reason=verdict.reason, details={"options": pros_cons})
 
     async def approve_write(self, path: str, old: str | None, new: str) -> bool:
@@ -75,7 +75,7 @@ class TaskSupervisor:
         if not verdict.asks:
             return True
         question = f"{'Create' if old is None else 'Change'} {path}?"
-        answer = await self._ask(WRITE, question, [APPROVE, REJECT, APPROVE_REST], proposed=APPROVE,
+        answer = await self.ask(WRITE, question, [APPROVE, REJECT, APPROVE_REST], proposed=APPROVE,
                                  category="file_change", reason=verdict.reason, free_text=False,
                                  details={"path": path, "diff": unified_diff(path, old, new)})
         self.approve_rest = answer == APPROVE_REST
@@ -88,7 +88,7 @@ class TaskSupervisor:
         if not verdict.asks:
             return True
         self.errors_seen = len(errors)
-        answer = await self._ask(ERRORS, f"The agent's last {len(errors)} tool calls failed. Let it go on?",
+        answer = await self.ask(ERRORS, f"The agent's last {len(errors)} tool calls failed. Let it go on?",
                                  [GO_ON, STOP], proposed=GO_ON, category="errors", reason=verdict.reason,
                                  details={"errors": errors[-5:]}, free_text=False)
         return answer == GO_ON
@@ -102,7 +102,7 @@ class TaskSupervisor:
         cost = price(info.model_id, info.provider, usage) if info else None
         new = [self.run.log.put_blob(_json(m)) for m in (sent or [])[self._logged:]]
         self._logged = len(sent or [])
-        self.run._emit("model_reply", self.task_id, model=info.name if info else self.run.model_name,
+        self.run.emit("model_reply", self.task_id, model=info.name if info else self.run.model_name,
                        sent=new, reply=self.run.log.put_blob(_json(_as_message(reply))),
                        latency=latency, attempt=self.attempt,
                        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
@@ -110,18 +110,18 @@ class TaskSupervisor:
                        cache_write_tokens=getattr(usage, "cache_write_tokens", 0),
                        cost_usd=cost, stop_reason=reply.stop_reason, tools=[c.name for c in reply.tool_calls])
         if cost is None and info is not None and info.name not in self.run.state.unpriced:
-            self.run._emit("cost_unknown", self.task_id, model=info.name, model_id=info.model_id,
+            self.run.emit("cost_unknown", self.task_id, model=info.name, model_id=info.model_id,
                            warning=f"no known price for {info.model_id}: its cost is counted as unknown, not zero")
         await self.run.budgets.check(self)
 
     async def provider_failed(self, error: ProviderError) -> ModelClient | None:
         """A provider that stays down: the task waits on a [Retry] [Switch model] card."""
         current = self.model.name if self.model else self.run.model_name
-        self.run._emit("provider_failed", self.task_id, model=current, error=str(error),
+        self.run.emit("provider_failed", self.task_id, model=current, error=str(error),
                        status_code=error.status_code, kind=type(error).__name__)
         others = self.run.router.alternatives(self.kind, current) if self.run.router else []
         options = [RETRY] + [f"Switch to {m.name}" for m in others[:3]] + [STOP]
-        answer = await self._ask(ERRORS, f"⚠ {error}", options, proposed=RETRY, category="provider",
+        answer = await self.ask(ERRORS, f"⚠ {error}", options, proposed=RETRY, category="provider",
                                  reason="the model's provider failed after its retries", free_text=False,
                                  details={"errors": [str(error)]}, fresh=True)
         if answer == STOP:
@@ -130,7 +130,7 @@ class TaskSupervisor:
             return None
         chosen = next(m for m in others if answer == f"Switch to {m.name}")
         self.model = chosen
-        self.run._emit("task_routed", self.task_id, reason="switched", **_route_fields(chosen))
+        self.run.emit("task_routed", self.task_id, reason="switched", **_route_fields(chosen))
         return self.run.router.client(chosen)
 
     async def approve_command(self, command: str, sandbox: str) -> bool:
@@ -145,7 +145,7 @@ class TaskSupervisor:
         tier = self.run.policy.tier_for(self.kind)
         if tier > 2 or self.commands_approved:
             return True
-        answer = await self._ask(WRITE, f"Run `{command}` without a sandbox?", [RUN_IT, DONT_RUN, RUN_ALL],
+        answer = await self.ask(WRITE, f"Run `{command}` without a sandbox?", [RUN_IT, DONT_RUN, RUN_ALL],
                                  proposed=RUN_IT, category="command", free_text=False,
                                  reason=f"no sandbox is usable here, so the command could read and change "
                                         f"files outside the worktree (tier {tier})",
@@ -159,7 +159,7 @@ class TaskSupervisor:
                                            type="partial")
         delivered = [m.to_dict() for m in self.run.state.messages]
         fresh = [m for m in messages if m.to_dict() not in delivered]   # a restarted task shares once
-        self.run._emit_all([("message", self.task_id, m.to_dict()) for m in fresh])
+        self.run.emit_all([("message", self.task_id, m.to_dict()) for m in fresh])
         return len(messages)
 
     def new_messages(self) -> list[str]:
@@ -167,7 +167,7 @@ class TaskSupervisor:
         messages = self.run.state.messages
         fresh = [m for m in messages[self._seen_messages:] if m.to_task == self.task_id]
         self._seen_messages = len(messages)
-        return [m.render(self.run._titles.get(m.from_task), update=True) for m in fresh]
+        return [m.render(self.run.titles.get(m.from_task), update=True) for m in fresh]
 
     async def before_finish(self) -> list[str]:
         """A task that started on partial inputs finishes only once they have: their results
@@ -178,12 +178,12 @@ class TaskSupervisor:
         notes = await self.run.bring_in_inputs(self.task_id, inputs)
         return self.new_messages() + notes
 
-    async def _ask(self, kind: str, question: str, options: list[str], fresh: bool = False,
+    async def ask(self, kind: str, question: str, options: list[str], fresh: bool = False,
                    **fields: Any) -> str:
         earlier = None if fresh else self._earlier_answer(question)
         if earlier is not None:
             return earlier
-        return await self.run._ask(self.task_id, kind=kind, question=question, options=options,
+        return await self.run.ask(self.task_id, kind=kind, question=question, options=options,
                                    attempt=self.attempt, **fields)
 
     def _earlier_answer(self, question: str) -> str | None:

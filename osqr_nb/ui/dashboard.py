@@ -88,7 +88,7 @@ class RunView(widgets.VBox):
         self.pause_button.icon = "play" if state.paused else "pause"
         self.pause_button.disabled = run.done
         self.add_button.disabled = run.done or state.status != "running"
-        new = [c for c in run._checkpoints.values() if c.id not in self._shown]
+        new = [c for c in run.checkpoint_history if c.id not in self._shown]
         if new:
             self._shown.update(c.id for c in new)
             self.cards.children = (*self.cards.children, *(card_for(c) for c in new))

@@ -152,7 +152,7 @@ class SidebarChannel:
             run.resume()
         else:
             wanted = data.get("checkpoint")
-            checkpoint = run._checkpoints.get(wanted) if isinstance(wanted, str) else None
+            checkpoint = run.checkpoint(wanted) if isinstance(wanted, str) else None
             if checkpoint is None:
                 raise KeyError(f"run {run.id} has no checkpoint {data.get('checkpoint')!r}")
             checkpoint.resolve(data.get("answer"), by="human")
