@@ -441,3 +441,20 @@ def test_what_a_model_sent_is_always_loggable(tmp_path):
     first, second = list(log.read("r"))
     assert first.data["args"]["path"] == "a\ud800b"
     assert "nested too deeply" in second.data["unloggable"]
+
+
+def test_the_orchestrators_git_never_hands_a_key_to_what_a_worktree_makes_it_run(repo, tmp_path, monkeypatch):
+    """An unsandboxed agent could define a clean filter; osqr's own `git add` would run it."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-planted-key-123456")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "planted-token-abcdef")
+    leak = tmp_path / "leak.txt"
+    git(repo, "config", "filter.spy.clean", f"sh -c 'env >> {leak}; cat'")
+    (repo / ".gitattributes").write_text("*.txt filter=spy\n")
+    git(repo, "add", ".gitattributes")
+    git(repo, "commit", "-q", "-m", "attributes")
+    leak.unlink(missing_ok=True)
+    plan = Plan([Task("a", "A", "code")])
+    run, _ = run_plan(repo, plan, {"a": [("write_file", {"path": "a.txt", "content": "a"}), finish()]})
+    assert run.status == "complete"
+    seen = leak.read_text()                       # the filter did run, for the orchestrator's commit
+    assert "PATH=" in seen and "sk-test-planted" not in seen and "planted-token" not in seen

@@ -16,6 +16,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..agents.secrets import looks_secret
+from ..models.errors import KEY_VARIABLES
+
 AGENT_IDENTITY = {
     "GIT_AUTHOR_NAME": "osqr-nb agent",
     "GIT_AUTHOR_EMAIL": "agent@osqr-nb.invalid",
@@ -61,7 +64,10 @@ MERGING = "OSQR_MERGING"     # in a worktree's git dir: the commit a merge in pr
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_EDITOR="true", LC_ALL="C")
+    """The kernel's environment less anything secret: whatever a worktree's files or config
+    could make git run (a filter, a textconv) never sees a key."""
+    env = {k: v for k, v in os.environ.items() if not looks_secret(k) and k not in KEY_VARIABLES.values()}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_EDITOR="true", LC_ALL="C")
     env.update(AGENT_IDENTITY)
     env.update(extra or {})
     return env
