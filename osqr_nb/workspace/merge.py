@@ -139,6 +139,8 @@ class Integrator:
             unresolved = []
             for conflict in conflicts:
                 text = await resolve(conflict) if resolve is not None else None
+                if text is not None and git.has_markers(text) and not git.has_markers(conflict.base):
+                    text = None            # a resolution that kept markers is no resolution
                 if text is None:
                     unresolved.append(conflict)
                 else:
