@@ -17,8 +17,8 @@ from .models.base import ModelClient
 from .engine.budget import check_budget
 from .models.errors import KEY_VARIABLES
 from .plan.decompose import ModelPlanner, OfflinePlanner
-from .plan.explicit import looks_like_plan, parse_plan
-from .plan.task import Plan
+from .plan.explicit import MAX_PLAN_CHARS, looks_like_plan, parse_plan
+from .plan.task import Plan, PlanError
 from .store.events import log_path, open_log
 from .store.frames import costs_frame, events_frame, history_frame
 from .workspace import git
@@ -110,6 +110,9 @@ def model_planner(router, request: str):
 def plan_request(request: str, repo: str | os.PathLike | None = None) -> Plan:
     """The cell body as a plan: written out as one (a Markdown list with [ids], or YAML),
     or a request in words, split by the offline planner."""
+    if isinstance(request, str) and len(request) > MAX_PLAN_CHARS:
+        raise PlanError(f"the request is {len(request):,} characters long; at most {MAX_PLAN_CHARS:,} "
+                        "are read: split the work into several runs")
     if looks_like_plan(request or ""):
         return parse_plan(request)
     return OfflinePlanner().plan(request or "", str(repo) if repo else None)

@@ -1,8 +1,17 @@
-"""%%osqr and %osqr: parse, call the API, display. No logic lives here."""
+"""%%osqr and %osqr: parse, call the API, display. No logic lives here.
+
+`parse_line` turns any line into checked options or a one-line `UsageError`
+(an unbalanced quote, an unknown command, a bad value, an option that does not
+apply to the command); `_usage_errors` does the same for the library's errors.
+"""
 
 from __future__ import annotations
 
+import argparse
+import math
+from contextlib import contextmanager
 from html import escape
+from typing import Iterator
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -14,13 +23,18 @@ from . import api
 from .config import settings
 from .engine.report import describe as describe_cost
 from .routing import models_table
-from .plan.task import PlanError
 from .ui.checkpoint import card_for
 from .ui.draft import PlanDraft
 from .workspace.git import RepoError
 
 LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints", "route", "models", "cost", "go",
                  "share")
+CELL = "%%osqr"
+# What each form takes; anything else given on its line is refused rather than ignored.
+TAKES = {CELL: {"repo", "tier", "max_parallel", "model", "budget", "check", "dry_run"},
+         "status": {"run_id"}, "pause": {"run_id"}, "cost": {"run_id"}, "resume": {"run_id", "repo"},
+         "history": {"repo"}, "share": {"repo", "preview"},
+         "checkpoints": set(), "route": set(), "models": set(), "go": set()}
 
 
 @magics_class
@@ -28,7 +42,7 @@ class OsqrMagics(Magics):
     @magic_arguments()
     @argument("command", nargs="?",
               help="line form only: status | pause | resume | history | checkpoints | route | "
-                   "models | cost")
+                   "models | cost | go | share")
     @argument("run_id", nargs="?", help="the run to act on (default: the last one)")
     @argument("--repo", default=None, help="the git repository the agents work on (default: .)")
     @argument("--tier", type=int, default=None,
@@ -55,27 +69,14 @@ class OsqrMagics(Magics):
             - [auth] Auth Module (code) after db: Sessions and password hashing
             - [docs] API Docs (docs) after auth: Document the endpoints
         """
-        args = parse_argstring(self.osqr, line)
+        args = parse_line(line, cell=cell is not None)
         if cell is None:
             return self._line(args)
-        if args.command:
-            raise UsageError(f"%%osqr takes options only (got {args.command!r}); the request goes "
-                             "in the cell body")
-        tier = settings().tier if args.tier is None else args.tier
-        if tier not in (1, 2, 3, 4):
-            raise UsageError(f"--tier must be 1-4 (1 supervised, 2 balanced, 3 autonomous, "
-                             f"4 full auto), got {tier}")
-        parallel = settings().max_parallel if args.max_parallel is None else args.max_parallel
-        if parallel < 1:
-            raise UsageError(f"--max-parallel must be at least 1, got {parallel}")
-        options = dict(repo=args.repo or ".", tier=tier, max_parallel=parallel, model=args.model,
-                       budget=args.budget, check=args.check.strip("\"'") if args.check else None)
-        try:
+        options = run_options(args)
+        with _usage_errors():
             if args.dry_run:
                 return self._dry_run(cell, options)
             run = api.start(cell, **options)
-        except (RepoError, PlanError, ValueError, TypeError) as exc:
-            raise UsageError(str(exc)) from None
         for warning in run.warnings:
             display(HTML(f"<div style='color:#e65100'>⚠ {escape(warning)}</div>"))
         display(run.view())
@@ -91,17 +92,16 @@ class OsqrMagics(Magics):
         draft = getattr(self, "_draft", None)
         if draft is None:
             raise UsageError("nothing to run: show a plan first with %%osqr --dry-run")
+        if draft.go.disabled:
+            raise UsageError("that plan has started already; show a new one with %%osqr --dry-run")
         plan = draft.current_plan()
         run = draft._start(plan)
         draft.go.disabled = True
         display(run.view())
 
     def _line(self, args):
-        command = args.command or "status"
-        if command not in LINE_COMMANDS:
-            raise UsageError(f"unknown %osqr command {command!r}; use one of {', '.join(LINE_COMMANDS)} "
-                             "(or the cell form %%osqr for a request)")
-        try:
+        command = args.command
+        with _usage_errors():
             if command == "history":
                 return api.history(args.repo)
             if command == "resume":
@@ -117,8 +117,6 @@ class OsqrMagics(Magics):
             if command == "models":
                 return models_table(settings().router())
             run = api.get_run(args.run_id) if args.run_id else api.last_run()
-        except (RepoError, ValueError, KeyError, PlanError) as exc:
-            raise UsageError(str(exc).strip('"')) from None
         if run is None:
             raise UsageError("no run in this kernel yet; start one with %%osqr, or %osqr resume")
         if command == "pause":
@@ -131,7 +129,7 @@ class OsqrMagics(Magics):
 
     def _checkpoints(self) -> None:
         """Every pending checkpoint of this kernel's runs, again: the same cards as under the runs."""
-        pending = [c for run in api._live.values() for c in run.checkpoints]
+        pending = [c for run in api.live_runs() for c in run.checkpoints]
         if not pending:
             display(HTML("No pending checkpoints."))
             return
@@ -179,7 +177,7 @@ class OsqrMagics(Magics):
         task.add_done_callback(done)
 
     def _resume(self, args) -> None:
-        live = api.get_run(args.run_id) if args.run_id in api._live else api.last_run()
+        live = api.get_run(args.run_id) if args.run_id in {r.id for r in api.live_runs()} else api.last_run()
         if live is not None and not live.done and live.state.paused and \
                 (args.run_id is None or args.run_id == live.id):
             live.resume()
@@ -187,3 +185,90 @@ class OsqrMagics(Magics):
         else:
             run = api.resume(args.run_id, repo=args.repo)
         display(run.view())
+
+
+# --- reading the line -----------------------------------------------------------------------------
+
+def parse_line(line: str, *, cell: bool) -> argparse.Namespace:
+    """The checked options of a `%osqr` (cell=False) or `%%osqr` line, or a one-line UsageError.
+
+    Pure (it runs nothing), so that every line can be tried without starting a run.
+    `args.command` is "%%osqr" for the cell form, else the line command (status by default).
+    """
+    try:
+        args = parse_argstring(OsqrMagics.osqr, line)
+    except ValueError as exc:   # shlex: "No closing quotation", "No escaped character"
+        raise UsageError(f"cannot split the %osqr line into options ({exc}); check its quotes "
+                         "and backslashes") from None
+    _check_command(args, cell)
+    _check_applies(args)
+    _check_values(args)
+    return args
+
+
+def _check_command(args: argparse.Namespace, cell: bool) -> None:
+    if cell and args.command is not None:
+        raise UsageError(f"%%osqr takes options only (got {args.command!r}); the request goes in the cell body")
+    args.command = CELL if cell else args.command or "status"
+    if not cell and args.command not in LINE_COMMANDS:
+        raise UsageError(f"unknown %osqr command {args.command!r}; use one of {', '.join(LINE_COMMANDS)} "
+                         "(or the cell form %%osqr for a request)")
+
+
+def _given(args: argparse.Namespace) -> list[str]:
+    """The options on the line (every option's default is None or False)."""
+    return [name for name, value in vars(args).items()
+            if name != "command" and value is not None and value is not False]
+
+
+def _check_applies(args: argparse.Namespace) -> None:
+    """Refuse an option the command would ignore: `%osqr models --tier 9` must not pass silently."""
+    extra = [name for name in _given(args) if name not in TAKES[args.command]]
+    if not extra:
+        return
+    form = args.command if args.command == CELL else f"%osqr {args.command}"
+    if "run_id" in extra:
+        raise UsageError(f"{form} takes no run id (got {args.run_id!r})")
+    takes = ", ".join(_flag(name) for name in sorted(TAKES[args.command]) if name != "run_id")
+    verb = "does" if len(extra) == 1 else "do"
+    raise UsageError(f"{', '.join(map(_flag, extra))} {verb} not apply to {form}; "
+                     f"it takes {takes or 'no options'}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_values(args: argparse.Namespace) -> None:
+    """Ranges argparse cannot check: tier 1-4, at least one agent, a finite budget, no empty names."""
+    if args.tier is not None and args.tier not in (1, 2, 3, 4):
+        raise UsageError(f"--tier must be 1-4 (1 supervised, 2 balanced, 3 autonomous, 4 full auto), "
+                         f"got {args.tier}")
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise UsageError(f"--max-parallel must be at least 1, got {args.max_parallel}")
+    if args.budget is not None and not (math.isfinite(args.budget) and args.budget >= 0):
+        raise UsageError(f"--budget must be a number of US dollars (0 for no limit), got {args.budget}")
+    for name in ("repo", "model"):
+        if getattr(args, name) is not None and not getattr(args, name).strip():
+            raise UsageError(f"{_flag(name)} needs a value, got an empty string")
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of `api.start` for a checked cell line, settings filling the gaps."""
+    tier = settings().tier if args.tier is None else args.tier
+    parallel = settings().max_parallel if args.max_parallel is None else args.max_parallel
+    if parallel < 1:
+        raise UsageError(f"OSQR.max_parallel must be at least 1, got {parallel}; pass --max-parallel")
+    return dict(repo=args.repo or ".", tier=tier, max_parallel=parallel, model=args.model,
+                budget=args.budget, check=args.check.strip("\"'") if args.check else None)
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    """The library's errors as one-line UsageErrors: a bad repository, plan or option, a run id
+    that is not here, or a `.osqr` that cannot hold the log (a file in its place, no permission)."""
+    try:
+        yield
+    except (RepoError, ValueError, TypeError, KeyError, OSError) as exc:
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise UsageError(str(text)) from None

@@ -7,6 +7,8 @@ A per-task cap works the same way for one task.
 
 from __future__ import annotations
 
+import math
+
 import asyncio
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,8 @@ STOP_HERE, STOP_TASK = "Stop here", "Stop this task"
 def check_budget(value: object, name: str = "budget") -> float | None:
     if value is None or value == 0:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
         raise ValueError(f"{name} must be a positive number of US dollars, got {value!r}")
     return float(value)
 

@@ -57,7 +57,8 @@ _FILLER = {"the", "a", "an", "our", "my", "its", "their", "this", "that", "up", 
 _ABBREVIATIONS = {"database": "DB", "db": "DB", "api": "API", "apis": "APIs", "ui": "UI",
                   "cli": "CLI", "jwt": "JWT", "sql": "SQL", "http": "HTTP", "css": "CSS"}
 
-_SPLIT = re.compile(r"\s*(?:\n+|;|,\s*(?:and|then)\s+|,|\s+and then\s+|\s+then\s+|\s+and\s+(?=(?:%s)\b))\s*"
+# `(?<!\s)`: a run of spaces is tried once from its start, not from every space (cubic otherwise)
+_SPLIT = re.compile(r"(?<!\s)\s*(?:\n+|;|,\s*(?:and|then)\s+|,|\s+and then\s+|\s+then\s+|\s+and\s+(?=(?:%s)\b))\s*"
                     % "|".join(sorted(_VERBS)), re.IGNORECASE)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 

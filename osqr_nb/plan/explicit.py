@@ -41,6 +41,12 @@ Two forms are read; `looks_like_plan(text)` tells either from a request.
 
 Errors (malformed lines, unknown kinds, dangling `after`, duplicate ids,
 cycles) raise one `PlanError` that lists every problem with its line number.
+
+Reading costs time in proportion to the text, whatever it holds: a plan is at
+most `MAX_PLAN_CHARS` long with at most `MAX_TASKS` tasks, the patterns below
+never rescan a run of spaces from each of its positions, and YAML may not use
+aliases (`*ref`, which the "billion laughs" plan nests to expand 700 bytes into
+gigabytes) nor nest deeper than `MAX_YAML_DEPTH` levels.
 """
 
 from __future__ import annotations
@@ -61,12 +67,22 @@ _BULLET = re.compile(r"^(?P<indent>\s*)(?:[-*+]|\d+[.)])\s+(?P<rest>.*)$")
 _CHECKBOX = re.compile(r"^\[[ xX]\]\s+")
 _ID_TAG = re.compile(r"^\[(?P<id>[^\]]+)\]\s*")         # any [tag]; a bad id is reported
 _PLAN_TAG = re.compile(r"^\[[A-Za-z0-9][\w.-]*\]\s")     # what makes a list look like a plan
-_HEAD = re.compile(r"^(?P<title>.*?)(?:\s*\((?P<kind>[^()]*)\))?(?:\s+after\s+(?P<after>.+?))?\s*$",
+# Matched against stripped text. The title may end only after a non-space, so that the kind
+# and `after` are tried once per run of spaces rather than from each of its positions (which
+# made a 100 KB line of spaces take minutes); `(?P<after>.+)$` needs no lazy scan to the end.
+_HEAD = re.compile(r"^(?P<title>.*?)(?<!\s)(?:\s*\((?P<kind>[^()]*)\))?(?:\s+after\s+(?P<after>.+))?$",
                    re.IGNORECASE)
-_KEY_LINE = re.compile(r"^(?:[-*+]\s+)?(?P<key>[A-Za-z][A-Za-z _]*?)\s*:\s*(?P<value>.*)$")
-_ESTIMATE = re.compile(r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>h|hrs?|hours?|m|mins?|minutes?|d|days?)?\s*$",
+_KEY_LINE = re.compile(r"^(?:[-*+]\s+)?(?P<key>[A-Za-z][A-Za-z _\t]*+):\s*(?P<value>.*)$")
+_ESTIMATE = re.compile(r"^\s*+(?P<n>\d+(?:\.\d+)?)\s*+(?P<unit>h|hrs?|hours?|m|mins?|minutes?|d|days?)?\s*+$",
                        re.IGNORECASE)
+_NAME_SEPARATOR = re.compile(r"[,;]|(?<!\s)\s+and\s+")   # one try per run of spaces, as _HEAD
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+MAX_PLAN_CHARS = 200_000   # a 100 KB line still reads in milliseconds; a bigger cell is a mistake
+MAX_TASKS = 500            # parsing takes ~25 ms; the dry run's collision check goes over every pair
+MAX_YAML_DEPTH = 16        # a plan needs 4 (tasks, a task, its fields, a list of values)
+MAX_PROBLEMS = 50          # listed in one PlanError; the rest are counted
+MAX_ESTIMATE_HOURS = 100_000.0
 
 KIND_ALIASES = {"fix": "quick_fix", "quickfix": "quick_fix", "quick-fix": "quick_fix", "hotfix": "quick_fix",
                 "test": "tests", "testing": "tests", "doc": "docs", "documentation": "docs",
@@ -93,6 +109,11 @@ class Entry:
     reads: list[str] = field(default_factory=list)
     acceptance: list[str] = field(default_factory=list)
     estimate: str = ""
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """User text echoed in a message, cut so that one bad 100 KB line makes one readable line."""
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
 
 
 # --- recognising a plan ---------------------------------------------------------------------------
@@ -125,8 +146,8 @@ def looks_like_plan(text: str) -> bool:
 
 def _split_names(value: str) -> list[str]:
     """'auth, db~ and api' -> ['auth', 'db~', 'api']; names with spaces are kept whole."""
-    parts = re.split(r"\s*,\s*|\s+and\s+|\s*;\s*", value.strip().strip("[]"))
-    return [p.strip().strip("'\"` ") for p in parts if p.strip().strip("'\"` ")]
+    parts = (p.strip().strip("'\"` ") for p in _NAME_SEPARATOR.split(value.strip().strip("[]")))
+    return [p for p in parts if p]
 
 
 def _split_paths(value: str) -> list[str]:
@@ -213,31 +234,83 @@ def _markdown_entries(text: str) -> list[Entry]:
 # --- YAML -----------------------------------------------------------------------------------------
 
 def _yaml_entries(text: str) -> list[Entry]:
-    import yaml
-
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise PlanError(f"{where}this plan is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    data, root = _load_yaml(text)
     tasks, node = (data, root) if isinstance(data, list) else (None, None)
     if isinstance(data, dict) and "tasks" in data:
         tasks, node = data["tasks"], _value_node(root, "tasks")
     if isinstance(tasks, dict):
-        lines = [k.start_mark.line + 1 for k, _ in node.value]
-        tasks = [{"id": key, **(value or {})} if isinstance(value, dict) else {"id": key, "title": value}
+        tasks = [{"id": key} | value if isinstance(value, dict) else {"id": key, "title": value}
                  for key, value in tasks.items()]
-    elif isinstance(tasks, list):
-        lines = [n.start_mark.line + 1 for n in node.value]
-    else:
+    elif not isinstance(tasks, list):
         raise PlanError("a YAML plan needs `tasks:` followed by a list of tasks (each with id, title, after, ...)")
-    return [_yaml_entry(line, item) for line, item in zip(lines, tasks)]
+    return [_yaml_entry(line, item) for line, item in zip(_item_lines(node, root, len(tasks)), tasks)]
+
+
+def _load_yaml(text: str) -> tuple[Any, Any]:
+    """The data and its node graph, once the event stream shows neither an alias nor deep nesting.
+
+    The events are checked first, and stop at the first problem, because the
+    blow-ups come later or grow with depth: an alias shares its node, and only
+    constructing and printing expand it (9**9 times for the 700-byte "billion
+    laughs"); composing, and printing what was built, recurse once per level;
+    and libyaml's scanner slows with the square of the depth (200,000 `[` took
+    three minutes). libyaml (when PyYAML has it) reads a 200 KB plan in
+    milliseconds.
+    """
+    import yaml
+
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        _check_events(yaml.parse(text, Loader=loader_class))
+        loader = loader_class(text)
+        try:
+            root = loader.get_single_node()
+            return (loader.construct_document(root) if root is not None else None), root
+        finally:
+            loader.dispose()
+    except PlanError:
+        raise
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise PlanError(f"{where}this plan is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except (ValueError, OverflowError) as exc:   # an int of 5,000 digits, a 13th month
+        raise PlanError(f"this plan's YAML has a value that cannot be read: {_short(str(exc), 120)}") from None
+
+
+def _check_events(events: Iterable[Any]) -> None:
+    """Refuse aliases and nesting deeper than MAX_YAML_DEPTH, stopping at the first one seen."""
+    import yaml
+
+    depth = 0
+    for event in events:
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            raise PlanError(f"line {line}: YAML aliases (&anchor / *{_short(event.anchor, 30)}) are not "
+                            "allowed in a plan; write each value out in full")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise PlanError(f"line {line}: the YAML is nested deeper than {MAX_YAML_DEPTH} levels; a plan "
+                                "needs only tasks, their fields and lists of values")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _value_node(root: Any, key: str) -> Any:
-    return next(v for k, v in root.value if getattr(k, "value", None) == key)
+    """The node of `key` in the root mapping (the last one, as the data keeps the last)."""
+    found = [v for k, v in getattr(root, "value", []) if getattr(k, "value", None) == key]
+    return found[-1] if found else None
+
+
+def _item_lines(node: Any, root: Any, count: int) -> list[int]:
+    """The line of each task; the line of the tasks' node when the nodes do not match the data
+    (a merge key `<<:` or a tag such as `!!omap` builds the data from other nodes)."""
+    items = getattr(node, "value", None)
+    fallback = (node or root).start_mark.line + 1
+    if isinstance(items, list) and len(items) == count:
+        return [(item[0] if isinstance(item, tuple) else item).start_mark.line + 1 for item in items]
+    return [fallback] * count
 
 
 def _yaml_entry(line: int, item: Any) -> Entry:
@@ -249,7 +322,8 @@ def _yaml_entry(line: int, item: Any) -> Entry:
         key = KEYS.get(str(raw_key).strip().lower().replace("-", "_"),
                        KEYS.get(str(raw_key).strip().lower()))
         if key is None:
-            raise PlanError(f"line {line}: unknown field {raw_key!r}; use: {', '.join(sorted(set(KEYS)))}")
+            raise PlanError(f"line {line}: unknown field {_short(str(raw_key))!r}; "
+                            f"use: {', '.join(sorted(set(KEYS)))}")
         if value is not None:
             _set(entry, key, value)
     return entry
@@ -264,7 +338,7 @@ def _kind(entry: Entry, problems: list[str]) -> TaskKind:
     name = KIND_ALIASES.get(name, name).replace("-", "_")
     if name in {k.value for k in TaskKind}:
         return TaskKind(name)
-    problems.append(f"line {entry.line}: unknown kind {entry.kind!r}; use one of: {KNOWN_KINDS}")
+    problems.append(f"line {entry.line}: unknown kind {_short(entry.kind)!r}; use one of: {KNOWN_KINDS}")
     return TaskKind.CODE
 
 
@@ -273,38 +347,45 @@ def _estimate(entry: Entry, problems: list[str]) -> float | None:
         return None
     found = _ESTIMATE.match(entry.estimate)
     if not found:
-        problems.append(f"line {entry.line}: estimate {entry.estimate!r} is not a number of hours "
+        problems.append(f"line {entry.line}: estimate {_short(entry.estimate)!r} is not a number of hours "
                         "(write 3, 3h, 90m or 1d)")
         return None
     unit = (found.group("unit") or "h").lower()
     scale = 1 / 60 if unit.startswith("m") else HOURS_PER_DAY if unit.startswith("d") else 1.0
-    return round(float(found.group("n")) * scale, 4)
+    hours = round(float(found.group("n")) * scale, 4)
+    if hours > MAX_ESTIMATE_HOURS:   # 400 digits would even make an infinite float
+        problems.append(f"line {entry.line}: estimate {_short(entry.estimate)!r} is more than "
+                        f"{MAX_ESTIMATE_HOURS:,.0f} hours; give the task's real size")
+        return None
+    return hours
 
 
-def _ids(entries: list[Entry], problems: list[str]) -> dict[int, str]:
-    """Each entry's id (its slug when none was given); bad and repeated ids become problems."""
-    ids: dict[int, str] = {}
+def _ids(entries: list[Entry], problems: list[str]) -> list[str]:
+    """Each entry's id (its slug when none was given); bad and repeated ids become problems.
+
+    By position, not by line: a YAML flow list (`tasks: [a, b]`) puts several tasks on one line.
+    """
+    ids: list[str] = []
     first_line: dict[str, int] = {}
     for entry in entries:
         if not entry.title and not entry.id:
             problems.append(f"line {entry.line}: a task needs a title or an [id]")
         task_id = entry.id or slug(entry.title)
         if not _ID.match(task_id):
-            problems.append(f"line {entry.line}: [{task_id}] is not usable as an id; use lowercase "
+            problems.append(f"line {entry.line}: [{_short(task_id)}] is not usable as an id; use lowercase "
                             "letters, digits, '-' or '_' (at most 63 characters)")
         elif task_id in first_line:
             problems.append(f"line {entry.line}: the id {task_id!r} is already used on line "
                             f"{first_line[task_id]}; give this task its own [id]")
         first_line.setdefault(task_id, entry.line)
-        ids[entry.line] = task_id
+        ids.append(task_id)
     return ids
 
 
-def _resolver(entries: list[Entry], ids: dict[int, str]) -> dict[str, str]:
+def _resolver(entries: list[Entry], ids: list[str]) -> dict[str, str]:
     """Names a dependency may be written as (id, title, slug of the title) -> id."""
     names: dict[str, str] = {}
-    for entry in entries:
-        task_id = ids[entry.line]
+    for entry, task_id in zip(entries, ids):
         for name in (slug(entry.title), entry.title.lower(), task_id):
             if name:
                 names[name] = task_id
@@ -319,22 +400,28 @@ def _resolve(entry: Entry, names: dict[str, str], problems: list[str]) -> tuple[
     """depends_on and partial of an entry; names that match no task become problems.
 
     A name is tried whole ("DB Schema") and then word by word ("db auth~").
+    Dicts keep the order and make a task after thousands of others linear.
     """
-    depends: list[str] = []
-    partial: list[str] = []
+    depends: dict[str, None] = {}
+    partial: dict[str, None] = {}
     for raw in entry.after:
         words = [raw] if _lookup(raw.rstrip("~").strip(), names) else raw.split()
         for word in words:
             name = word.rstrip("~").strip()
             dep = _lookup(name, names)
             if dep is None:
-                known = sorted({i for i in names.values() if _ID.match(i)})
-                problems.append(f"line {entry.line}: after {name!r}: no task has that id or title "
-                                f"(ids: {', '.join(known)})")
+                problems.append(f"line {entry.line}: after {_short(name)!r}: no task has that id or title "
+                                f"(ids: {_known_ids(names)})")
                 continue
-            depends += [dep] if dep not in depends else []
-            partial += [dep] if word.endswith("~") and dep not in partial else []
-    return depends, partial
+            depends[dep] = None
+            if word.endswith("~"):
+                partial[dep] = None
+    return list(depends), list(partial)
+
+
+def _known_ids(names: dict[str, str], shown: int = 20) -> str:
+    known = sorted({i for i in names.values() if _ID.match(i)})
+    return ", ".join(known[:shown]) + (f", … ({len(known)} in all)" if len(known) > shown else "")
 
 
 def _cycle_problem(tasks: list[Task], lines: dict[str, int]) -> list[str]:
@@ -357,36 +444,62 @@ def _line_of(problem: str) -> int:
     return int(found.group(1)) if found else 1 << 30
 
 
+def _first_problems(problems: list[str]) -> list[str]:
+    """At most MAX_PROBLEMS problems, then how many more: 20,000 bad lines make a readable error."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS} more problems; fix these first"]
+
+
 def plan_from_entries(entries: list[Entry], request: str = "") -> Plan:
     """Resolve names, check everything, and build the Plan; one PlanError lists every problem."""
     if not entries:
         raise PlanError("the plan has no tasks; write one list item per task, such as "
                         "`- [db] DB Schema (refactor): ...`")
+    if len(entries) > MAX_TASKS:
+        raise PlanError(f"the plan has {len(entries):,} tasks; a plan may have at most {MAX_TASKS:,} "
+                        "(checking, drawing and predicting collisions grow with the pairs of tasks): "
+                        "split the work into several runs")
     problems: list[str] = []
     ids = _ids(entries, problems)
     names = _resolver(entries, ids)
     tasks, lines = [], {}
-    for entry in entries:
+    for entry, task_id in zip(entries, ids):
         depends, partial = _resolve(entry, names, problems)
         kind, hours = _kind(entry, problems), _estimate(entry, problems)
-        task_id = ids[entry.line]
         lines.setdefault(task_id, entry.line)
         tasks.append(Task(task_id, entry.title or task_id, kind, "\n".join(entry.description), depends,
                           partial, entry.writes, entry.reads, entry.acceptance, hours))
     if not problems:
         problems += _cycle_problem(tasks, lines)
-    raise_problems(sorted(problems, key=_line_of))
+    raise_problems(_first_problems(sorted(problems, key=_line_of)))
     return Plan(tasks, request=request, planner=PLANNER_NAME)
+
+
+def check_plan_text(text: object) -> None:
+    """Refuse what is not plan text before any parsing: not a string, empty, or too long to read fast."""
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise PlanError(f"a plan is text, got {type(text).__name__}")
+    if len(text) > MAX_PLAN_CHARS:
+        raise PlanError(f"the plan is {len(text):,} characters long; a plan may have at most "
+                        f"{MAX_PLAN_CHARS:,}: split the work into several runs")
+    if not text.strip():
+        raise PlanError("the plan is empty; write one list item per task")
 
 
 def parse_plan(text: str) -> Plan:
     """The Plan written in `text`, in the Markdown or the YAML form (see the module docstring)."""
-    if not text or not text.strip():
-        raise PlanError("the plan is empty; write one list item per task")
+    check_plan_text(text)
     first = next(iter(_meaningful_lines(text)), "").strip()
     yaml_form = re.match(r"^tasks\s*:", first) or re.match(r"^-\s+id\s*:", first)
-    entries = _yaml_entries(text) if yaml_form else _markdown_entries(text)
-    return plan_from_entries(entries, request=text)
+    try:
+        entries = _yaml_entries(text) if yaml_form else _markdown_entries(text)
+        return plan_from_entries(entries, request=text)
+    except RecursionError:   # the depth limit prevents it; this keeps any slip a PlanError
+        raise PlanError("the plan is nested too deeply to read; write tasks, their fields and "
+                        "lists of values") from None
 
 
 # --- back to text ---------------------------------------------------------------------------------

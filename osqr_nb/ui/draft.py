@@ -9,10 +9,19 @@ from typing import Callable
 
 import ipywidgets as widgets
 
-from ..plan.collisions import predict_collisions
+from ..plan.collisions import Collision, predict_collisions
 from ..plan.explicit import parse_plan, to_markdown
 from ..plan.task import Plan, PlanError
 from .dag import render_dag
+
+
+MAX_COLLISIONS_SHOWN = 12   # each previews its choices on copies of the plan: 50 tasks sharing a file
+                            # make 1,225 pairs, 17 s of previews for a page nobody reads
+
+
+def _collision_item(plan: Plan, collision: Collision) -> str:
+    choices = "".join(f"<li>{escape(o.label)}: {escape(o.effect.summary)}</li>" for o in collision.options(plan))
+    return f"<li>{escape(collision.message)}<ul>{choices}</ul></li>"
 
 
 def describe_plan(plan: Plan, repo: str | Path | None) -> str:
@@ -22,11 +31,9 @@ def describe_plan(plan: Plan, repo: str | Path | None) -> str:
              render_dag(plan)]
     collisions = predict_collisions(plan, repo)
     if collisions:
-        items = []
-        for collision in collisions:
-            choices = "".join(f"<li>{escape(o.label)}: {escape(o.effect.summary)}</li>"
-                              for o in collision.options(plan))
-            items.append(f"<li>{escape(collision.message)}<ul>{choices}</ul></li>")
+        items = [_collision_item(plan, c) for c in collisions[:MAX_COLLISIONS_SHOWN]]
+        if len(collisions) > MAX_COLLISIONS_SHOWN:
+            items.append(f"<li>… and {len(collisions) - MAX_COLLISIONS_SHOWN} more pairs of tasks</li>")
         lines.append("<b>Predicted collisions</b> (you choose when the run starts):"
                      f"<ul class='osqr-collisions'>{''.join(items)}</ul>")
     else:
@@ -74,7 +81,7 @@ class PlanDraft(widgets.VBox):
             return
         try:
             run = self._start(plan)
-        except (PlanError, ValueError) as exc:
+        except (ValueError, TypeError, OSError) as exc:   # a click's error is shown nowhere else
             self.message.value = f"<span style='color:#e53935'>{escape(str(exc))}</span>"
             return
         self.go.disabled = True
