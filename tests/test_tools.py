@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tool_fuzzing import snapshot
 from osqr_nb.agents.tools import (MAX_MATCH_LINE, MAX_MATCHES, MAX_RESULT, TOOL_SPECS, ToolError, Workspace,
                                   validate_arguments)
 
@@ -19,15 +20,6 @@ def ws(tmp_path):
     return Workspace(root)
 
 
-def snapshot(top: Path, skip: Path) -> dict[str, tuple[bytes, int]]:
-    """Content and modification time of every file under `top` outside `skip`."""
-    files = {}
-    for folder, dirs, names in os.walk(top):
-        dirs[:] = [d for d in dirs if Path(folder, d) != skip]
-        for name in names:
-            path = Path(folder, name)
-            files[str(path)] = (path.read_bytes(), path.stat().st_mtime_ns)
-    return files
 
 
 def test_read_write_list_inside_the_worktree(ws):
