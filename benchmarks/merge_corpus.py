@@ -11,6 +11,12 @@ conflicts) on temporary copies, and each case scores as
   wrong silent  clean but not the truth (includes a clean result on a true conflict);
   error         any other exit.
 
+Each outcome is counted twice: as exact text, and with layout ignored (AST equality:
+the same code, whatever its blank lines, comments, wrapping and trailing commas, but in
+the same order). The cases are also split by what git merge-file does with them (git
+conflicts; git merges cleanly and right; git merges cleanly but wrongly), and the table
+shows every tool on every part, in Markdown, so that it can go into README as printed.
+
 Under the table, the wrong silent results are told apart: those that are the truth's
 code in another order or layout (same statements once module and class bodies and
 imported names are sorted; comments and blank lines ignored), since a person merging
@@ -29,10 +35,13 @@ second parent's versions, with the merge commit's version as the truth. Mined co
 is only ever written to a temporary directory.
 
     python benchmarks/merge_corpus.py [--corpus DIR | --mine REPO] [--limit N]
-        [--tool NAME=COMMAND ...] [--jobs N] [-v] [--check]      (--mine may be repeated)
+        [--tool NAME=COMMAND ...] [--jobs N] [-v] [--check] [--rules]   (--mine may be repeated)
 
 By default it scores `python -m osqr_nb merge-file` and `git merge-file` in one run.
-With --check the exit code is 1 if the first tool merges anything silently wrong
+With --rules it also counts, per case, which post-merge check refused git's clean merge
+and which order or layout rule of the semantic merge decided something (sorted imports
+and entries kept sorted, each side's order where the file has none, the blank lines of
+the place). With --check the exit code is 1 if the first tool merges anything silently wrong
 or gets fewer cases right than the second.
 """
 
@@ -47,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +87,7 @@ class Score:
     seconds: float
     equivalent: bool = False   # wrong silent, but the truth's code in another order
     beyond_sides: bool = False  # wrong silent, and the truth holds an edit neither side made
+    ast_outcome: str = ""      # the outcome with layout ignored (AST equality)
 
 
 def load_corpus(root: Path) -> list[Case]:
@@ -140,9 +151,11 @@ def score(tool: str, command: list[str], case: Case) -> Score:
         result = paths[0].read_bytes()
     outcome = _outcome(done.returncode, result, case.truth)
     if outcome != "wrong silent" or case.truth is None:
-        return Score(tool, case, outcome, seconds)
+        return Score(tool, case, outcome, seconds, ast_outcome=outcome)
+    ast_outcome = "correct" if _same_code(result, case.truth) else outcome
     equivalent = _equivalent(result, case.truth)
-    return Score(tool, case, outcome, seconds, equivalent, not equivalent and not _choice_of_sides(case))
+    return Score(tool, case, outcome, seconds, equivalent, not equivalent and not _choice_of_sides(case),
+                 ast_outcome)
 
 
 def _outcome(code: int, result: bytes, truth: bytes | None) -> str:
@@ -155,6 +168,65 @@ def _outcome(code: int, result: bytes, truth: bytes | None) -> str:
 
 def _normal(text: bytes) -> list[bytes]:
     return [line.rstrip() for line in text.rstrip().splitlines()]
+
+
+def _same_code(result: bytes, truth: bytes) -> bool:
+    """Equal with layout ignored: the same syntax tree (comments, blank lines, wrapping aside)."""
+    try:
+        return ast.dump(ast.parse(result)) == ast.dump(ast.parse(truth))
+    except (SyntaxError, ValueError):
+        return False
+
+
+GIT_PARTS = ("git conflicts", "git clean, right", "git clean, wrong")
+
+
+def _git_merge(case: Case) -> tuple[int, bytes]:
+    with tempfile.TemporaryDirectory(prefix="merge-corpus-") as tmp:
+        paths = [Path(tmp) / role for role in ("ours", "base", "theirs")]
+        for path, text in zip(paths, (case.ours, case.base, case.theirs)):
+            path.write_bytes(text)
+        done = subprocess.run(["git", "merge-file", "-p", *map(str, paths)], capture_output=True)
+    return done.returncode, done.stdout
+
+
+def git_part(case: Case) -> str:
+    """Which part of the corpus a case falls in, by what plain git merge-file does with it."""
+    code, merged = _git_merge(case)
+    if code != 0:
+        return GIT_PARTS[0]
+    right = case.truth is not None and (_normal(merged) == _normal(case.truth) or _same_code(merged, case.truth))
+    return GIT_PARTS[1] if right else GIT_PARTS[2]
+
+
+CHECKS = {   # the post-merge checks, by the words their reasons start with
+    "defines": "check: a name defined twice that neither side defines twice",
+    "changes the parameters": "check: a new call written for parameters the other side changed",
+    "the result uses": "check: a name one side renamed or removed, still used",
+    "renames or removes": "check: a member one side renamed or removed, still used",
+    "not valid Python": "check: the result does not parse",
+}
+
+
+def rule_counts(cases: list[Case]) -> Counter:
+    """How often each post-merge check refuses git's clean merge, and each order or layout rule of
+    the semantic merge decides something, over the cases merge-file hands to them (in process)."""
+    from osqr_nb.workspace.semantic import check_merged, semantic_merge
+
+    counts: Counter = Counter()
+    for case in cases:
+        try:
+            base, ours, theirs = (text.decode() for text in (case.base, case.ours, case.theirs))
+        except UnicodeDecodeError:
+            continue
+        code, merged = _git_merge(case)
+        if code == 0:
+            problem = check_merged(base, ours, theirs, merged.decode(errors="replace"))
+            if problem is None:
+                continue
+            counts.update(label for words, label in CHECKS.items() if words in problem.split(",")[0])
+        counts.update(set(semantic_merge(base, ours, theirs).rules))
+    return counts
 
 
 def _equivalent(result: bytes, truth: bytes) -> bool:
@@ -220,24 +292,48 @@ def run(cases: list[Case], tools: dict[str, list[str]], jobs: int) -> list[Score
         return list(pool.map(lambda job: score(*job), work))
 
 
-def table(scores: list[Score], tools: list[str], cases: list[Case]) -> str:
+def table(scores: list[Score], tools: list[str], cases: list[Case], label: str = "cases") -> str:
+    """The Markdown table: each part of the corpus (all, then by git's outcome), each tool."""
+    parts = {case.name: git_part(case) for case in cases}
     conflicts = sum(case.truth is None for case in cases)
-    lines = [f"{len(cases)} cases ({len(cases) - conflicts} with a merge, {conflicts} true conflicts)",
-             f"{'tool':<18}" + "".join(f"{o:>18}" for o in OUTCOMES) + f"{'ms/case (median)':>18}"]
-    for tool in tools:
-        mine_ = [s for s in scores if s.tool == tool]
-        counts = [sum(s.outcome == o for s in mine_) for o in OUTCOMES]
-        cells = "".join(f"{f'{n} ({100 * n / max(len(mine_), 1):.1f}%)':>18}" for n in counts)
-        median = 1000 * statistics.median(s.seconds for s in mine_) if mine_ else 0.0
-        lines.append(f"{tool:<18}{cells}{median:>18.0f}")
+    lines = [f"{len(cases)} cases ({len(cases) - conflicts} with a merge, {conflicts} true conflicts)", "",
+             "| cases | tool | correct, layout ignored | correct, exact text | conflict "
+             "| wrong silent, layout ignored | wrong silent, exact text | ms/case |",
+             "|---|---|---|---|---|---|---|---|"]
+    for part in ("all", *GIT_PARTS):
+        names = {name for name, where in parts.items() if part in ("all", where)}
+        if names:
+            lines += _part_rows(f"{label}: {part}" if part != "all" else f"{label}, all", len(names),
+                                [s for s in scores if s.case.name in names], tools)
+    errors = [s for s in scores if s.outcome == "error"]
+    if errors:
+        lines.append(f"\nerrors: {len(errors)} ({', '.join(sorted({s.tool for s in errors}))})")
+    lines.append("")
     for tool in tools:
         wrong = [s for s in scores if s.tool == tool and s.outcome == "wrong silent"]
         if wrong:
             same, beyond = sum(s.equivalent for s in wrong), sum(s.beyond_sides for s in wrong)
-            lines.append(f"  {tool}: of its {len(wrong)} wrong silent, {same} are the truth's code in another "
-                         f"order or layout, {beyond} have a truth with an edit neither side made, "
-                         f"{len(wrong) - same - beyond} are wrong")
+            layout = sum(s.ast_outcome == "correct" for s in wrong)
+            lines.append(f"  {tool}: of its {len(wrong)} wrong silent (exact text), {layout} differ only in layout, "
+                         f"{same} are the truth's code in another order or layout, {beyond} have a truth with an "
+                         f"edit neither side made, {len(wrong) - same - beyond} are wrong")
     return "\n".join(lines)
+
+
+def _part_rows(title: str, size: int, scores: list[Score], tools: list[str]) -> list[str]:
+    rows = []
+    for index, tool in enumerate(tools):
+        own = [s for s in scores if s.tool == tool]
+        def count(outcome: str, exact: bool) -> int:
+            return sum((s.outcome if exact else s.ast_outcome) == outcome for s in own)
+        def cell(n: int) -> str:
+            return f"{n} ({100 * n / max(len(own), 1):.1f}%)"
+        median = 1000 * statistics.median(s.seconds for s in own) if own else 0.0
+        head = f"{title} ({size})" if index == 0 else ""
+        rows.append(f"| {head} | {tool} | {cell(count('correct', False))} | {cell(count('correct', True))} "
+                    f"| {count('conflict', True)} | {cell(count('wrong silent', False))} "
+                    f"| {cell(count('wrong silent', True))} | {median:.0f} |")
+    return rows
 
 
 def _tools(specs: list[str]) -> dict[str, list[str]]:
@@ -264,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("-v", "--verbose", action="store_true", help="list every case that is not correct")
     parser.add_argument("--check", action="store_true", help="exit 1 unless the first tool wins safely")
+    parser.add_argument("--rules", action="store_true",
+                        help="also count the cases each post-merge check and order/layout rule decides")
     args = parser.parse_args(argv)
     tools = _tools(args.tool)
     cases = [case for repo in args.mine for case in mine(repo, args.limit)] if args.mine \
@@ -271,8 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     scores = run(cases, tools, args.jobs)
     print(f"source: {'merge commits of ' + ', '.join(map(str, args.mine)) if args.mine else args.corpus}")
-    print(table(scores, list(tools), cases))
+    label = "mined" if args.mine else "ours"
+    print(table(scores, list(tools), cases, label))
     print(f"wall time {time.perf_counter() - started:.1f} s with {args.jobs} jobs")
+    if args.rules:
+        print("\n| check or rule | cases |\n|---|---|")
+        for rule, count in sorted(rule_counts(cases).items(), key=lambda item: (-item[1], item[0])):
+            print(f"| {rule} | {count} |")
     if args.verbose:
         for s in scores:
             if s.outcome != "correct":

@@ -128,17 +128,23 @@ def _is_python(name: str) -> bool:
 
 def _python_merge(texts: list[bytes], status: int, merged: bytes, labels: list[str],
                   diff3: bool) -> tuple[int, bytes, str]:
-    """Accept git's clean result only if it passes the checks; resolve its conflicts if we can."""
-    from .workspace.semantic import check_merged, semantic_merge
+    """Accept git's clean result only if it passes the checks (else the semantic merge, which is
+    checked too, may still give a good one); resolve git's conflicts if we can."""
+    from .workspace.checks import check_merged   # no libcst: the common clean case loads fast
 
     try:
         base, ours, theirs = (text.decode() for text in (texts[1], texts[0], texts[2]))
     except UnicodeDecodeError:
         return status, merged, "not UTF-8, so not merged as Python"
+    problem = check_merged(base, ours, theirs, merged.decode(errors="replace")) if status == 0 else None
+    if status == 0 and problem is None:
+        return 0, merged, ""
+    from .workspace.semantic import semantic_merge
+
     if status == 0:
-        problem = check_merged(base, ours, theirs, merged.decode(errors="replace"))
-        if problem is None:
-            return 0, merged, ""
+        result = semantic_merge(base, ours, theirs, path="merged.py")   # e.g. one copy of a helper both added
+        if result.merged is not None:
+            return 0, result.merged.encode(), ""
         return 1, _whole_file_conflict(ours, base if diff3 else None, theirs, labels), \
             f"git merged cleanly, but {problem}"
     result = semantic_merge(base, ours, theirs, path="merged.py")

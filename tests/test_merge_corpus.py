@@ -2,6 +2,8 @@
 
 import pytest
 
+from osqr_nb.workspace.semantic import RULES
+
 from conftest import git, load_benchmark
 
 corpus = load_benchmark("merge_corpus")
@@ -59,3 +61,28 @@ def test_mines_merge_commits_of_a_real_repository(tmp_path):
     assert mined.name.endswith(":m.py") and mined.name.startswith(tmp_path.name + ":")
     assert (mined.base, mined.ours) == (BASE, OURS) and b"return 20" in mined.theirs
     assert mined.truth == OURS.replace(b"return 2", b"return 20")
+
+
+def test_layout_is_scored_apart_from_code():
+    """A result that differs from the truth only in blank lines and wrapping is wrong silent as
+    exact text and correct with layout ignored; the parts follow what git does with the case."""
+    git = ["git", "merge-file", "-q"]
+    theirs = BASE.replace(b"return 2", b"return 20")
+    spaced = OURS.replace(b"return 2", b"return 20").replace(b"\n\n\n", b"\n\n\n\n")
+    scored = corpus.score("git", git, corpus.Case("c", BASE, OURS, theirs, spaced))
+    assert (scored.outcome, scored.ast_outcome) == ("wrong silent", "correct")
+    assert corpus.git_part(corpus.Case("c", BASE, OURS, theirs, spaced)) == "git clean, right"
+    assert corpus.git_part(case(OURS)) == "git conflicts"
+    assert corpus.git_part(corpus.Case("c", BASE, OURS, theirs, None)) == "git clean, wrong"
+
+
+def test_table_shows_both_tools_on_each_part_and_the_rules_are_counted():
+    git = ["git", "merge-file", "-q"]
+    cases = [corpus.Case("merge", BASE, OURS, THEIRS, OURS), corpus.Case("true conflict", BASE, OURS, THEIRS, None)]
+    scores = [corpus.score(tool, git, c) for c in cases for tool in ("a", "b")]
+    printed = corpus.table(scores, ["a", "b"], cases, "mined")
+    assert "| mined, all (2) | a | 1 (50.0%) | 1 (50.0%) | 1 |" in printed
+    assert "| mined: git conflicts (2) | a |" in printed and "|  | b |" in printed
+    ours = {c.name: c for c in corpus.load_corpus(corpus.DEFAULT_CORPUS)}
+    counted = corpus.rule_counts([ours["sorted_imports_both_add"], ours["trap_same_name_elsewhere"]])
+    assert counted[RULES["imports"]] == 1 and counted[corpus.CHECKS["defines"]] == 1

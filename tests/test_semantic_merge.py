@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from osqr_nb.workspace.semantic import check_merged, semantic_merge
+from osqr_nb.workspace.semantic import RULES, check_merged, semantic_merge
 
 CORPUS = Path(__file__).resolve().parent.parent / "benchmarks" / "merge_cases"
 MERGEABLE = sorted(p.name for p in CORPUS.iterdir() if (p / "expected.py").exists())
@@ -198,3 +198,23 @@ def test_new_code_away_from_a_removal_still_merges():
     first = DEPRECATED.replace("\n\n\ndef current", "\n\n\ndef first():\n    return 0\n\n\ndef current")
     merged = semantic_merge(DEPRECATED, main, first).merged
     assert merged is not None and "def first()" in merged and "def old()" not in merged
+
+
+def test_blocks_both_sides_add_to_follow_the_files_order():
+    """Sorted imports stay sorted; a block with no order keeps each side's order, ours first."""
+    base = "import csv\nimport os\nimport sys\n\n\ndef f():\n    return csv, os, sys\n"
+    ours, theirs = (base.replace("import os\n", f"import os\nimport {name}\n") for name in ("re", "pathlib"))
+    result = semantic_merge(base, ours, theirs)
+    assert result.merged.startswith("import csv\nimport os\nimport pathlib\nimport re\nimport sys\n")
+    assert result.rules == [RULES["imports"]]
+    unsorted = base.replace("import csv\nimport os\nimport sys", "import sys\nimport os\nimport csv")
+    ours, theirs = (unsorted.replace("import os\n", f"import os\nimport {name}\n") for name in ("re", "pathlib"))
+    result = semantic_merge(unsorted, ours, theirs)
+    assert result.merged.startswith("import sys\nimport os\nimport re\nimport pathlib\nimport csv\n")
+    assert result.rules == [RULES["stable"]]
+
+
+def test_a_sorted_block_moves_its_blank_lines_with_its_first_place():
+    base = '"""Doc."""\n\nimport os\nimport sys\n'
+    ours, theirs = (base.replace("import os\n", f"import {name}\nimport os\n") for name in ("json", "abc"))
+    assert semantic_merge(base, ours, theirs).merged == '"""Doc."""\n\nimport abc\nimport json\nimport os\nimport sys\n'

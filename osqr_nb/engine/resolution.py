@@ -22,6 +22,7 @@ from ..workspace import git
 from ..workspace.merge import REVIEW, Conflict
 from ..workspace.merge_agent import propose_merge
 from ..workspace.semantic import PYTHON_SUFFIXES, semantic_merge
+from .report import model_call_fields
 from .supervisor import unified_diff
 
 if TYPE_CHECKING:
@@ -51,7 +52,9 @@ class MergeResolution:
         if conflict.reason == REVIEW:
             return await self._review(conflict)
         tried = []
-        if conflict.file.endswith(PYTHON_SUFFIXES) and not conflict.reason.startswith("git merged"):
+        # the semantic merge sees one file: it can settle what git or the file's own check found,
+        # not an import another file broke, nor markers a task committed
+        if conflict.file.endswith(PYTHON_SUFFIXES) and conflict.found_by in ("git", "check"):
             result = await asyncio.to_thread(semantic_merge, conflict.base, conflict.ours, conflict.theirs,
                                              conflict.file)
             if result.clean:
@@ -60,7 +63,7 @@ class MergeResolution:
         merger = self._merge_model()
         if merger is not None:
             try:
-                proposal, why = await propose_merge(merger[1], conflict)
+                proposal, why = await propose_merge(merger[1], conflict, on_reply=self._priced(conflict, merger[1]))
             except Exception as exc:         # a failing merge agent hands over; it never fails the run
                 proposal, why = None, f"failed: {type(exc).__name__}: {exc}"
             if proposal is not None:
@@ -150,13 +153,18 @@ class MergeResolution:
             if answer != ask_label:
                 return self._resolved(conflict, answer, "person: manual merge", by, "edited by hand")
             try:
-                proposal, why = await propose_merge(merger[1], conflict)
+                proposal, why = await propose_merge(merger[1], conflict, on_reply=self._priced(conflict, merger[1]))
             except Exception as exc:
                 proposal, why = None, f"failed: {type(exc).__name__}: {exc}"
             if proposal is not None:            # asked for by the person, and checked like every result
                 return self._resolved(conflict, proposal.text, f"merge agent ({merger[0]}), asked by the person",
                                       by, proposal.explanation)
             tried.append(f"merge agent, asked again: {why}")
+
+    def _priced(self, conflict: Conflict, model: ModelClient):
+        """Each merge-agent reply as a `model_call` event (purpose 'merge'), with its usage and price."""
+        return lambda reply, latency: self.run.emit("model_call", conflict.task, file=conflict.file,
+                                                    **model_call_fields("merge", model, reply, latency))
 
     def _decider_of(self, task_id: str) -> str:
         answered = [d for d in self.run.state.decisions if d["task_id"] == task_id and d.get("checkpoint_id")]

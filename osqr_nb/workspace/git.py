@@ -81,11 +81,12 @@ def git_sync(cwd: str | Path, *args: str) -> str:
 
 
 async def git(cwd: str | Path, *args: str, check: bool = True,
-              env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run git on the event loop; returns (exit code, stdout+stderr)."""
+              env: dict[str, str] | None = None, stderr: bool = True) -> tuple[int, str]:
+    """Run git on the event loop; returns (exit code, stdout+stderr, or stdout alone)."""
     proc = await asyncio.create_subprocess_exec(
         "git", *SAFE_CONFIG, *args, cwd=str(cwd), env=_env(env),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if stderr else asyncio.subprocess.DEVNULL)
     try:
         out, _ = await proc.communicate()
     except asyncio.CancelledError:
@@ -241,6 +242,14 @@ async def repair_worktree(path: Path) -> list[str]:
         await git(path, "merge", "--abort", check=False)
         repaired.append("aborted a merge left in progress")
     return repaired
+
+
+async def remove_worktree(root: Path, path: Path) -> None:
+    """Remove one worktree whose work is committed (one git process; a stale one is pruned)."""
+    code, _ = await git(root, "worktree", "remove", "--force", "--force", str(path), check=False)
+    if code and path.exists():
+        await asyncio.to_thread(shutil.rmtree, path, True)
+        await git(root, "worktree", "prune")
 
 
 async def remove_worktrees(root: Path, paths: list[Path]) -> None:

@@ -7,17 +7,26 @@ Python files either side changed; an import that resolved in the side that wrote
 (the module is in the repository and defines the name, or has it as a submodule)
 but does not in the merged tree is a problem. Modules outside the repository, star
 imports and modules with a `__getattr__` cannot be judged and are left alone.
+
+Calls across files are checked the same way: a call that one side added to a function
+it imports from another file of the repository, written for the positional parameters
+that the other side changed there (`format_response(data, 201)` against the other
+side's `format_response(request_id, data, status=200)`), is a problem too, even when it
+still fits the parameters by count.
 """
 
 from __future__ import annotations
 
 import ast
 import symtable
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import PurePosixPath
 
-__all__ = ["BrokenImport", "Version", "broken_imports", "wanted_paths"]
+from .checks import moved_arguments, positional_parameters
+
+__all__ = ["BrokenCall", "BrokenImport", "Version", "broken_imports", "wanted_paths"]
 
 Version = dict[str, "str | None"]   # path -> text in one version of the tree (None: no such file)
 ROOTS = ("", "src/")                # where absolute imports are looked up (flat and src layouts)
@@ -33,6 +42,21 @@ class BrokenImport:
 
     def describe(self) -> str:
         return f"{self.file} line {self.line} imports {self.name!r} from {self.module}, but {self.gone}"
+
+
+@dataclass(frozen=True)
+class BrokenCall:
+    file: str
+    line: int
+    call: str
+    module_file: str
+    before: tuple[str, ...]   # the parameters the call was written for
+    after: tuple[str, ...]    # the parameters it meets in the merged tree
+
+    def describe(self) -> str:
+        return (f"{self.file} line {self.line} calls {self.call}, written for the parameters "
+                f"({', '.join(self.before)}), but the other side changed them in {self.module_file} "
+                f"to ({', '.join(self.after)})")
 
 
 @dataclass(frozen=True)
@@ -52,17 +76,83 @@ def wanted_paths(path: str, text: str | None) -> set[str]:
     return wanted
 
 
-def broken_imports(files: list[str], merged: Version, sides: list[Version]) -> list[BrokenImport]:
+def broken_imports(files: list[str], merged: Version, sides: list[Version]) -> list[BrokenImport | BrokenCall]:
     """Imports in `files` that resolve in the merged tree no longer, though they did in every side
-    that wrote them (a side's own broken import is not the merge's doing)."""
-    broken = []
+    that wrote them (a side's own broken import is not the merge's doing); then calls that one
+    side added to an imported function whose positional parameters the other side changed."""
+    broken: list[BrokenImport | BrokenCall] = []
     for path in files:
         written = [set(_imports(path, side.get(path))) for side in sides]
         for imported in _imports(path, merged.get(path)):
             found = [_resolves(imported, side) for side, has in zip(sides, written) if imported in has]
             if True in found and False not in found and _resolves(imported, merged, gone_is_false=True) is False:
                 broken.append(_broken(path, imported, merged))
+    if len(sides) == 2:
+        broken += [call for path in files for call in _calls_for_old_parameters(path, merged, sides)]
     return broken
+
+
+def _calls_for_old_parameters(path: str, merged: Version, sides: list[Version]) -> list[BrokenCall]:
+    """Calls in the merged `path` that one side has and the other has not (so one side wrote them),
+    to a function of another file whose positional parameters differ between the sides, where the
+    merged tree has the other side's parameters and the call's arguments land elsewhere in them."""
+    found = []
+    for adder, other in (sides, sides[::-1]):
+        written_here = Counter(code for _, code, _ in _imported_calls(path, adder.get(path)))
+        written_there = Counter(code for _, code, _ in _imported_calls(path, other.get(path)))
+        for imported, code, call in _imported_calls(path, merged.get(path)):
+            if written_here[code] <= written_there[code]:
+                continue
+            module = _module_file(imported, merged)
+            if module is None or module == path or any(_module_file(imported, v) != module for v in sides):
+                continue
+            targets = [_function(version.get(module), imported.name) for version in (adder, other, merged)]
+            if None in targets:
+                continue
+            written, changed, now = (positional_parameters(*target) for target in targets)
+            if written != changed and now == changed and moved_arguments(call, written, now):
+                found.append(BrokenCall(path, call.lineno, code, module, written, now))
+    return found
+
+
+@lru_cache(maxsize=1024)
+def _imported_calls(path: str, text: str | None) -> tuple[tuple[_Import, str, ast.Call], ...]:
+    """(import, call as code, call) for each call of a name the file imports with `from ... import`."""
+    if text is None or not path.endswith((".py", ".pyi")):
+        return ()
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return ()
+    bound = {}
+    for node in _statements(tree.body, into_functions=False):
+        if isinstance(node, ast.ImportFrom):
+            candidates = _module_paths(path, node.level, node.module)
+            dots = "." * node.level + (node.module or "")
+            for alias in node.names:
+                bound[alias.asname or alias.name] = _Import(node.lineno, dots, alias.name, candidates)
+    return tuple((bound[node.func.id], ast.unparse(node), node) for node in ast.walk(tree)
+                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in bound)
+
+
+@lru_cache(maxsize=256)
+def _function(text: str | None, name: str) -> tuple[ast.AST, bool] | None:
+    """The one module-level function `name` of a file (a class: its `__init__`, whose first
+    parameter the call does not fill), or None."""
+    try:
+        tree = ast.parse(text) if text is not None else None
+    except (SyntaxError, ValueError):
+        return None
+    if tree is None:
+        return None
+    found = [s for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+             and s.name == name]
+    if len(found) != 1:
+        return None
+    if not isinstance(found[0], ast.ClassDef):
+        return found[0], False
+    inits = [s for s in found[0].body if isinstance(s, ast.FunctionDef) and s.name == "__init__"]
+    return (inits[0], True) if len(inits) == 1 else None
 
 
 def _broken(path: str, imported: _Import, merged: Version) -> BrokenImport:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from . import git
+from .checks import check_merged
 from .imports import BrokenImport, Version, broken_imports, wanted_paths
-from .semantic import check_merged
 
 _MARKER_START = re.compile(r"^<<<<<<< ")
 _MARKER_END = re.compile(r"^>>>>>>> ")
@@ -41,6 +41,7 @@ class Conflict:
     marked: str = ""               # with git's conflict markers
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)   # task -> title, description, decisions
     reason: str = "both sides changed the same lines"
+    found_by: str = "git"          # git (overlapping lines), check, imports, markers or review
     ours_missing: bool = False     # one side deleted the file (git's modify/delete conflict)
     theirs_missing: bool = False
 
@@ -113,8 +114,40 @@ async def conflict_at(worktree: Path, name: str, task_id: str, others: list[str]
                     ours_missing=ours is None, theirs_missing=theirs is None)
 
 
+class _Merged:
+    """A merge's result as the checks read it: in the integration worktree (`tree` None), or a
+    tree `git merge-tree` wrote with no checkout (read through the repository at `root`).
+    `ours` is the commit merged into."""
+
+    def __init__(self, root: Path, worktree: Path, ours: str, tree: str | None = None) -> None:
+        self.root, self.worktree, self.ours, self.tree = root, worktree, ours, tree
+
+    async def read(self, name: str) -> str | None:
+        if self.tree is None:
+            disk = self.worktree / name
+            return disk.read_text(errors="replace") if disk.is_file() else None
+        return await _stage(self.root, f"{self.tree}:{name}")
+
+    async def with_markers(self, names: list[str]) -> set[str]:
+        """Which of `names` hold conflict markers (one `git grep` for a tree)."""
+        if not names:
+            return set()
+        if self.tree is None:
+            return {n for n in names if git.has_markers(await self.read(n) or "")}
+        code, out = await git.git(self.root, "grep", "-l", "-z", "-I", "-E", "^(<<<<<<<|>>>>>>>) ",
+                                  self.tree, "--", *names, check=False)
+        prefix = f"{self.tree}:"
+        return {n.removeprefix(prefix) for n in out.split("\0") if n} if code == 0 else set()
+
+
 class Integrator:
-    """Merges a run's task branches into `osqr/<run>/integration`."""
+    """Merges a run's task branches into `osqr/<run>/integration`.
+
+    Each merge is first made in memory (`git merge-tree --write-tree`, then
+    `commit-tree`): no checkout, so its cost does not grow with the repository.
+    Only a merge that conflicts or fails a check is made again in the
+    integration worktree, where the resolvers write their results.
+    """
 
     def __init__(self, root: Path, run_id: str, base: str, worktree: Path,
                  intents: dict[str, dict[str, Any]] | None = None,
@@ -128,43 +161,77 @@ class Integrator:
 
     async def integrate(self, branches: list[tuple[str, str, list[str]]],
                         resolve: Resolve | None = None) -> Integration:
-        """Merge (task_id, branch, files the task changed) in the given (topological) order."""
-        await git.add_worktree(self.root, self.worktree, self.branch, self.base)
-        # Start over from the base each time, so that a resumed run integrates once, cleanly.
-        await git.git(self.worktree, "reset", "--hard", "-q", self.base)
+        """Merge (task_id, branch, files the task changed) in the given (topological) order,
+        starting over from the base (so a resumed run integrates once, cleanly)."""
         result = Integration(self.branch)
         touched: dict[str, list[str]] = {}
+        head = self.base
         for task_id, branch, files in branches:
-            conflicts = await self._merge_one(task_id, branch, files, touched)
-            unresolved = []
-            for conflict in conflicts:
-                text = await resolve(conflict) if resolve is not None else None
-                if text is not None and git.has_markers(text) and not git.has_markers(conflict.base):
-                    text = None            # a resolution that kept markers is no resolution
-                if text is None:
-                    unresolved.append(conflict)
-                else:
-                    (self.worktree / conflict.file).write_text(text)
-                    await git.git(self.worktree, "add", "--", conflict.file)
-                    result.resolved.append(conflict)
-            if unresolved:
-                result.conflicts.extend(unresolved)
-                await git.abort_merge(self.worktree)
+            merged = await self._merge_in_memory(head, task_id, branch, files, touched)
+            if merged is None:
+                await self.check_out(head)
+                merged = await self._merge_in_worktree(task_id, branch, files, touched, resolve, result)
+            if merged is None:
                 continue
-            await git.git(self.worktree, "commit", "--no-verify", "-q", "--no-edit", "--allow-empty",
-                          "-m", f"osqr: merge {task_id}")
+            head = merged
             result.merged.append(task_id)
             for name in files:
                 touched.setdefault(name, []).append(task_id)
-        result.head = await git.head(self.worktree)
+        await git.git(self.root, "update-ref", f"refs/heads/{self.branch}", head)
+        if self.worktree.exists():
+            await self.check_out(head)
+        result.head = head
         return result
+
+    async def check_out(self, head: str) -> None:
+        """The integration worktree at `head` (made when first needed: a conflict, a check)."""
+        await git.add_worktree(self.root, self.worktree, self.branch, self.base)
+        await git.git(self.worktree, "reset", "--hard", "-q", head)
+
+    async def _merge_in_memory(self, head: str, task_id: str, branch: str, files: list[str],
+                               touched: dict[str, list[str]]) -> str | None:
+        """The merge commit, made without a checkout; None when it conflicts or a check fails."""
+        code, out = await git.git(self.root, "merge-tree", "--write-tree", "--no-messages", head, branch,
+                                  check=False, stderr=False)
+        if code != 0:
+            return None
+        tree = out.split()[0]
+        if await self._checked(task_id, branch, files, touched, _Merged(self.root, self.worktree, head, tree)):
+            return None
+        _, commit = await git.git(self.root, "commit-tree", tree, "-p", head, "-p", branch,   # a branch with
+                                  "-m", f"osqr: merge {task_id}", stderr=False)  # nothing new: one parent
+        return commit.strip()
+
+    async def _merge_in_worktree(self, task_id: str, branch: str, files: list[str], touched: dict[str, list[str]],
+                                 resolve: Resolve | None, result: Integration) -> str | None:
+        """git's merge in the worktree, each conflict to the resolvers; the commit, or None (aborted)."""
+        conflicts = await self._merge_one(task_id, branch, files, touched)
+        unresolved = []
+        for conflict in conflicts:
+            text = await resolve(conflict) if resolve is not None else None
+            if text is not None and git.has_markers(text) and not git.has_markers(conflict.base):
+                text = None            # a resolution that kept markers is no resolution
+            if text is None:
+                unresolved.append(conflict)
+            else:
+                (self.worktree / conflict.file).write_text(text)
+                await git.git(self.worktree, "add", "--", conflict.file)
+                result.resolved.append(conflict)
+        if unresolved:
+            result.conflicts.extend(unresolved)
+            await git.abort_merge(self.worktree)
+            return None
+        await git.git(self.worktree, "commit", "--no-verify", "-q", "--no-edit", "--allow-empty",
+                      "-m", f"osqr: merge {task_id}")
+        return await git.head(self.worktree)
 
     async def _merge_one(self, task_id: str, branch: str, files: list[str],
                          touched: dict[str, list[str]]) -> list[Conflict]:
         """Merge without committing; the conflicts (including clean merges that fail the checks)."""
         code, out = await git.git(self.worktree, "merge", "--no-ff", "--no-commit", branch, check=False)
         if code == 0:
-            return await self._checked(task_id, branch, files, touched)
+            merged = _Merged(self.root, self.worktree, await git.head(self.worktree))
+            return await self._checked(task_id, branch, files, touched, merged)
         conflicted = await git.conflicted_files(self.worktree)
         if not conflicted:
             await git.abort_merge(self.worktree)
@@ -176,74 +243,71 @@ class Integrator:
         return any(task_id in r["tasks"] and set(r["tasks"]) & set(touched.get(name, []))
                    for r in self.reviews)
 
-    async def _checked(self, task_id: str, branch: str, files: list[str],
-                       touched: dict[str, list[str]]) -> list[Conflict]:
+    async def _checked(self, task_id: str, branch: str, files: list[str], touched: dict[str, list[str]],
+                       merged: _Merged) -> list[Conflict]:
         problems = []
+        marked = await merged.with_markers(files)
         for name in files:
-            marked = await self._markers_brought_in(task_id, branch, name, touched)
-            if marked is not None:
-                problems.append(marked)
+            found = await self._markers_brought_in(task_id, branch, name, touched, merged) if name in marked else None
+            if found is not None:
+                problems.append(found)
                 continue
-            if self._for_review(task_id, name, touched) and (self.worktree / name).exists():
-                merged = (self.worktree / name).read_text(errors="replace")
-                problems.append(self._make(task_id, name, touched, await self._show(f"{self.base}:{name}"),
-                                           await self._show(f"HEAD:{name}"), await self._show(f"{branch}:{name}"),
-                                           merged, REVIEW))
+            reviewed = self._for_review(task_id, name, touched)
+            python = name in touched and name.endswith((".py", ".pyi"))
+            text = await merged.read(name) if reviewed or python else None
+            if text is None:
                 continue
-            if name in touched and name.endswith((".py", ".pyi")) and (self.worktree / name).exists():
-                base = await self._show(f"{self.base}:{name}")
-                ours = await self._show(f"HEAD:{name}")
-                theirs = await self._show(f"{branch}:{name}")
-                merged = (self.worktree / name).read_text(errors="replace")
-                why = check_merged(base, ours, theirs, merged)
-                if why:
-                    problems.append(self._make(task_id, name, touched, base, ours, theirs, merged,
-                                               f"git merged it cleanly, but {why}"))
+            base, ours, theirs = [await self._show(f"{rev}:{name}") for rev in (self.base, merged.ours, branch)]
+            if reviewed:
+                problems.append(self._make(task_id, name, touched, base, ours, theirs, text, REVIEW, "review"))
+                continue
+            why = await asyncio.to_thread(check_merged, base, ours, theirs, text)   # parsing: off the loop
+            if why:
+                problems.append(self._make(task_id, name, touched, base, ours, theirs, text,
+                                           f"git merged it cleanly, but {why}", "check"))
         flagged = {problem.file for problem in problems}
-        for broken in await self._broken_imports(branch, files, touched):
+        for broken in await self._broken_imports(branch, files, touched, merged):
             if broken.file not in flagged:
                 flagged.add(broken.file)
-                texts = [await self._show(f"{rev}:{broken.file}") for rev in (self.base, "HEAD", branch)]
-                merged = (self.worktree / broken.file).read_text(errors="replace")
-                problems.append(self._make(task_id, broken.file, touched, *texts, merged,
-                                           f"git merged it cleanly, but {broken.describe()}"))
+                texts = [await self._show(f"{rev}:{broken.file}") for rev in (self.base, merged.ours, branch)]
+                problems.append(self._make(task_id, broken.file, touched, *texts, await merged.read(broken.file) or "",
+                                           f"git merged it cleanly, but {broken.describe()}", "imports"))
         return problems
 
-    async def _markers_brought_in(self, task_id: str, branch: str, name: str,
-                                  touched: dict[str, list[str]]) -> Conflict | None:
+    async def _markers_brought_in(self, task_id: str, branch: str, name: str, touched: dict[str, list[str]],
+                                  merged: _Merged) -> Conflict | None:
         """A file the task left with conflict markers that its base did not have: never merged silently."""
-        disk = self.worktree / name
-        merged = disk.read_text(errors="replace") if disk.is_file() else ""
-        if not git.has_markers(merged):
-            return None
+        text = await merged.read(name) or ""
         base = await self._show(f"{self.base}:{name}")
-        if git.has_markers(base):
+        if not git.has_markers(text) or git.has_markers(base):
             return None
-        texts = [await self._show(f"{rev}:{name}") for rev in ("HEAD", branch)]
-        return self._make(task_id, name, touched, base, *texts, merged,
+        texts = [await self._show(f"{rev}:{name}") for rev in (merged.ours, branch)]
+        return self._make(task_id, name, touched, base, *texts, text,
                           "git merged it cleanly, but the result has conflict markers (<<<<<<< / >>>>>>>) "
-                          "that its base does not have")
+                          "that its base does not have", "markers")
 
-    async def _broken_imports(self, branch: str, files: list[str], touched: dict[str, list[str]]) -> list[BrokenImport]:
+    async def _broken_imports(self, branch: str, files: list[str], touched: dict[str, list[str]],
+                              merged: _Merged) -> list[BrokenImport]:
         """Imports in the files either side changed that the merge broke (see workspace/imports.py)."""
         python = sorted(name for name in {*files, *touched} if name.endswith((".py", ".pyi")))
         if not touched or not python:
             return []
-        listed = {rev: set((await git.git(self.worktree, "ls-tree", "-r", "-z", "--name-only", rev))[1].split("\0"))
-                  for rev in ("HEAD", branch)}
-        versions: dict[str, Version] = {"merged": {}, "HEAD": {}, branch: {}}
-        await self._read(versions, listed, set(python))
+        revs = (merged.ours, branch)
+        listed = {rev: set((await git.git(self.root, "ls-tree", "-r", "-z", "--name-only", rev))[1].split("\0"))
+                  for rev in revs}
+        versions: dict[str, Version] = {"merged": {}, revs[0]: {}, branch: {}}
+        await self._read(versions, listed, set(python), merged)
         needed = {path for version in versions.values() for name in python
                   for path in wanted_paths(name, version.get(name))}
-        await self._read(versions, listed, needed - set(python))
+        await self._read(versions, listed, needed - set(python), merged)
         # parsing is CPU work: off the kernel's loop, like the semantic merge
-        return await asyncio.to_thread(broken_imports, python, versions["merged"], [versions["HEAD"], versions[branch]])
+        return await asyncio.to_thread(broken_imports, python, versions["merged"], [versions[revs[0]], versions[branch]])
 
-    async def _read(self, versions: dict[str, Version], listed: dict[str, set[str]], paths: set[str]) -> None:
-        """Each path as merged (the worktree) and in each listed revision; None where it is absent."""
+    async def _read(self, versions: dict[str, Version], listed: dict[str, set[str]], paths: set[str],
+                    merged: _Merged) -> None:
+        """Each path as merged and in each listed revision; None where it is absent."""
         for path in paths:
-            disk = self.worktree / path
-            versions["merged"][path] = disk.read_text(errors="replace") if disk.is_file() else None
+            versions["merged"][path] = await merged.read(path)
             for rev, names in listed.items():
                 versions[rev][path] = await self._show(f"{rev}:{path}") if path in names else None
 
@@ -253,11 +317,14 @@ class Integrator:
         return await conflict_at(self.worktree, name, task_id, others, intents)
 
     def _make(self, task_id: str, name: str, touched: dict[str, list[str]], base: str, ours: str, theirs: str,
-              marked: str, reason: str) -> Conflict:
+              marked: str, reason: str, found_by: str = "git") -> Conflict:
         others = touched.get(name, [])
         intents = {t: self.intents[t] for t in [*others, task_id] if t in self.intents}
-        return Conflict(name, conflict_ranges(marked), task_id, others, base, ours, theirs, marked, intents, reason)
+        return Conflict(name, conflict_ranges(marked), task_id, others, base, ours, theirs, marked, intents, reason,
+                        found_by)
 
     async def _show(self, spec: str) -> str:
-        code, out = await git.git(self.worktree, "show", spec, check=False)
+        """A file at a revision (`rev:path`, or a stage `:2:path` of the worktree's merge)."""
+        cwd = self.worktree if spec.startswith(":") else self.root
+        code, out = await git.git(cwd, "show", spec, check=False)
         return out if code == 0 else ""

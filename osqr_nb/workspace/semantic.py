@@ -7,25 +7,29 @@ statements of the module and of class bodies are keyed by what they define, and
 the versions are merged key by key: a definition changed on one side only takes
 that side, imports and literal entries (lists, dicts, sets, `__all__`) are
 combined element by element, and a version number both sides raised takes the
-higher (`versions.py`). Anything ambiguous raises `Unsure`; the caller then
-gets `merged=None` with the reason, so that the next resolver (a model or a
-person) decides. A result is returned only if it parses, keeps both sides'
-changes, and uses no name that one side renamed or removed.
+higher (`versions.py`). Where both sides add imports, entries or definitions to
+one block, the block follows the file's own order if it has one (sorted imports,
+a sorted `__all__`), else each side's order, ours first (`RULES` names each rule,
+and `SemanticResult.rules` says which decided). Anything ambiguous raises `Unsure`;
+the caller then gets `merged=None` with the reason, so that the next resolver (a
+model or a person) decides. A result is returned only if it passes the post-merge
+checks (`checks.py`: it parses, keeps both sides' changes, uses no name one side
+removed, defines no name twice, makes no new call for parameters the other side
+changed).
 """
 
 from __future__ import annotations
 
 import ast
-import builtins
-import symtable
 from collections import Counter
 from dataclasses import dataclass, field
 
 import libcst as cst
 
+from .checks import check_merged
 from .versions import agree_on_version
 
-__all__ = ["PYTHON_SUFFIXES", "SemanticResult", "check_merged", "semantic_merge"]
+__all__ = ["PYTHON_SUFFIXES", "RULES", "SemanticResult", "check_merged", "semantic_merge"]
 
 PYTHON_SUFFIXES = (".py", ".pyi", ".pyw")
 _EMPTY = cst.Module(body=[])
@@ -39,6 +43,7 @@ class SemanticResult:
     merged: str | None
     reason: str
     details: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)   # the order and layout rules that decided something
 
     @property
     def clean(self) -> bool:
@@ -88,7 +93,7 @@ def semantic_merge(base: str, ours: str, theirs: str, path: str = "x.py") -> Sem
         return SemanticResult(None, str(unsure), merger.details)
     except (cst.CSTValidationError, RecursionError, ValueError) as error:  # a shape we did not foresee
         return SemanticResult(None, f"cannot merge this structure ({type(error).__name__}: {error})", merger.details)
-    return SemanticResult(merged, "combined: " + "; ".join(merger.details), merger.details)
+    return SemanticResult(merged, "combined: " + "; ".join(merger.details), merger.details, merger.rules)
 
 
 def _trivial(base: str, ours: str, theirs: str) -> SemanticResult | None:
@@ -193,6 +198,7 @@ class _Merger:
     def __init__(self) -> None:
         self.details: list[str] = []
         self.dropped: set[tuple] = set()   # imports that the other side's imports cover
+        self.rules: list[str] = []         # order and layout rules applied, for the benchmark's counts
 
     def module(self, base: cst.Module, ours: cst.Module, theirs: cst.Module) -> cst.Module:
         header = _pick("the module header", *(_code_of_lines(m.header) for m in (base, ours, theirs)))
@@ -219,6 +225,9 @@ class _Merger:
                 known.add(item.key)
                 if after_new:
                     spacing[item.key] = _gap_spacing(item, other[index + 1:], sides[0])
+                    if spacing[item.key] is not None:
+                        self.rules.append(RULES["gap"])
+        spacing.update(self.follow_order(keys, sides, spacing))
         merged = [self.resolve(*(side.get(key) for side in sides)) for key in keys]
         merged = [_respace(node, spacing.get(key)) for node, key in zip(merged, keys)]
         _keep_gaps(base, keys, merged)
@@ -231,6 +240,26 @@ class _Merger:
             self.dropped.add(key)
             self.details.append(f"{_describe(key)}: dropped, the other side's import covers it")
         return [node for node in merged if node is not None]
+
+    def follow_order(self, keys: list[tuple], sides: list[dict], spacing: dict) -> dict[tuple, object]:
+        """Where both sides add imports, entries or definitions to one block, the block follows the
+        file's own order if it has one (isort's, `sorted()`'s); else each side's order is kept,
+        ours first where they meet (the stable rule). Reorders `keys` in place; returns the blank
+        lines that move with the first place of a reordered block."""
+        moved: dict[tuple, object] = {}
+        for start, end in _blocks_both_add(keys, sides, spacing):
+            block = keys[start:end]
+            order = _file_order(block, sides)
+            self.rules.append(order[0] if order else RULES["stable"])
+            if order is None or sorted(block, key=order[1]) == block:
+                continue
+            keys[start:end] = sorted(block, key=order[1])
+            if keys[start] != block[0]:
+                first = spacing.get(block[0])
+                moved[keys[start]] = _item(block[0], sides).node.leading_lines if first is None else first
+                moved[block[0]] = ()
+            self.details.append(f"the block from {_describe(keys[start])} on: both sides add to it; {order[0]}")
+        return moved
 
     def resolve(self, base: _Item | None, ours: _Item | None, theirs: _Item | None) -> cst.CSTNode | None:
         label = (ours or theirs or base).label
@@ -479,6 +508,93 @@ def _anchor(keys: list[tuple], other: list[_Item], index: int, sides, ours_first
     return position, position > start
 
 
+RULES = {
+    "imports": "order: imports both sides add, sorted as the file sorts them (isort)",
+    "imports by module": "order: imports both sides add, sorted by module as the file sorts them",
+    "entries": "order: entries both sides add, sorted as the file keeps them",
+    "entries, case ignored": "order: entries both sides add, sorted case-insensitively as the file keeps them",
+    "names by type": "order: imported names both sides add, constants, classes, functions (isort)",
+    "definitions": "order: definitions both sides add, sorted by name as the file keeps them",
+    "stable": "order: both sides add to one block with no order: each side's order, ours first",
+    "gap": "layout: blank lines of the place, not of the statement that used to stand there",
+}
+_FAMILIES = {"import": "imports", "from": "imports", "elem": "elem", "entry": "entry", "def": "def", "class": "def"}
+
+
+def _item(key: tuple, sides: list[dict]) -> _Item:
+    return sides[1].get(key) or sides[2].get(key) or sides[0][key]
+
+
+def _blocks_both_add(keys: list[tuple], sides: list[dict], spacing: dict) -> list[tuple[int, int]]:
+    """(start, end) of each run of one family (imports, literal entries, definitions) to which both
+    sides add something; imports split at blank lines and comments, definitions at comments."""
+    blocks, start = [], 0
+    for index in range(1, len(keys) + 1):
+        if index < len(keys) and _continues(keys[index - 1], keys[index], sides, spacing):
+            continue
+        block = keys[start:index]
+        added = [{k for k in block if k in sides[side] and k not in sides[0] and k not in sides[3 - side]}
+                 for side in (1, 2)]
+        if all(added):
+            blocks.append((start, index))
+        start = index
+    return blocks
+
+
+def _continues(previous: tuple, key: tuple, sides: list[dict], spacing: dict) -> bool:
+    family = _FAMILIES.get(key[0])
+    if family is None or family != _FAMILIES.get(previous[0]):
+        return False
+    leading = _leading_in_place(key, sides, spacing)
+    if family == "imports":
+        return leading == ""
+    return "#" not in leading and (family != "def" or leading == _leading_in_place(previous, sides, spacing))
+
+
+def _leading_in_place(key: tuple, sides: list[dict], spacing: dict) -> str:
+    """The blank lines and comments an item will have above it: its own, unless given others."""
+    given = spacing.get(key)
+    return _item(key, sides).leading if given is None else "".join(_code(line) for line in given)
+
+
+def _file_order(block: list[tuple], sides: list[dict]) -> tuple[str, object] | None:
+    """The first order that the block keeps in the base, ours and theirs alike, with the base holding
+    at least two of its items (four definitions) and the block at least four: less is no evidence."""
+    in_base = [key for key in sides[0] if key in block]
+    if len(in_base) < (4 if _FAMILIES[block[0][0]] == "def" else 2) or len(block) < 4:
+        return None   # definitions are seldom sorted: four in the base, not by chance
+    for rule, sort_key in _orders(block[0][0]):
+        versions = [[key for key in side if key in block] for side in sides]
+        if all(version == sorted(version, key=sort_key) for version in versions):
+            return RULES[rule], sort_key
+    return None
+
+
+def _orders(kind: str) -> list[tuple[str, object]]:
+    family = _FAMILIES[kind]
+    if family == "imports":
+        return [("imports", lambda k: (k[0] == "from", _module(k).lower())),
+                ("imports by module", lambda k: (_module(k).lower(), k[0] == "from"))]
+    if family == "def":
+        return [("definitions", lambda k: k[1])]
+    text = lambda k: _unquoted(k[1])   # noqa: E731
+    return [("entries", text), ("entries, case ignored", lambda k: text(k).lower()),
+            ("names by type", lambda k: (_name_type(text(k)), text(k).lower()))]
+
+
+def _module(key: tuple) -> str:
+    return key[1].removeprefix("import ").split(" as ")[0] if key[0] == "import" else key[1]
+
+
+def _unquoted(code: str) -> str:
+    return code.strip("'\"") if code[:1] in "'\"" else code
+
+
+def _name_type(name: str) -> int:
+    """isort's order of imported names: CONSTANTS, then Classes, then functions."""
+    return 0 if name.isupper() and len(name) > 1 else 1 if name[:1].isupper() else 2
+
+
 def _gap_spacing(item: _Item, following: list[_Item], base: dict) -> object:
     """Blank lines for a new item placed after the frame's new items in the same gap. If it took
     over the blank lines above the next old statement (an import inserted after a docstring),
@@ -633,204 +749,3 @@ def _rejoin(merged: list, lists: list[list], closes: list) -> tuple[list, object
             close = _put_comment(close, comment)
         result.append(element.with_changes(comma=comma))
     return result, close
-
-
-# ---------------------------------------------------------------- checks
-# The checks use the standard library's C parser and symbol tables: they run on every
-# clean merge, and libcst's scope analysis is far slower on files of a thousand lines.
-
-_KNOWN = set(dir(builtins)) | {"__file__", "__path__", "__builtins__", "__annotations__"}
-
-
-def check_merged(base: str, ours: str, theirs: str, merged: str) -> str | None:
-    """Why a merged text is not a safe merge of the three versions, or None if it is.
-
-    A clean text merge is not yet a good merge: the result must parse, and no name it
-    uses may have been renamed or removed by one side (e.g. ours renames `helper`,
-    theirs adds a call to `helper`), nor may new code call a function whose parameters
-    the other side changed. Inputs that are not valid Python cannot be judged: None.
-    """
-    try:
-        b, o, t = (_Facts.of(text) for text in (base, ours, theirs))
-    except SyntaxError:
-        return None
-    try:
-        m = _Facts.of(merged)
-    except SyntaxError as error:
-        return f"the result is not valid Python: {error.msg} (line {error.lineno})"
-    return _lost_names(o, t, m) or _lost_members(b, o, t, m) or _broken_calls(b, o, t, m)
-
-
-@dataclass
-class _Facts:
-    """What the checks need to know about one version."""
-
-    unresolved: set[str]                 # names used but bound nowhere
-    defined: set[str]                    # names bound at module level
-    members: set[tuple[str, str]]        # (class, member) pairs
-    attributes: Counter                  # `self.name`, `cls.name`, `SomeClass.name` uses
-    bad_calls: set[tuple[str, str]]      # (function, call) for calls that do not fit its parameters
-    signatures: dict[str, str]           # qualified function name -> its parameters
-
-    @classmethod
-    def of(cls, text: str) -> _Facts:
-        try:
-            tree = ast.parse(text)
-            table = symtable.symtable(text, "<merge>", "exec")
-        except ValueError as error:   # e.g. a NUL byte
-            raise SyntaxError(str(error)) from None
-        unresolved, defined = _scopes(table)
-        unresolved |= _all_entries(tree) - defined
-        walker = _Walker({node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)})
-        walker.visit(tree)
-        signatures = {name: ast.dump(defs[0].args) for name, defs in walker.defs.items()}
-        return cls(unresolved, defined, walker.members, walker.attributes, walker.bad_calls(), signatures)
-
-
-def _scopes(module: symtable.SymbolTable) -> tuple[set[str], set[str]]:
-    defined = {s.get_name() for s in module.get_symbols() if s.is_assigned() or s.is_imported() or s.is_namespace()}
-    referenced, tables = set(), [module]
-    while tables:
-        table = tables.pop()
-        for symbol in table.get_symbols():
-            at_module = table is module or symbol.is_global()
-            if symbol.is_referenced() and at_module:
-                referenced.add(symbol.get_name())
-            if symbol.is_declared_global() and symbol.is_assigned():
-                defined.add(symbol.get_name())
-        tables.extend(table.get_children())
-    return referenced - defined - _KNOWN, defined
-
-
-def _all_entries(tree: ast.Module) -> set[str]:
-    entries: set[str] = set()
-    for stmt in tree.body:
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
-        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
-            value = getattr(stmt, "value", None)
-            if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
-                entries |= {e.value for e in value.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
-    return entries
-
-
-class _Walker(ast.NodeVisitor):
-    """Class members and their uses, functions and the calls of them. Members count only
-    through `self`, `cls`, `super()` or a class of the module, so that `runner.invoke(...)`
-    is not taken for a use of this module's `Tests.invoke`."""
-
-    def __init__(self, classes: set[str]) -> None:
-        self.receivers = classes | {"self", "cls"}
-        self.members: set[tuple[str, str]] = set()
-        self.attributes: Counter = Counter()
-        self.defs: dict[str, list] = {}
-        self.calls: list[tuple[str, ast.Call, bool]] = []   # (function, call, called on self/cls)
-        self.path: list[str] = []
-        self.classes: list[str] = []
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        qualified = ".".join([*self.path, node.name])
-        for stmt in node.body:
-            for name in _bound_names(stmt):
-                self.members.add((qualified, name))
-        self.classes.append(qualified)
-        self._inside(node)
-        self.classes.pop()
-
-    def visit_FunctionDef(self, node) -> None:
-        self.defs.setdefault(".".join([*self.path, node.name]), []).append(node)
-        self._inside(node)
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def _inside(self, node) -> None:
-        self.path.append(node.name)
-        self.generic_visit(node)
-        self.path.pop()
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        if self._own(node.value):
-            self.attributes[node.attr] += 1
-        self.generic_visit(node)
-
-    def visit_Call(self, node: ast.Call) -> None:
-        func = node.func
-        if isinstance(func, ast.Name):
-            self.calls.append((func.id, node, False))
-        elif self.classes and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
-                and func.value.id in ("self", "cls"):
-            self.calls.append((f"{self.classes[-1]}.{func.attr}", node, True))
-        self.generic_visit(node)
-
-    def _own(self, receiver: ast.expr) -> bool:
-        if isinstance(receiver, ast.Call):   # super().name
-            return isinstance(receiver.func, ast.Name) and receiver.func.id == "super"
-        return isinstance(receiver, ast.Name) and receiver.id in self.receivers
-
-    def bad_calls(self) -> set[tuple[str, str]]:
-        """Calls of a function defined once in this module that cannot bind to its parameters."""
-        bad = set()
-        for name, call, on_self in self.calls:
-            defs = self.defs.get(name, [])
-            if len(defs) == 1 and not _fits(call, defs[0], on_self):
-                bad.add((name, ast.unparse(call)))
-        return bad
-
-
-def _bound_names(stmt: ast.stmt) -> list[str]:
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return [stmt.name]
-    targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
-    return [t.id for t in targets if isinstance(t, ast.Name)]
-
-
-def _fits(call: ast.Call, function, on_self: bool) -> bool:
-    """Could this call bind to the function's parameters? (Unknown, e.g. with *args: yes.)"""
-    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
-        return True
-    args = function.args
-    decorators = {getattr(d, "id", None) for d in function.decorator_list}
-    positional = [a.arg for a in (*args.posonlyargs, *args.args)]
-    required = len(positional) - len(args.defaults)
-    if on_self and "staticmethod" not in decorators and positional:
-        positional, required = positional[1:], required - 1
-    if len(call.args) > len(positional) and not args.vararg:
-        return False
-    given = set(positional[: len(call.args)])
-    by_keyword = {k.arg for k in call.keywords}
-    named = (set(positional) - {a.arg for a in args.posonlyargs}) | {a.arg for a in args.kwonlyargs}
-    if given & by_keyword or (not args.kwarg and by_keyword - named):
-        return False
-    missing = [p for p in positional[:max(required, 0)] if p not in given and p not in by_keyword]
-    missing += [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is None and a.arg not in by_keyword]
-    return not missing
-
-
-def _lost_names(o: _Facts, t: _Facts, m: _Facts) -> str | None:
-    lost = sorted(m.unresolved - o.unresolved - t.unresolved)
-    if not lost:
-        return None
-    name = lost[0]
-    remover = "ours" if name not in o.defined else "theirs" if name not in t.defined else "one side"
-    return f"the result uses {name!r}, which {remover} renames or removes"
-
-
-def _lost_members(b: _Facts, o: _Facts, t: _Facts, m: _Facts) -> str | None:
-    """A method or class attribute one side removed, still used as `.name` by new code."""
-    merged_members = {name for _, name in m.members}
-    for side, label in ((o, "ours"), (t, "theirs")):
-        for cls, name in sorted(b.members - side.members):
-            if name not in merged_members and m.attributes[name] > side.attributes[name]:
-                return f"{label} renames or removes {cls}.{name}, which the result still uses"
-    return None
-
-
-def _broken_calls(b: _Facts, o: _Facts, t: _Facts, m: _Facts) -> str | None:
-    """A call that fits neither side's version but fails in the result: one side changed the
-    parameters of a function that the other side's new code calls the old way."""
-    broken = sorted(m.bad_calls - o.bad_calls - t.bad_calls)
-    if not broken:
-        return None
-    name, call = broken[0]
-    changer = next((label for side, label in ((o, "ours"), (t, "theirs"))
-                    if side.signatures.get(name) != b.signatures.get(name)), "one side")
-    return f"{changer} changes the parameters of {name}(), and the result calls it as {call}"

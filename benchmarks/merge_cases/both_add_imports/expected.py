@@ -1,7 +1,7 @@
 """Helpers shared by the API handlers."""
 
-import hmac
 import base64
+import hmac
 import json
 from datetime import datetime, timezone
 

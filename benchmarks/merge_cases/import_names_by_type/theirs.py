@@ -1,0 +1,14 @@
+"""Typed helpers for the scheduler."""
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from .run import Run
+
+
+def first(items: list[Any]) -> Optional[Any]:
+    return items[0] if items else None
+
+
+def on_done(run: "Run", callback: Callable[[], None]) -> None:
+    run.callbacks.append(callback)

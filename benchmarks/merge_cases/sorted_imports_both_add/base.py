@@ -1,0 +1,17 @@
+"""Exporting reports."""
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+
+def out_dir() -> Path:
+    return Path(os.environ.get("OUT", "."))
+
+
+def write_csv(rows: list[list[str]]) -> Path:
+    path = out_dir() / "report.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
