@@ -47,6 +47,8 @@ from osqr_nb.learning.synthetic import draw_decisions, user_categories
 STATIC = (0.70, 0.90)
 GOAL_FEWER = 0.50
 GOAL_WRONG = 5.0
+ONLINE_FALL = 0.30        # alone: asks in the second half at least 30% below the first
+ONLINE_FEWER = 0.35       # with priors: at least 35% fewer asks than static from the start
 
 
 @dataclass
@@ -89,40 +91,42 @@ def answered_history(stream: pd.DataFrame, asked: np.ndarray) -> pd.DataFrame:
 
 
 def learned_limits(history: pd.DataFrame, target: float, prior: BinPrior | None) -> dict[str, float]:
-    """ask_below per category from the history so far (static where the evidence is not enough)."""
-    if not (history["decided_by"] == "human").any():
+    """ask_below per category from the history so far (static where there is no evidence yet)."""
+    if prior is None and not (history["decided_by"] == "human").any():
         return {}
     frame = recommend_thresholds(history, target_wrong_rate=target, prior=prior)
-    trusted = frame if prior is not None else frame[frame["based_on"] != "prior"]
+    trusted = frame[frame["source"] != "uniform"]
     return dict(zip(trusted["category"], trusted["checkpoint_below"]))
 
 
 def learned_policy(stream: pd.DataFrame, rng: np.random.Generator, relearn: int, target: float,
                    audit: float, prior: BinPrior | None) -> Outcome:
+    """Thresholds recomputed every `relearn` decisions from what was answered so far; with priors,
+    the first decision already follows them."""
     n = len(stream)
     confidence = stream["confidence"].to_numpy()
     accepted = stream["accepted"].to_numpy()
     audits = rng.random(n) < audit
     asked = np.zeros(n, dtype=bool)
-    limits: dict[str, float] = {}         # nothing learned yet: static everywhere
+    limits = learned_limits(answered_history(stream.iloc[:0], asked[:0]), target, prior)
     for start in range(0, n, relearn):
         part = slice(start, min(start + relearn, n))
-        ask_below = stream["category"].iloc[part].map(limits).fillna(STATIC[0]).to_numpy()
+        ask_below = stream["category"].iloc[part].map(limits).fillna(STATIC[0]).to_numpy(dtype=float)
         asked[part] = ~proceeding(confidence[part], ask_below) | audits[part]
         limits = learned_limits(answered_history(stream.iloc[:part.stop], asked[:part.stop]), target, prior)
     return Outcome(asked, ~asked & ~accepted)
 
 
 def population_prior(people: int, decisions: int, audit: float, spread: float, seed: int) -> BinPrior:
-    """Global priors: answered counts of people who ran static tier 2 with audits, summed, capped."""
+    """Global priors: the answered counts of people who ran static tier 2 with audits, each with
+    their contributor id (as the service counts them), so priors_from sees how much people differ."""
     counts = []
     for person in range(people):
         rng = np.random.default_rng([seed, 10_000 + person])
         stream = draw_decisions(decisions, rng, user_categories(rng, spread))
         asked = (stream["confidence"].to_numpy() < STATIC[0]) | (rng.random(len(stream)) < audit)
-        counts.append(evidence_counts(answered_history(stream, asked)))
-    total = pd.concat(counts).groupby(["category", "task_kind", "model", "bin"], as_index=False).sum()
-    return priors_from(total)
+        counts.append(evidence_counts(answered_history(stream, asked)).assign(contributor=person))
+    return priors_from(pd.concat(counts, ignore_index=True))
 
 
 def simulate(args: argparse.Namespace) -> dict[str, list[Outcome]]:
@@ -177,24 +181,97 @@ def verdicts(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+def simulate_online(args: argparse.Namespace) -> dict[str, list[Outcome]]:
+    """A new user's first decisions, one by one: static, the learner alone, the learner with priors."""
+    prior = population_prior(args.population, args.population_decisions, args.audit, args.spread, args.seed)
+    results: dict[str, list[Outcome]] = {"static 0.70": [], "learned alone": [],
+                                         f"learned + priors ({args.population} users)": []}
+    for person in range(args.users):
+        rng = np.random.default_rng([args.seed, person])
+        stream = draw_decisions(args.decisions, rng, user_categories(rng, args.spread))
+        results["static 0.70"].append(static_policy(stream))
+        for name, given in (("learned alone", None), (f"learned + priors ({args.population} users)", prior)):
+            results[name].append(learned_policy(stream, np.random.default_rng([args.seed, person, 1]),
+                                                args.relearn, args.target, args.audit, given))
+    return results
+
+
+def online_table(results: dict[str, list[Outcome]], decisions: int) -> pd.DataFrame:
+    half = decisions // 2
+    rows = []
+    for name, outcomes in results.items():
+        first, second, whole = (np.mean([o.per_100(part) for o in outcomes], axis=0)
+                                for part in (slice(0, half), slice(half, decisions), slice(None)))
+        rows.append({"policy": name, "asks/100 (first half)": first[0], "asks/100 (second half)": second[0],
+                     "asks/100": whole[0], "wrong auto/100": whole[1],
+                     "wrong auto/100 (first half)": first[1]})
+    frame = pd.DataFrame(rows).set_index("policy")
+    frame["asks fall, first to second half"] = 1 - frame["asks/100 (second half)"] / frame["asks/100 (first half)"]
+    frame["fewer asks than static"] = 1 - frame["asks/100"] / frame["asks/100"].iloc[0]
+    return frame
+
+
+def online_verdicts(frame: pd.DataFrame) -> list[tuple[str, bool]]:
+    """The issue's targets for a new user's first decisions."""
+    alone, priors = frame.iloc[1], frame.iloc[2]
+    return [("at most 5 wrong auto-proceeds per 100 in every mode", bool((frame["wrong auto/100"] <= GOAL_WRONG).all())),
+            ("alone: asks in the second half at least 30% below the first",
+             bool(alone["asks fall, first to second half"] >= ONLINE_FALL)),
+            ("with priors: at least 35% fewer asks than static from the start",
+             bool(priors["fewer asks than static"] >= ONLINE_FEWER
+                  and 1 - priors["asks/100 (first half)"] / frame["asks/100 (first half)"].iloc[0] >= ONLINE_FEWER))]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=8, help="simulated people (default 8)")
-    parser.add_argument("--decisions", type=int, default=3000, help="decisions per person (default 3000)")
-    parser.add_argument("--relearn", type=int, default=150, help="re-learn every N decisions (default 150)")
+    parser.add_argument("--online", action="store_true",
+                        help="a new user's first decisions: defaults 40 users x 200 decisions, relearn 10")
+    parser.add_argument("--users", type=int, help="simulated people (default 8, online 40)")
+    parser.add_argument("--decisions", type=int, help="decisions per person (default 3000, online 200)")
+    parser.add_argument("--relearn", type=int, help="re-learn every N decisions (default 150, online 10)")
     parser.add_argument("--target", type=float, default=0.05, help="target wrong auto-proceed rate (0.05)")
     parser.add_argument("--audit", type=float, default=0.03,
                         help="share of would-proceed decisions asked anyway, for evidence (0.03)")
     parser.add_argument("--spread", type=float, default=0.05, help="how much people's curves differ (0.05)")
-    parser.add_argument("--population", type=int, default=20,
-                        help="people behind the global priors; 0 skips that policy (default 20)")
+    parser.add_argument("--population", type=int,
+                        help="people behind the global priors; 0 skips that policy (default 20, online 30)")
+    parser.add_argument("--population-decisions", type=int, default=1500,
+                        help="decisions each of them made (online mode; default 1500)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", action="store_true", help="exit 1 if the goal is missed")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    defaults = {"users": (8, 40), "decisions": (3000, 200), "relearn": (150, 10), "population": (20, 30)}
+    for name, (long_run, online) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, online if args.online else long_run)
+    return args
+
+
+def main_online(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    frame = online_table(simulate_online(args), args.decisions)
+    print(f"online: {args.users} new users x their first {args.decisions} decisions, thresholds re-learned every "
+          f"{args.relearn}, target {args.target:.0%} wrong, audit {args.audit:.0%}, priors from "
+          f"{args.population} users x {args.population_decisions}, seed {args.seed}\n")
+    shown = frame.copy()
+    for column in ("asks fall, first to second half", "fewer asks than static"):
+        shown[column] = shown[column].map("{:.0%}".format)
+    with pd.option_context("display.float_format", "{:.1f}".format, "display.width", 200):
+        print(shown.to_string())
+    verdicts = online_verdicts(frame)
+    print(f"\n[{time.perf_counter() - started:.1f} s]")
+    print("\n".join(f"  {'met' if ok else 'MISSED'}: {text}" for text, ok in verdicts))
+    return 0 if all(ok for _, ok in verdicts) or not args.check else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.online:
+        return main_online(args)
     started = time.perf_counter()
     frame = table(simulate(args), args.decisions)
     with pd.option_context("display.float_format", "{:.1f}".format, "display.width", 160):

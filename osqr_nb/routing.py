@@ -105,6 +105,12 @@ class Router:
                 return Route(kind, info, "fallback", candidates)
         return Route(kind, CATALOG["scripted"], "offline", candidates)
 
+    def reachable(self) -> list[str]:
+        """Every model this router can reach now (catalog and compatible server), for learned routes:
+        each of them may compete for every kind."""
+        names = list(CATALOG) + self.providers.get("compatible", {}).get("models", [])
+        return [name for name in dict.fromkeys(names) if self.available(self.info(name))]
+
     def alternatives(self, kind: str, current: str) -> list[ModelInfo]:
         """Other reachable models for this kind, best first (for [Switch model])."""
         names = list(self.routes.get(kind, [])) + FALLBACKS + self.providers.get("compatible", {}).get("models", [])

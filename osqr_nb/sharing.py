@@ -8,10 +8,8 @@ exact payload; nothing is sent until the person runs `%osqr share`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from pathlib import Path
 
 import pandas as pd
 
@@ -27,16 +25,37 @@ def _last_shared(log: EventLog) -> float:
     return max(times, default=0.0)
 
 
+def _demo_runs(log: EventLog) -> set[str]:
+    """Runs whose tasks all went to demo models (the scripted offline model): their answers teach nothing."""
+    from .learning.wiring import is_demo
+    models: dict[str, list[str]] = {}
+    for event in log.read():
+        if event.type == "task_routed":
+            models.setdefault(event.run_id, []).append(event.data.get("model", ""))
+    return {run for run, names in models.items() if all(is_demo(m) for m in names)}
+
+
 def new_decisions(history: pd.DataFrame, log: EventLog) -> pd.DataFrame:
-    """Decisions a person made since the last share (each is shared once; auto ones teach nothing)."""
+    """Decisions a person made since the last share in runs on real models (each is shared once;
+    auto ones and demo runs teach nothing)."""
     if history.empty:
         return history
     since = pd.Timestamp(_last_shared(log), unit="s", tz="UTC")
-    return history[(history.resolved_at > since) & history.decided_by.isin(["human", "code"])]
+    return history[(history.resolved_at > since) & history.decided_by.isin(["human", "code"])
+                   & ~history.run_id.isin(_demo_runs(log))]
 
 
 def payload_for(history: pd.DataFrame, log: EventLog):
     return payload_from_history(new_decisions(history, log))
+
+
+def configured() -> bool:
+    """Whether a GPKV service and its token are set (nothing is ever fetched or sent otherwise)."""
+    try:
+        service()
+    except ValueError:
+        return False
+    return True
 
 
 def service() -> tuple[str, str]:
@@ -74,12 +93,20 @@ async def share(history: pd.DataFrame, log: EventLog) -> dict:
 
 async def pull_priors() -> int:
     """Download the service's k-anonymous priors and keep them beside the personal store: a new
-    user's thresholds and routes then start from what everyone taught (personal evidence takes over)."""
+    user's thresholds and routes then start from what everyone taught (personal evidence takes over).
+    Needs no runs of one's own: this is how a new user starts. Returns how many decision groups came."""
     from .learning import PKV
-    from .learning.wiring import PRIORS_FILE
+    from .learning.wiring import save_priors
     url, token = service()
-    priors = await AsyncGPKVClient(url, token).priors()
-    path = Path(PKV().path).with_name(PRIORS_FILE)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(priors))
+    async with AsyncGPKVClient(url, token) as client:
+        priors = await client.priors()
+    save_priors(PKV(), priors)
     return len(priors.get("decisions", []))
+
+
+def fetch_priors_blocking(timeout: float = 5.0) -> dict:
+    """The service's priors, fetched synchronously (for a background thread; never on the kernel's loop)."""
+    from .gpkv.client import GPKVClient
+    url, token = service()
+    with GPKVClient(url, token, timeout=timeout) as client:
+        return client.priors()

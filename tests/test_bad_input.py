@@ -190,7 +190,7 @@ BAD_LINES = [
     ("cost nosuchrun", "no run 'nosuchrun' in this kernel"),
     ("go --budget 5", "--budget does not apply to %osqr go"),
     ("go now", "%osqr go takes no run id (got 'now')"),
-    ("share --tier 1", "--tier does not apply to %osqr share; it takes --preview, --repo"),
+    ("share --tier 1", "--tier does not apply to %osqr share; it takes --preview, --pull, --repo"),
     ("frobnicate", "unknown %osqr command 'frobnicate'"),
     ("'status", "No closing quotation"),
     ("-h", "unrecognized arguments: -h"),

@@ -48,6 +48,7 @@ class Running:
     server: GPKVServer
     token: str
     other_token: str
+    more_tokens: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -72,12 +73,12 @@ class Running:
 def serve(tmp_path):
     started: list[GPKVServer] = []
 
-    def start(**limits) -> Running:
+    def start(extra_tokens: tuple[str, ...] = (), **limits) -> Running:
         tokens = [make_token(), make_token()]
-        app = create_app(f"sqlite:///{tmp_path / f'gpkv{len(started)}.db'}", tokens,
+        app = create_app(f"sqlite:///{tmp_path / f'gpkv{len(started)}.db'}", tokens + list(extra_tokens),
                          Limits(**{"uploads_per_minute": 1000, "reads_per_minute": 1000, **limits}))
         started.append(GPKVServer(app).start())
-        return Running(started[-1], *tokens)
+        return Running(started[-1], *tokens, tuple(extra_tokens))
 
     yield start
     for server in started:
@@ -150,6 +151,13 @@ INVALID = {
     "category with newline": (_with_row(category="auth\n"), 422, "decisions[0].category must match"),
     "long category": (_with_row(category="a" * 65), 422, "decisions[0].category"),
     "model with a path": (_with_row(model="acme/internal-model"), 422, "decisions[0].model"),
+    "category outside the vocabulary": (_with_row(category="acme-corp.layoffs-q3-plan"), 422,
+                                        "decisions[0].category 'acme-corp.layoffs-q3-plan' is not in the vocab"),
+    "task kind outside the vocabulary": (_with_row(task_kind="acme_billing"), 422, "decisions[0].task_kind"),
+    "fine-tune id": (_with_row(model="ft:gpt-4o-mini:acme-corp:billing:abc123"), 422,
+                     "is not a public model family"),
+    "model family with a client's name": (_with_row(model="claude-acmecorp"), 422, "is not a public model"),
+    "route model outside the patterns": (body(routes=[{**ROUTE, "model": "acme-llm-7b"}]), 422, "routes[0].model"),
     "contributor not a uuid": (body(contributor="alice"), 422, "contributor must be a random UUID"),
     "contributor uuid1": (body(contributor=str(uuid.uuid1())), 422, "contributor must be a random UUID"),
     "upload id uppercase": (body(upload_id=new_id().upper()), 422, "upload_id"),
@@ -264,31 +272,83 @@ def test_repeated_upload_id_is_ignored(service):
         assert client.upload(payload)["status"] == "duplicate"
     [group] = service.priors()["decisions"]
     assert (group["accepted"], group["overridden"], group["contributors"]) == (3, 1, 1)
-    taken = service.post(body(upload_id=payload["upload_id"]))      # another contributor, same id
+    again_with_another_id = service.post({**payload, "contributor": new_id()})    # the same owner
+    assert again_with_another_id.json()["status"] == "duplicate"
+    taken = service.post(body(upload_id=payload["upload_id"]), token=service.other_token)   # another owner
     assert taken.status_code == 409
     assert service.totals()["contributions"] == 1
 
 
-def test_a_group_is_published_only_when_k_contributors_reported_it(serve):
-    running = serve(k=5)
-    loner = new_id()
-    for _ in range(6):      # one contributor uploading many times is still one contributor
-        assert running.post(body(contributor=loner, accepted=1, overridden=0)).status_code == 201
-    contributors = [new_id() for _ in range(3)]      # with the loner: 4 contributors
-    for i, contributor in enumerate(contributors):
-        assert running.post(body(contributor=contributor, accepted=i + 1, overridden=1)).status_code == 201
+def test_a_group_is_published_only_when_k_token_owners_reported_it(serve):
+    owners = tuple(make_token() for _ in range(3))
+    running = serve(k=5, extra_tokens=owners)
+    tokens = [running.token, running.other_token, *owners]          # five owners
+    for _ in range(6):      # one owner uploading many times is still one contributor
+        assert running.post(body(accepted=1, overridden=0), token=tokens[0]).status_code == 201
+    for i, token in enumerate(tokens[1:4]):                     # with the first: 4 owners
+        assert running.post(body(accepted=i + 1, overridden=1), token=token).status_code == 201
     rare = {**GROUP, "category": "security", "accepted": 1, "overridden": 0}
     assert running.post(body(decisions=[rare], routes=[])).status_code == 201
     priors = running.priors()
     assert priors["k"] == 5 and priors["decisions"] == [] and priors["routes"] == []
 
-    assert running.post(body(accepted=10, overridden=2)).status_code == 201       # the 5th contributor
+    assert running.post(body(accepted=10, overridden=2), token=tokens[4]).status_code == 201   # the 5th owner
     priors = running.priors()
-    assert priors["decisions"] == [{**GROUP, "accepted": 6 + 6 + 10, "overridden": 0 + 3 + 2,
-                                    "contributors": 5}]          # the rare group stays hidden
+    [group] = priors["decisions"]                                # the rare group stays hidden
+    assert group == {**GROUP, "accepted": 6 + 6 + 10, "overridden": 0 + 3 + 2, "contributors": 5,
+                     "sum_a2_over_n": pytest.approx(6 + 1 / 2 + 4 / 3 + 9 / 4 + 100 / 12),
+                     "sum_n2": pytest.approx(36 + 4 + 9 + 16 + 144)}
     assert priors["routes"] == [{**ROUTE, "successes": 20, "failures": 10, "n": 30, "cost_usd_sum": 5.0,
                                  "seconds_sum": 300.0, "contributors": 5}]
     assert len(priors["bins"]) == 10 and priors["bins"][7] == [0.7, 0.8]
+
+
+def test_invented_contributor_ids_do_not_make_a_group_k_anonymous(serve):
+    """The issue's attack: with k=3, a victim's counts must not be published by one token posing as two."""
+    running = serve(k=3)
+    victim = {**GROUP, "category": "security", "accepted": 7, "overridden": 4}
+    assert running.post(body(decisions=[victim], routes=[]), token=running.token).status_code == 201
+    for _ in range(2):                               # the attacker: one token, two made-up contributor ids
+        fake = {**victim, "accepted": 1, "overridden": 0}
+        assert running.post(body(contributor=new_id(), decisions=[fake], routes=[]),
+                            token=running.other_token).status_code == 201
+    assert running.priors()["decisions"] == []       # two owners, not three: nothing to subtract from
+
+
+def test_tokens_of_one_owner_count_once(serve):
+    first, second = make_token(), make_token()
+    running = serve(k=2, extra_tokens=(f"mallory:{first}", f"mallory:{second}"))
+    for token in (first, second):
+        assert running.post(body(), token=token).status_code == 201
+    assert running.priors()["decisions"] == []
+    assert running.post(body(), token=running.token).status_code == 201          # a second owner
+    assert running.priors()["decisions"][0]["contributors"] == 2
+
+
+def test_failed_authentication_is_throttled_per_client(serve):
+    running = serve(k=1, failed_auth_per_minute=3)
+    answers = [running.post(body(), token=make_token()).status_code for _ in range(4)]
+    assert answers == [401, 401, 401, 429]
+    locked = running.post(body(), token=running.token)      # even a right guess is not heard now
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) >= 1
+    assert "failed authentications" in locked.json()["message"]
+    assert HTTP.get(f"{running.url}/v1/priors").status_code == 429
+    assert running.totals() == NOTHING
+
+
+def test_failed_auth_bucket_refills():
+    from osqr_nb.gpkv.app import ApiError, RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(Limits(failed_auth_per_minute=2), clock=lambda: now[0])
+    for _ in range(2):
+        limiter.refuse_if_locked("10.0.0.1")
+        limiter.check("10.0.0.1", "failed_auth")
+    with pytest.raises(ApiError, match="failed authentications"):
+        limiter.refuse_if_locked("10.0.0.1")
+    limiter.refuse_if_locked("10.0.0.2")             # another address is not affected
+    now[0] += 30
+    limiter.refuse_if_locked("10.0.0.1")
 
 
 # --- the client -------------------------------------------------------------------------------
@@ -402,6 +462,7 @@ def test_client_reports_a_refusal_with_the_servers_reason(service):
     payload = body()
     with GPKVClient(service.url, service.token) as client:
         client.upload(payload)
+    with GPKVClient(service.url, service.other_token) as client:
         with pytest.raises(GPKVRejected, match="409: this upload_id belongs to another contributor") as error:
             client.upload({**payload, "contributor": new_id()})
     assert error.value.status == 409
@@ -421,6 +482,8 @@ def test_tokens_come_from_a_file_and_the_environment(tmp_path):
     path = tmp_path / "tokens"
     path.write_text(f"# issued 2026-11\n{file_token}\n\n")
     assert load_tokens(path, {"OSQR_GPKV_TOKENS": f" {env_token} ,"}) == [env_token, file_token]
+    path.write_text(f"alice:{file_token}\n")
+    assert load_tokens(path, {}) == [f"alice:{file_token}"]
     path.write_text("short-one\n")
     with pytest.raises(ValueError, match="token 1 of the token file is shorter") as error:
         load_tokens(path, {})

@@ -2,9 +2,12 @@
 
 import os
 
+import pandas as pd
+
 import osqr_nb
 from osqr_nb.config import settings
 from osqr_nb.learning import PKV, synthetic_history
+from osqr_nb.learning.wiring import record_run
 
 from conftest import SEED_REQUEST, run_async
 
@@ -27,16 +30,38 @@ async def seed(repo, answer="DB Sessions"):
     return run, auth
 
 
-def test_a_run_records_its_decisions_and_outcomes_in_the_personal_store(repo):
+def test_a_demo_run_teaches_nothing(repo):
+    """The scripted offline model's runs never reach the personal store or the route learner."""
     run, _ = run_async(seed(repo))
     pkv = PKV()
     assert os.environ["OSQR_PKV"] == str(pkv.path)                 # the test's own store
-    history = pkv.history()
-    assert len(history) == 2 and set(history.category) == {"data_model", "auth"}
-    outcomes = pkv.outcomes()
-    assert len(outcomes) == 3 and set(outcomes.model) == {"scripted"}
-    assert outcomes.set_index("task_kind").loc["code", "success"] == 0    # the auth choice was overridden
+    assert pkv.history().empty and pkv.outcomes().empty
     assert "learned" in set(run.events().type)
+
+
+def test_a_real_models_run_is_recorded_without_text(repo):
+    run, _ = run_async(seed(repo))
+    history = osqr_nb.history(repo)
+    models = {task: "claude-sonnet" for task in history.task_id.dropna()}
+    outcomes = [{"task_kind": "code", "model": "claude-sonnet", "success": False, "cost_usd": 0.2, "seconds": 9.0},
+                {"task_kind": "docs", "model": "scripted", "success": True, "cost_usd": 0.0, "seconds": 1.0}]
+    record_run(history, outcomes, models)
+    stored = PKV().history()
+    assert len(stored) == 2 and set(stored.category) == {"data_model", "auth"}
+    assert set(stored.model) == {"claude-sonnet"}
+    assert PKV().outcomes()[["task_kind", "model"]].values.tolist() == [["code", "claude-sonnet"]]
+
+
+def test_scripted_outcomes_never_move_a_route(monkeypatch):
+    """The issue's case: three scripted outcomes flipped a real route."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-secret-1")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-secret-2")
+    for _ in range(3):
+        record_run(pd.DataFrame(), [{"task_kind": "code", "model": "scripted", "success": True,
+                                     "cost_usd": 0.0, "seconds": 1.0}], {"t": "scripted"})
+    router = settings().router()
+    assert PKV().outcomes().empty and router.route("code").reason == "table"
+    assert "scripted" not in router.routes["code"]
 
 
 def test_learned_thresholds_change_what_is_asked_and_say_why(repo):
@@ -71,3 +96,4 @@ def test_routes_learn_from_outcomes(monkeypatch):
     route = router.route("docs")
     assert (route.model.name, route.reason) == ("gpt-4o", "learned")
     assert router.route("architecture").reason == "table"
+    assert set(router.routes["architecture"]) >= {"claude-opus", "claude-haiku", "gpt-4o-mini"}   # all compete

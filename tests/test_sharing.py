@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import uuid
 
 import pytest
 
@@ -18,6 +19,7 @@ TOKEN = "test-token-not-secret-0123456789"
 
 def test_share_sends_only_counts_once_and_the_preview_matches(repo, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(sharing, "_demo_runs", lambda log: set())    # as if the seed run had used real models
 
     run = run_async(seed_run(repo))
     log = open_log(repo)
@@ -46,26 +48,62 @@ def test_share_sends_only_counts_once_and_the_preview_matches(repo, tmp_path, mo
             config.gpkv_url, config.gpkv_token = "", ""
 
 
-def test_a_new_user_starts_from_the_global_priors(tmp_path):
-    import uuid
+def test_demo_runs_are_never_shared(repo):
+    run_async(seed_run(repo))                                   # the scripted offline model
+    assert sharing.preview(osqr_nb.history(repo), open_log(repo)).startswith("nothing new to share")
 
+
+def publish(server_url: str, tokens: list[str]) -> None:
+    """Five owners (one token each) upload synthetic histories: past k-anonymity."""
     from osqr_nb.gpkv.client import GPKVClient, payload_from_history
-    from osqr_nb.learning import PKV, synthetic_history
+    from osqr_nb.learning import synthetic_history
 
-    with GPKVServer(create_app(f"sqlite:///{tmp_path / 'gpkv.db'}", [TOKEN])) as server:
-        client = GPKVClient(server.base_url, TOKEN)
-        for seed in range(5):                                   # five contributors: past k-anonymity
-            history = synthetic_history(n=600, seed=seed)
-            client.upload(payload_from_history(history, contributor=str(uuid.uuid4())))
+    for seed, token in enumerate(tokens):
+        with GPKVClient(server_url, token) as client:
+            client.upload(payload_from_history(synthetic_history(n=600, seed=seed), contributor=str(uuid.uuid4())))
+
+
+def test_a_new_user_pulls_the_global_priors_without_any_run(tmp_path):
+    from osqr_nb.learning import PKV, recommend_thresholds
+    from osqr_nb.learning.wiring import cached_priors
+
+    tokens = [f"owner-{i}-token-not-secret-0123456789" for i in range(5)]
+    with GPKVServer(create_app(f"sqlite:///{tmp_path / 'gpkv.db'}", tokens)) as server:
+        publish(server.base_url, tokens)
         config = settings()
-        config.gpkv_url, config.gpkv_token = server.base_url, TOKEN
+        config.gpkv_url, config.gpkv_token = server.base_url, tokens[0]
         try:
-            assert asyncio.run(sharing.pull_priors()) > 0
+            assert asyncio.run(sharing.pull_priors()) > 0         # %osqr share --pull: no runs needed
         finally:
             config.gpkv_url, config.gpkv_token = "", ""
     assert PKV().history().empty                               # a new user: no evidence of their own
+    rows = cached_priors(PKV())["decisions"]
+    assert rows and {"contributors", "sum_a2_over_n", "sum_n2"} <= set(rows[0])
     policy = settings().policy(2)
     assert policy.by_category, "the global priors should give learned thresholds from day one"
+    from osqr_nb.learning import priors_from
+    frame = recommend_thresholds(PKV().history(), prior=priors_from(cached_priors(PKV())))
+    assert (frame["based_on"] == "prior").all()
+    assert policy.by_category["docs"].ask_below < 0.7                  # freer than static where all agree
+
+
+def test_a_new_users_first_run_fetches_the_priors_when_a_service_is_configured(tmp_path):
+    from osqr_nb.learning import PKV
+    from osqr_nb.learning.wiring import priors_path
+
+    tokens = [f"owner-{i}-token-not-secret-0123456789" for i in range(5)]
+    with GPKVServer(create_app(f"sqlite:///{tmp_path / 'gpkv.db'}", tokens)) as server:
+        publish(server.base_url, tokens)
+        assert not priors_path(PKV()).exists()
+        assert not settings().policy(2).by_category                   # no service: nothing learned
+        config = settings()
+        config.gpkv_url, config.gpkv_token = server.base_url, tokens[0]
+        try:
+            policy = config.policy(2)                                 # what api.start does for a run
+        finally:
+            config.gpkv_url, config.gpkv_token = "", ""
+    assert priors_path(PKV()).exists() and policy.by_category
+    assert "global priors" in policy.reasons["docs"]
 
 
 def test_a_share_record_in_the_log_is_not_a_run_to_resume(repo):

@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "service of osqr-nb (counts in, k-anonymous priors out).",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="tokens: one per line or comma-separated in --token-file, "
-                                            "and/or comma-separated in OSQR_GPKV_TOKENS")
+                                            "and/or comma-separated in OSQR_GPKV_TOKENS; write owner:token "
+                                            "to give one owner several tokens (k-anonymity counts owners)")
     parser.add_argument("--db", default="sqlite:///gpkv.db", help="SQLAlchemy URL (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8600, help="port (default: %(default)s)")
@@ -30,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
                                                           "(default: %(default)s)")
     parser.add_argument("--uploads-per-minute", type=float, default=30, help="per token (default: %(default)s)")
     parser.add_argument("--reads-per-minute", type=float, default=240, help="per token (default: %(default)s)")
+    parser.add_argument("--failed-auth-per-minute", type=float, default=10,
+                        help="failed authentications per client address before it is refused unheard "
+                             "(default: %(default)s)")
     parser.add_argument("--max-body", type=int, default=MAX_BODY_BYTES,
                         help="largest upload in bytes (default: %(default)s)")
     parser.add_argument("--new-token", action="store_true", help="print a fresh random token and exit")
@@ -46,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from .app import Limits, create_app, load_tokens
         limits = Limits(k=args.k, max_body_bytes=args.max_body, uploads_per_minute=args.uploads_per_minute,
-                        reads_per_minute=args.reads_per_minute)
+                        reads_per_minute=args.reads_per_minute,
+                        failed_auth_per_minute=args.failed_auth_per_minute)
         app = create_app(args.db, load_tokens(args.token_file), limits)
     except ImportError as error:
         print(f"osqr-gpkv: {error}; install the server's dependencies: pip install 'sqlalchemy>=2'",

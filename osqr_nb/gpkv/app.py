@@ -5,8 +5,13 @@
     GET  /healthz         liveness and database check; no token needed
 
 Every /v1 request carries `Authorization: Bearer <token>`; tokens come from a
-file or `OSQR_GPKV_TOKENS` and are compared in constant time. Each token has a
-token bucket for uploads and one for reads (429 with Retry-After when empty).
+file or `OSQR_GPKV_TOKENS` and are compared in constant time. A token may name
+its owner (`alice:<token>`); tokens of one owner are one contributor, and a
+token without a name is a contributor of its own. k-anonymity counts these
+owners, never the contributor id a payload carries (a client can write any id
+it likes). Each token has a token bucket for uploads and one for reads, and each
+client address one for failed authentications (429 with Retry-After when empty:
+a guessed token is refused unheard once a client has failed too often).
 Bodies over the limit are refused before parsing, by Content-Length and by the
 bytes actually streamed (413). Errors are JSON: {"error": code, "message": text}.
 Nothing of a refused request is stored.
@@ -50,9 +55,11 @@ class Limits:
     max_body_bytes: int = MAX_BODY_BYTES
     uploads_per_minute: float = 30
     reads_per_minute: float = 240
+    failed_auth_per_minute: float = 10          # per client address
 
     def __post_init__(self) -> None:
-        if self.k < 1 or self.max_body_bytes < 1 or self.uploads_per_minute <= 0 or self.reads_per_minute <= 0:
+        if self.k < 1 or self.max_body_bytes < 1 or min(self.uploads_per_minute, self.reads_per_minute,
+                                                         self.failed_auth_per_minute) <= 0:
             raise ValueError("k, max_body_bytes and the per-minute rates must all be positive")
 
 
@@ -71,11 +78,11 @@ def _digest(token: str) -> bytes:
 
 
 def parse_tokens(text: str, source: str) -> list[str]:
-    """Tokens separated by commas or lines; `#` starts a comment."""
+    """Tokens separated by commas or lines, each `token` or `owner:token`; `#` starts a comment."""
     tokens = [t.strip() for line in text.splitlines() for t in line.split("#", 1)[0].split(",")]
     tokens = [t for t in tokens if t]
     for i, token in enumerate(tokens, 1):
-        if len(token) < MIN_TOKEN_LENGTH:   # never show the token itself, only where it is
+        if len(token.rpartition(":")[2]) < MIN_TOKEN_LENGTH:   # never show the token itself, only where it is
             raise ValueError(f"token {i} of {source} is shorter than {MIN_TOKEN_LENGTH} characters; "
                              f"make one with `python -m osqr_nb.gpkv --new-token`")
     return tokens
@@ -91,11 +98,21 @@ def load_tokens(token_file: str | os.PathLike | None = None,
     return tokens
 
 
+def owner_id(owner: str) -> str:
+    """What the store keeps of an owner: a digest, so the database names no one."""
+    return hashlib.sha256(owner.encode("utf-8")).hexdigest()[:32]
+
+
 class Tokens:
-    """Known tokens, kept only as digests and checked without early exit (constant time)."""
+    """Known tokens, kept only as digests and checked without early exit (constant time), with their owners."""
 
     def __init__(self, tokens: Iterable[str]) -> None:
-        self.digests = [_digest(t) for t in tokens]
+        self.digests: list[bytes] = []
+        self.owners: list[str] = []
+        for entry in tokens:
+            owner, _, token = entry.rpartition(":")
+            self.digests.append(_digest(token))
+            self.owners.append(owner_id(f"owner:{owner}" if owner else f"token:{_digest(token).hex()}"))
         if not self.digests:
             raise ValueError(f"osqr-gpkv needs at least one token: pass --token-file or set {TOKENS_ENV}")
 
@@ -144,17 +161,35 @@ class TokenBucket:
 class RateLimiter:
     """One bucket per (token, kind of request); the event loop is its only caller."""
 
-    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rates = {"upload": limits.uploads_per_minute, "read": limits.reads_per_minute}
-        self.clock = clock
-        self.buckets: dict[tuple[int, str], TokenBucket] = {}
+    MAX_BUCKETS = 100_000        # failed-auth buckets kept at most (one per client address)
 
-    def check(self, who: int, kind: str) -> None:
-        bucket = self.buckets.setdefault((who, kind), TokenBucket(self.rates[kind], self.clock))
-        wait = bucket.take()
+    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rates = {"upload": limits.uploads_per_minute, "read": limits.reads_per_minute,
+                      "failed_auth": limits.failed_auth_per_minute}
+        self.clock = clock
+        self.buckets: dict[tuple[Any, str], TokenBucket] = {}
+
+    def _bucket(self, who: Any, kind: str) -> TokenBucket:
+        if len(self.buckets) >= self.MAX_BUCKETS:
+            self.buckets.clear()             # a flood of addresses resets the memory, never grows it
+        return self.buckets.setdefault((who, kind), TokenBucket(self.rates[kind], self.clock))
+
+    def check(self, who: Any, kind: str) -> None:
+        wait = self._bucket(who, kind).take()
         if wait:
             seconds = max(1, math.ceil(wait))
-            raise ApiError(429, "rate_limited", f"too many {kind} requests for this token; "
+            whom = "this client" if kind == "failed_auth" else "this token"
+            what = "failed authentications" if kind == "failed_auth" else f"{kind} requests"
+            raise ApiError(429, "rate_limited", f"too many {what} for {whom}; retry in {seconds} s",
+                           {"Retry-After": str(seconds)})
+
+    def refuse_if_locked(self, address: str) -> None:
+        """429 before a token is even compared, while this address has no failures left."""
+        bucket = self._bucket(address, "failed_auth")
+        level = min(bucket.per_minute, bucket.level + (self.clock() - bucket.updated) * bucket.per_minute / 60)
+        if level < 1:
+            seconds = max(1, math.ceil((1 - level) * 60 / bucket.per_minute))
+            raise ApiError(429, "rate_limited", f"too many failed authentications for this client; "
                            f"retry in {seconds} s", {"Retry-After": str(seconds)})
 
 
@@ -191,22 +226,29 @@ class Service:
         self.store, self.tokens, self.limits = store, tokens, limits
         self.rate = RateLimiter(limits, clock)
 
-    def admit(self, request: Request, kind: str) -> int:
-        who = self.tokens.identify(bearer(request))
-        if who is None:
-            raise ApiError(401, "unauthorized", "the token was refused", {"WWW-Authenticate": "Bearer"})
+    def admit(self, request: Request, kind: str) -> str:
+        """The owner of the request's token (its k-anonymity identity), after the limits."""
+        address = request.client.host if request.client else "unknown"
+        self.rate.refuse_if_locked(address)
+        try:
+            who = self.tokens.identify(bearer(request))
+            if who is None:
+                raise ApiError(401, "unauthorized", "the token was refused", {"WWW-Authenticate": "Bearer"})
+        except ApiError:
+            self.rate.check(address, "failed_auth")
+            raise
         self.rate.check(who, kind)
-        return who
+        return self.tokens.owners[who]
 
     async def aggregates(self, request: Request) -> Response:
-        self.admit(request, "upload")
+        owner = self.admit(request, "upload")
         _json_type(request)
         try:
             payload = decode(await read_limited(request, self.limits.max_body_bytes))
         except PayloadError as error:
             raise ApiError(error.status, "payload_invalid" if error.status == 422 else "bad_request",
                            str(error)) from None
-        outcome = await run_in_threadpool(self.store.add, payload)
+        outcome = await run_in_threadpool(self.store.add, payload, owner)
         if outcome == "conflict":
             raise ApiError(409, "upload_id_taken", "this upload_id belongs to another contributor; "
                            "make a new one for every upload")

@@ -4,9 +4,8 @@ Sharing is opt-in. `payload_from_history` turns a frame with the columns of
 `osqr_nb.history()` into counts; run and task ids and the proposed and chosen
 text are read only to count and never leave the machine. Names are kept only
 when they are not identifying: task kinds osqr-nb defines, the categories in
-`SHARED_CATEGORIES` and public model families (`PUBLIC_MODEL_PREFIXES`); any
-other becomes "other" (pass `categories=None` or `model_prefixes=None` to keep
-every name that fits the payload's pattern). `preview` shows exactly the JSON
+`SHARED_CATEGORIES` and public model families and versions (the payload's
+vocabulary, which the server enforces too); any other becomes "other". `preview` shows exactly the JSON
 `upload` sends, for `%osqr share --preview`.
 
 `GPKVClient` is synchronous (httpx.Client); `AsyncGPKVClient` has the same
@@ -17,26 +16,19 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import httpx
 
-from .payload import (NAME_PATTERN, DecisionCount, Payload, PayloadError, RouteOutcome, _uuid4, bin_of,
-                      check, new_id, validate)
+from .payload import (CATEGORIES, MODEL_FAMILIES, TASK_KINDS, DecisionCount, Payload, PayloadError,
+                      RouteOutcome, _uuid4, bin_of, check, new_id, shared_model, shared_name, validate)
 
 HISTORY_COLUMNS = frozenset({"task_kind", "category", "confidence", "proposed", "chosen", "decided_by"})
 PERSON = ("human", "code")     # decisions a person took: only these tell whether the agent was right
-TASK_KINDS = frozenset({"code", "architecture", "docs", "quick_fix", "review", "refactor", "tests"})
-SHARED_CATEGORIES = frozenset({
-    "general", "file_change", "errors", "provider", "command", "collision", "merge", "budget",
-    "auth", "data_model", "api", "security", "performance", "dependencies", "naming", "style",
-    "error_handling", "config", "database", "testing", "docs", "ui", "architecture", "refactor",
-})
-PUBLIC_MODEL_PREFIXES = ("claude", "gpt", "o1", "o3", "o4", "codex", "gemini", "llama", "mistral",
-                         "mixtral", "qwen", "deepseek", "grok")
+SHARED_CATEGORIES = CATEGORIES
+PUBLIC_MODEL_PREFIXES = MODEL_FAMILIES
 CONTRIBUTOR_FILE = "gpkv-contributor-id"
 
 
@@ -103,30 +95,6 @@ def _flag(value: Any) -> bool | None:
         return bool(value)
     except (TypeError, ValueError):     # pandas.NA
         return None
-
-
-def shared_name(value: Any, allowed: Iterable[str] | None) -> str:
-    """A category or kind as shared: lowercased, and "other" unless it is allowed and fits."""
-    name = value.strip().lower().replace(" ", "_") if isinstance(value, str) else ""
-    if not name:
-        return "unknown"
-    if not re.fullmatch(NAME_PATTERN, name) or (allowed is not None and name not in allowed):
-        return "other"
-    return name
-
-
-def shared_model(value: Any, prefixes: Iterable[str] | None = PUBLIC_MODEL_PREFIXES) -> str:
-    """A model as shared: its public family, never a fine-tune's organisation or suffix."""
-    name = value.strip().lower() if isinstance(value, str) else ""
-    if not name:
-        return "unknown"
-    name = name.rsplit("/", 1)[-1]                  # provider/model -> model
-    if name.startswith("ft:"):                       # ft:base:org:suffix:id -> ft:base
-        name = "ft:" + name.split(":")[1]
-    base = name.removeprefix("ft:")
-    if prefixes is not None and not base.startswith(tuple(prefixes)):
-        return "other"
-    return shared_name(name, None)
 
 
 def _records(frame: Any, columns: Iterable[str]) -> list[dict[str, Any]]:

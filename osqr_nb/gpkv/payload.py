@@ -27,7 +27,12 @@ The payload, schema version 1 (JSON, UTF-8, at most `MAX_BODY_BYTES`):
       ]
     }
 
-Every field is required. Names (category, task_kind, model) match `NAME_PATTERN`.
+Every field is required. Names come from the product's vocabulary, so that no
+free text can ride along: task_kind is one of `TASK_KINDS`, category one of
+`CATEGORIES`, model a public model family and version (`MODEL_PATTERN`: e.g.
+claude-sonnet-4-5, gpt-4o-mini, ft:gpt-4o-mini, never a fine-tune's organisation
+or suffix), and any of them may be "other" or "unknown". `shared_name` and
+`shared_model` map what a client has onto these names.
 Confidence bins are the integers 0-9: bin i holds confidences in [i/10, (i+1)/10),
 and bin 9 holds [0.9, 1.0]. Counts are integers in [0, MAX_COUNT]; a decision row
 has at least one decision and a route row at least one outcome
@@ -54,6 +59,21 @@ MAX_COUNT = 1_000_000           # per row and upload: more than any person decid
 MAX_SUM = 1e9                   # dollars or seconds per row and upload
 
 _NAME = re.compile(NAME_PATTERN)
+UNNAMED = frozenset({"other", "unknown"})
+TASK_KINDS = frozenset({"code", "architecture", "docs", "quick_fix", "review", "refactor", "tests"})
+CATEGORIES = frozenset({
+    "general", "file_change", "errors", "provider", "command", "collision", "merge", "budget", "check",
+    "auth", "data_model", "api", "security", "performance", "dependencies", "naming", "style",
+    "error_handling", "config", "database", "testing", "tests", "docs", "ui", "architecture", "refactor",
+    "logging", "deployment",
+})
+MODEL_FAMILIES = ("claude", "gpt", "o1", "o3", "o4", "codex", "gemini", "llama", "mistral", "mixtral", "qwen",
+                  "deepseek", "grok")
+_VERSION = r"[0-9]+(\.[0-9]+)*[a-z]?b?|[0-9]+x[0-9]+b|[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_WORD = (r"opus|sonnet|haiku|mini|nano|turbo|pro|flash|lite|preview|latest|instruct|chat|coder|codex|large|"
+         r"medium|small|max|plus|vision|reasoner|exp|thinking|high|low|v[0-9]+(\.[0-9]+)*")
+MODEL_PATTERN = rf"(ft:)?({'|'.join(MODEL_FAMILIES)})-?({_VERSION})?(-({_VERSION}|{_WORD}))*"
+_MODEL = re.compile(MODEL_PATTERN)
 TOP_FIELDS = ("schema", "contributor", "upload_id", "decisions", "routes")
 DECISION_FIELDS = ("category", "task_kind", "model", "bin", "accepted", "overridden")
 ROUTE_FIELDS = ("task_kind", "model", "successes", "failures", "n", "cost_usd_sum", "seconds_sum")
@@ -198,6 +218,46 @@ def _name(value: Any, where: str) -> str:
     return value
 
 
+def _known(value: Any, where: str, vocabulary: frozenset[str]) -> str:
+    """A name from the product's vocabulary: anything else could carry a secret (a project's name)."""
+    name = _name(value, where)
+    if name not in vocabulary and name not in UNNAMED:
+        raise PayloadError(f"{where} {_show(value)} is not in the vocabulary osqr-nb shares; send it as "
+                           f"\"other\" (shared_name does)")
+    return name
+
+
+def _model(value: Any, where: str) -> str:
+    name = _name(value, where)
+    if name not in UNNAMED and not _MODEL.fullmatch(name):
+        raise PayloadError(f"{where} {_show(value)} is not a public model family and version; send it as "
+                           f"\"other\" (shared_model does)")
+    return name
+
+
+def shared_name(value: Any, allowed: Iterable[str] | None) -> str:
+    """A category or kind as shared: lowercased, and "other" unless it is allowed and fits."""
+    name = value.strip().lower().replace(" ", "_") if isinstance(value, str) else ""
+    if not name:
+        return "unknown"
+    if not _NAME.fullmatch(name) or (allowed is not None and name not in allowed):
+        return "other"
+    return name
+
+
+def shared_model(value: Any, families: Iterable[str] | None = MODEL_FAMILIES) -> str:
+    """A model as shared: its public family and version, never a fine-tune's organisation or suffix."""
+    name = value.strip().lower() if isinstance(value, str) else ""
+    if not name:
+        return "unknown"
+    name = name.rsplit("/", 1)[-1]                  # provider/model -> model
+    if name.startswith("ft:"):                       # ft:base:org:suffix:id -> ft:base
+        name = "ft:" + name.split(":")[1]
+    if families is None:
+        return shared_name(name, None)
+    return name if _MODEL.fullmatch(name) and name.removeprefix("ft:").startswith(tuple(families)) else "other"
+
+
 def _count(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
         raise PayloadError(f"{where} must be an integer from 0 to {MAX_COUNT}, not {_show(value)}")
@@ -232,9 +292,9 @@ def _uuid4(value: Any, where: str) -> str:
 
 def _decision(row: Any, where: str) -> DecisionCount:
     row = _object(row, DECISION_FIELDS, where)
-    decision = DecisionCount(_name(row["category"], f"{where}.category"),
-                             _name(row["task_kind"], f"{where}.task_kind"),
-                             _name(row["model"], f"{where}.model"), _bin(row["bin"], f"{where}.bin"),
+    decision = DecisionCount(_known(row["category"], f"{where}.category", CATEGORIES),
+                             _known(row["task_kind"], f"{where}.task_kind", TASK_KINDS),
+                             _model(row["model"], f"{where}.model"), _bin(row["bin"], f"{where}.bin"),
                              _count(row["accepted"], f"{where}.accepted"),
                              _count(row["overridden"], f"{where}.overridden"))
     if decision.accepted + decision.overridden == 0:
@@ -244,7 +304,8 @@ def _decision(row: Any, where: str) -> DecisionCount:
 
 def _route(row: Any, where: str) -> RouteOutcome:
     row = _object(row, ROUTE_FIELDS, where)
-    route = RouteOutcome(_name(row["task_kind"], f"{where}.task_kind"), _name(row["model"], f"{where}.model"),
+    route = RouteOutcome(_known(row["task_kind"], f"{where}.task_kind", TASK_KINDS),
+                         _model(row["model"], f"{where}.model"),
                          _count(row["successes"], f"{where}.successes"),
                          _count(row["failures"], f"{where}.failures"), _count(row["n"], f"{where}.n"),
                          _amount(row["cost_usd_sum"], f"{where}.cost_usd_sum"),

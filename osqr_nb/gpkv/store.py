@@ -6,8 +6,12 @@ for production (`postgresql+psycopg://USER@HOST/gpkv`, with its driver installed
 Each upload is one row of `contributions` plus its rows of `decision_counts` and
 `route_outcomes`, written in one transaction: plain inserts, no dialect-specific
 upserts, so every database behaves the same. `upload_id` is unique, which makes a
-retried upload a no-op. Priors are sums grouped over contributions, published
-only for groups that at least k distinct contributors reported.
+retried upload a no-op. A contribution's `contributor` is the authenticated owner
+of the token that sent it (never the id a client writes in its payload: a client
+could invent any number of those). Priors are sums grouped over contributions,
+published only for groups that at least k distinct owners reported, with the
+moments that say how much they differ (sum over owners of accepted^2 / n and of
+n^2, for `osqr_nb.learning.priors_from`).
 """
 
 from __future__ import annotations
@@ -96,19 +100,19 @@ class Store:
         with self.engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
 
-    def add(self, payload: Payload, received_at: dt.datetime | None = None) -> Outcome:
-        """Store one upload whole or not at all; a known upload_id stores nothing."""
+    def add(self, payload: Payload, owner: str, received_at: dt.datetime | None = None) -> Outcome:
+        """Store one upload of the token owner `owner`, whole or not at all; a known upload_id stores nothing."""
         known = self._contributor_of(payload.upload_id)
         if known is not None:
-            return "duplicate" if known == payload.contributor else "conflict"
+            return "duplicate" if known == owner else "conflict"
         try:
             with self.engine.begin() as connection:
-                self._insert(connection, payload, received_at or dt.datetime.now(dt.timezone.utc))
+                self._insert(connection, payload, owner, received_at or dt.datetime.now(dt.timezone.utc))
         except IntegrityError:      # the same upload_id arrived twice at once: the other one won
             known = self._contributor_of(payload.upload_id)
             if known is None:
                 raise
-            return "duplicate" if known == payload.contributor else "conflict"
+            return "duplicate" if known == owner else "conflict"
         return "stored"
 
     def _contributor_of(self, upload_id: str) -> str | None:
@@ -117,9 +121,9 @@ class Store:
             return connection.execute(query).scalar_one_or_none()
 
     @staticmethod
-    def _insert(connection: sa.Connection, payload: Payload, received_at: dt.datetime) -> None:
+    def _insert(connection: sa.Connection, payload: Payload, owner: str, received_at: dt.datetime) -> None:
         result = connection.execute(contributions.insert().values(
-            upload_id=payload.upload_id, contributor=payload.contributor, received_at=received_at))
+            upload_id=payload.upload_id, contributor=owner, received_at=received_at))
         contribution_id = result.inserted_primary_key[0]
         if payload.decisions:
             connection.execute(decision_counts.insert(), [
@@ -137,8 +141,7 @@ class Store:
     def priors(self, k: int) -> dict[str, Any]:
         """Summed counts of the groups that at least k distinct contributors reported."""
         with self.engine.connect() as connection:
-            decisions = [dict(row._mapping) for row in connection.execute(_grouped(
-                decision_counts, ("category", "task_kind", "model", "bin"), ("accepted", "overridden"), k))]
+            decisions = [dict(row._mapping) for row in connection.execute(_with_spread(k))]
             routes = [dict(row._mapping) for row in connection.execute(_grouped(
                 route_outcomes, ("task_kind", "model"),
                 ("successes", "failures", "n", "cost_usd_sum", "seconds_sum"), k))]
@@ -155,7 +158,26 @@ def _grouped(table: sa.Table, keys: tuple[str, ...], sums: tuple[str, ...], k: i
             .group_by(*columns).having(contributors >= k).order_by(*columns))
 
 
+def _with_spread(k: int) -> sa.Select:
+    """Decision groups of >= k owners: sums, and per-owner moments (sum a^2/n, sum n^2) for the spread."""
+    keys = ("category", "task_kind", "model", "bin")
+    per_owner = (sa.select(*(decision_counts.c[key] for key in keys), contributions.c.contributor,
+                           sa.func.sum(decision_counts.c.accepted).label("a"),
+                           sa.func.sum(decision_counts.c.overridden).label("o"))
+                 .select_from(decision_counts.join(contributions,
+                                                   decision_counts.c.contribution_id == contributions.c.id))
+                 .group_by(*(decision_counts.c[key] for key in keys), contributions.c.contributor)).subquery()
+    columns = [per_owner.c[key] for key in keys]
+    n = sa.cast(per_owner.c.a + per_owner.c.o, sa.Float)
+    return (sa.select(*columns, sa.func.sum(per_owner.c.a).label("accepted"),
+                      sa.func.sum(per_owner.c.o).label("overridden"), sa.func.count().label("contributors"),
+                      sa.func.sum(sa.cast(per_owner.c.a, sa.Float) * per_owner.c.a / n).label("sum_a2_over_n"),
+                      sa.func.sum(n * n).label("sum_n2"))
+            .group_by(*columns).having(sa.func.count() >= k).order_by(*columns))
+
+
 def _numbers(row: dict[str, Any]) -> dict[str, Any]:
-    """Sums as JSON numbers: integers stay integers, dollar and second sums become floats."""
-    return {key: value if isinstance(value, str) else float(value) if key.endswith("_sum") else int(value)
+    """Sums as JSON numbers: counts stay integers; dollars, seconds and moments become floats."""
+    floats = ("cost_usd_sum", "seconds_sum", "sum_a2_over_n", "sum_n2")
+    return {key: value if isinstance(value, str) else float(value) if key in floats else int(value)
             for key, value in row.items()}

@@ -4,23 +4,28 @@ Only decisions a person (or the person's code) answered are evidence: an
 auto-proceed or a logged decision says nothing about what the person would have
 chosen. A decision is *accepted* when the chosen option is the proposed one.
 
-The estimate is Beta-Binomial per confidence bin (10 bins, bin i holds
-[i/10, (i+1)/10) and the last also holds 1.0, the same bins the GPKV payload
-uses): the posterior of bin i is Beta(1 + a0 + accepted, 1 + o0 + overridden),
-where (a0, o0) are prior pseudo-counts (none by default: a uniform Beta(1, 1);
-global priors from `osqr_nb.learning.pkv.priors_from` otherwise). We report the
-posterior mean and an equal-tailed credible interval (90% by default, so p_low
-is a one-sided 95% lower bound); scipy gives the exact Beta quantiles
-(scipy.special.betaincinv, what scipy.stats.beta.ppf computes, without importing
-scipy.stats), and without scipy a normal approximation with the same mean and
-variance is used.
+The estimate is a hierarchical Beta-Binomial per confidence bin (10 bins, bin i
+holds [i/10, (i+1)/10) and the last also holds 1.0, the same bins the GPKV
+payload uses). Groups nest: a category within its task kind within all the
+person's decisions, and above them the global priors (`pkv.priors_from`: many
+users' decisions, weighed as much as users agree). A group's prior for bin b is
+its parent's posterior mean for b, worth `s` pseudo-decisions, plus the global
+pseudo-counts for that group when the priors know it. `s` is estimated from how
+much sibling groups differ (the moment estimator of the Beta-Binomial's
+intra-class correlation rho, s = 1/rho - 1, itself shrunk towards s = 10 while
+there are few answers): categories that disagree borrow little from each
+other, categories that agree borrow a lot. At the top, without global priors,
+every bin starts from the person's overall acceptance rate under a uniform
+Beta(1, 1). So every answer moves the estimates at once, by as much as its
+uncertainty allows: there is no minimum count.
 
-Each category is calibrated on the most specific evidence there is enough of
-(`min_n` answered decisions): the category itself; else global priors for that
-category, when given (what everyone taught us about it beats the person's
-unrelated decisions); else the category's task kind; else all the person's
-decisions; else the prior alone with the category's few decisions. The
-`level` column says which one was used.
+We report the posterior mean and an equal-tailed credible interval (90% by
+default, so p_low is a one-sided 95% lower bound); scipy gives the exact Beta
+quantiles (scipy.special.betaincinv, what scipy.stats.beta.ppf computes,
+without importing scipy.stats), and without scipy a normal approximation with
+the same mean and variance is used. The `level` column says whose evidence
+weighs most in a category's estimate: its own answers, its task kind's, all the
+person's, or the prior (global, or uniform when there is none).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ import pandas as pd
 BINS = 10
 PERSON = ("human", "code")          # decided_by values that are evidence
 LEVELS = ("category", "task_kind", "all", "prior")
+S_MIN, S_MAX, S_GUESS = 2.0, 200.0, 10.0   # pseudo-decisions a parent is worth in a child
+GUESS_WEIGHT = 20.0                         # the guess s = 10 weighs like this many answers
+SMOOTHING, PRIOR_SHAPE = 0.5, 5.0           # decisions per bin a category's weights get for free
 CREDIBLE = 0.90
 REQUIRED = ("category", "task_kind", "confidence", "decided_by")
 CALIBRATION_COLUMNS = ["group", "level", "source", "bin", "bin_low", "bin_high", "n", "accepted",
@@ -81,18 +89,30 @@ def _confidence(history: pd.DataFrame) -> pd.Series:
     return values.astype(float)
 
 
-def decisions(history: pd.DataFrame, bins: int = BINS) -> pd.DataFrame:
+def _no_decisions(bins: int) -> pd.DataFrame:
+    frame = pd.DataFrame({"category": pd.Series(dtype=str), "task_kind": pd.Series(dtype=str),
+                          "confidence": pd.Series(dtype=float), "decided_by": pd.Series(dtype=str),
+                          "accepted": pd.Series(dtype=bool), "evidence": pd.Series(dtype=bool),
+                          "bin": pd.Series(dtype=int)})
+    frame.attrs["without_confidence"] = 0
+    return frame
+
+
+def decisions(history: pd.DataFrame, bins: int = BINS, allow_empty: bool = False) -> pd.DataFrame:
     """The history checked and reduced to what learning needs, one row per decision with a confidence.
 
     Accepts the frame of `osqr_nb.history()` (accepted = chosen == proposed) or of
     `PKV.history()` (proposed_was_accepted). Rows without a confidence are left out:
     they are decisions no confidence gates (file changes, budgets, errors) and the
     tier-2 thresholds never see them; how many were left out is in
-    `.attrs["without_confidence"]`. A history where nothing is left is an error.
+    `.attrs["without_confidence"]`. A history where nothing is left is an error, unless
+    allow_empty (a new user with global priors): then an empty history gives an empty frame.
     """
     if not isinstance(history, pd.DataFrame):
         raise ValueError(f"history must be a pandas DataFrame such as osqr_nb.history(), "
                          f"not {type(history).__name__}")
+    if history.empty and allow_empty:
+        return _no_decisions(bins)
     if history.empty:
         raise ValueError("the history is empty: there are no decisions to learn from yet")
     missing = _missing_columns(history)
@@ -132,12 +152,16 @@ def _pseudo(value: Any, bins: int, where: str) -> np.ndarray:
 class BinPrior:
     """Pseudo-counts (accepted, overridden) per confidence bin, by category, task kind and overall.
 
-    They are added to the uniform Beta(1, 1), so an all-zero prior is the uniform one.
+    `seen` holds, per category, how many decisions per bin stand behind the prior (the
+    shape of everyone's confidence there, for a category the person has not met yet),
+    and `kind_of` the task kind each category mostly comes with.
     """
 
     categories: Mapping[str, np.ndarray] = field(default_factory=dict)
     kinds: Mapping[str, np.ndarray] = field(default_factory=dict)
     overall: np.ndarray | None = None
+    seen: Mapping[str, np.ndarray] = field(default_factory=dict)
+    kind_of: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def coerce(cls, prior: "BinPrior | Mapping[str, Any] | None", bins: int = BINS) -> "BinPrior":
@@ -153,21 +177,23 @@ class BinPrior:
         raise ValueError(f"prior must be None, a BinPrior or a {{category: pseudo-counts}} mapping, "
                          f"not {type(prior).__name__}")
 
+    @property
+    def empty(self) -> bool:
+        return not self.categories and not self.kinds and self.overall is None
+
     def has_category(self, category: str) -> bool:
         return category in self.categories
 
-    def lookup(self, category: str | None = None, kind: str | None = None) -> tuple[np.ndarray | None, str]:
-        """The most specific pseudo-counts for a category and/or kind, and what they are for."""
-        if category is not None and category in self.categories:
-            return self.categories[category], f"prior:{category}"
-        if kind is not None and kind in self.kinds:
-            return self.kinds[kind], f"prior:{kind}"
-        if self.overall is not None:
-            return self.overall, "prior:all"
-        return None, "uniform"
+    def weight(self, category: str, bins: int = BINS) -> np.ndarray:
+        """Decisions per bin behind the category's prior (zeros for a category it does not know)."""
+        if category in self.seen:
+            return np.asarray(self.seen[category], dtype=float)
+        if category in self.categories:
+            return np.asarray(self.categories[category], dtype=float).sum(axis=1)
+        return np.zeros(bins)
 
 
-# --- counting and the posterior ------------------------------------------------------------------
+# --- how much groups differ -----------------------------------------------------------------------
 
 def _counts(evidence: pd.DataFrame, key: str | None, bins: int) -> dict[str, np.ndarray]:
     """{group: (bins x 2) array of (accepted, overridden)} for one grouping of the evidence."""
@@ -175,13 +201,160 @@ def _counts(evidence: pd.DataFrame, key: str | None, bins: int) -> dict[str, np.
         codes, names = np.zeros(len(evidence), dtype=int), ["all"]
     else:
         codes, names = pd.factorize(evidence[key], sort=True)
-    cells = codes * bins + evidence["bin"].to_numpy()
+    cells = codes * bins + evidence["bin"].to_numpy(dtype=int)
     size = len(names) * bins
     accepted = np.bincount(cells, weights=evidence["accepted"].to_numpy(dtype=float), minlength=size)
     total = np.bincount(cells, minlength=size).astype(float)
     table = np.stack([accepted, total - accepted], axis=1).reshape(len(names), bins, 2)
     return {str(name): table[i] for i, name in enumerate(names)}
 
+
+def moments(units: np.ndarray) -> np.ndarray:
+    """Per cell, the sums the spread estimator needs: units (K, cells, 2) of (accepted, overridden)
+    give (cells, 5) of N, A, K (units with answers), sum a^2/n and sum n^2."""
+    n, a = units.sum(axis=2), units[..., 0]
+    ratio = np.divide(a ** 2, n, out=np.zeros_like(n), where=n > 0)
+    return np.stack([n.sum(axis=0), a.sum(axis=0), (n > 0).sum(axis=0), ratio.sum(axis=0),
+                     (n ** 2).sum(axis=0)], axis=1)
+
+
+def spread(stats: np.ndarray) -> tuple[float, float]:
+    """(numerator, denominator) of the moment estimator of rho over cells of `moments` rows.
+
+    For units i with a_i of n_i accepted around a pooled rate p, the weighted squared
+    deviation sum n_i (p_i - p)^2 has expectation (K - 1) p (1 - p) + rho p (1 - p)
+    (N - sum n_i^2 / N) under a Beta-Binomial with intra-class correlation rho; the two
+    parts, summed over cells, estimate rho as numerator / denominator.
+    """
+    n, a, k, ratio, n_sq = (stats[:, i] for i in range(5))
+    use = (k >= 2) & (n > 0)
+    if not use.any():
+        return 0.0, 0.0
+    n, a, k, ratio, n_sq = n[use], a[use], k[use], ratio[use], n_sq[use]
+    p = a / n
+    deviation = ratio - a ** 2 / n
+    return float((deviation - (k - 1) * p * (1 - p)).sum()), float((p * (1 - p) * (n - n_sq / n)).sum())
+
+
+def strength(numerator: float, denominator: float, guess: float | None = None,
+             guess_weight: float | None = None) -> float:
+    """Pseudo-decisions a parent's mean is worth in a child: s = 1/rho - 1, rho shrunk towards the guess.
+
+    The guess rho0 = 1/(guess + 1) counts as `guess_weight` answers at p = 1/2, so a few
+    answers cannot claim that groups are all alike (or all different).
+    """
+    rho0 = 1 / ((S_GUESS if guess is None else guess) + 1)
+    prior_den = (GUESS_WEIGHT if guess_weight is None else guess_weight) * 0.25
+    rho = (numerator + rho0 * prior_den) / (denominator + prior_den)
+    rho = float(np.clip(rho, 1 / (S_MAX + 1), 1 / (S_MIN + 1)))
+    return 1 / rho - 1
+
+
+def _sibling_strength(groups: Mapping[str, np.ndarray], parent_of: Mapping[str, str]) -> float:
+    """One s for children within their parents (e.g. categories within kinds), from every sibling set."""
+    numerator = denominator = 0.0
+    for parent in set(parent_of.values()):
+        siblings = [groups[g] for g, p in parent_of.items() if p == parent and g in groups]
+        if len(siblings) >= 2:
+            top, bottom = spread(moments(np.stack(siblings)))
+            numerator, denominator = numerator + top, denominator + bottom
+    return strength(numerator, denominator)
+
+
+# --- the hierarchy --------------------------------------------------------------------------------
+
+def _mean(total: np.ndarray) -> np.ndarray:
+    return total[:, 0] / total.sum(axis=1)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One group's posterior per bin: prior pseudo-counts (global and from its parent) and own counts."""
+
+    name: str
+    counts: np.ndarray
+    from_global: np.ndarray
+    from_parent: np.ndarray
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.counts + self.from_global + self.from_parent
+
+    @property
+    def mean(self) -> np.ndarray:
+        return _mean(self.total)
+
+    def weighs(self, weights: np.ndarray) -> str:
+        """Whose evidence weighs most here: "own" (all its answers), "global" or "parent" (what
+        they add to a typical bin, weighted by where the category's decisions fall)."""
+        share = weights / weights.sum()
+        own = self.counts.sum()
+        from_global = float(share @ self.from_global.sum(axis=1))
+        from_parent = float(share @ self.from_parent.sum(axis=1))
+        if own > 0 and own >= max(from_global, from_parent):
+            return "own"
+        return "global" if from_global >= from_parent else "parent"
+
+
+def _child(name: str, counts: np.ndarray, parent: np.ndarray, s: float, known: np.ndarray | None) -> Node:
+    """A group under its parent: the parent's mean worth s pseudo-decisions, except in the bins
+    the global priors know for this group (they speak for it; the parent fills their gaps)."""
+    g = np.zeros_like(counts) if known is None else known
+    pull = np.where(g.sum(axis=1) > 0, 0.0, s)[:, None]
+    mean = _mean(parent)
+    return Node(name, counts, g, pull * np.stack([mean, 1 - mean], axis=1))
+
+
+class Hierarchy:
+    """All, kinds and categories of one history, under the global priors, counted once."""
+
+    def __init__(self, frame: pd.DataFrame, prior: BinPrior, bins: int) -> None:
+        evidence = frame[frame["evidence"]]
+        self.bins, self.prior = bins, prior
+        self.by_category = _counts(evidence, "category", bins)
+        self.by_kind = _counts(evidence, "task_kind", bins)
+        overall = _counts(evidence, None, bins).get("all", np.zeros((bins, 2)))
+        pairs = frame.groupby(["category", "task_kind"]).size().sort_index()
+        mine = {category: kind for category, kind in pairs.groupby(level=0).idxmax()} if len(pairs) else {}
+        self.kind_of = {**dict(prior.kind_of), **mine}
+        self.root = self._root(overall)
+        kinds = set(self.by_kind) | set(prior.kinds) | set(self.kind_of.values())
+        s_kind = _sibling_strength(self.by_kind, {k: "all" for k in self.by_kind})
+        self.kinds = {k: _child(k, self.by_kind.get(k, np.zeros((bins, 2))), self.root.total, s_kind,
+                                prior.kinds.get(k)) for k in sorted(kinds)}
+        self.s_category = _sibling_strength(self.by_category, self.kind_of)
+
+    def _root(self, overall: np.ndarray) -> Node:
+        """All the person's answers; each bin starts from their pooled rate (or the global one)."""
+        if self.prior.overall is not None:
+            return _child("all", overall, np.ones((self.bins, 2)), S_MIN, self.prior.overall)
+        pooled = 1 + overall.sum(axis=0)                     # Beta(1, 1) over every bin together
+        s_bin = strength(*spread(moments(overall[:, None, :])))
+        return _child("all", overall, np.tile(pooled, (self.bins, 1)), s_bin, None)
+
+    def category(self, name: str) -> Node:
+        kind = self.kinds.get(self.kind_of.get(name, "unknown"))
+        parent = kind.total if kind is not None else self.root.total
+        counts = self.by_category.get(name, np.zeros((self.bins, 2)))
+        return _child(name, counts, parent, self.s_category, self.prior.categories.get(name))
+
+    def level(self, node: Node, weights: np.ndarray) -> tuple[str, str, int]:
+        """Whose evidence weighs most in the category's estimate: (level, source, answers behind it)."""
+        kind = self.kinds.get(self.kind_of.get(node.name, "unknown"))
+        for level, group in (("category", node), ("task_kind", kind), ("all", self.root)):
+            if group is None:
+                continue
+            weighs = group.weighs(weights)
+            if weighs == "own":
+                return level, group.name, int(group.counts.sum())
+            if weighs == "global":
+                return "prior", f"prior:{group.name}", int(group.from_global.sum())
+        if self.root.counts.sum() > 0:              # the person's answers pooled over every bin
+            return "all", "all", int(self.root.counts.sum())
+        return "prior", "uniform", 0
+
+
+# --- the posterior --------------------------------------------------------------------------------
 
 def _interval(alpha: np.ndarray, beta: np.ndarray, credible: float) -> tuple[np.ndarray, np.ndarray]:
     """Equal-tailed credible interval of Beta(alpha, beta): exact with scipy, else normal."""
@@ -196,130 +369,85 @@ def _interval(alpha: np.ndarray, beta: np.ndarray, credible: float) -> tuple[np.
     return betaincinv(alpha, beta, tail), betaincinv(alpha, beta, 1 - tail)
 
 
-def _monotone(total: np.ndarray) -> np.ndarray:
-    """Per bin, the (accepted, overridden) of its pool: adjacent bins that break the order are pooled.
+def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted pool-adjacent-violators: the closest non-decreasing sequence.
 
-    Pool-adjacent-violators on the posterior means: a bin more often overridden than
-    a lower one is noise until proven otherwise, so they share their counts. A bin
-    with no counts at all takes the pool of the nearest lower bin that has some
-    (confidence is assumed to mean something); below every counted bin it stays empty.
+    Confidence is assumed to mean something: a bin estimated below a lower one is
+    pooled with it, each weighing by its own evidence, so a bin nobody answered in
+    takes the value of the answered bins below it rather than pulling them down.
     """
-    blocks: list[list] = []               # [first bin, last bin, accepted, overridden]
-    for b in np.flatnonzero(total.sum(axis=1) > 0):
-        blocks.append([b, b, *total[b]])
-        while len(blocks) > 1 and _mean(blocks[-2]) > _mean(blocks[-1]):
-            last = blocks.pop()
-            blocks[-1][1], blocks[-1][2], blocks[-1][3] = last[1], blocks[-1][2] + last[2], blocks[-1][3] + last[3]
-    pooled = np.zeros_like(total)
-    for i, (first, _, accepted, overridden) in enumerate(blocks):
-        end = blocks[i + 1][0] if i + 1 < len(blocks) else len(total)
-        pooled[first:end] = (accepted, overridden)
-    return pooled
+    blocks: list[list[float]] = []           # [value, weight, size]
+    for value, weight in zip(values, weights):
+        blocks.append([float(value), float(weight), 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            value, weight, size = blocks.pop()
+            last = blocks[-1]
+            total = last[1] + weight
+            last[0] = (last[0] * last[1] + value * weight) / total
+            last[1], last[2] = total, last[2] + size
+    return np.repeat([b[0] for b in blocks], [b[2] for b in blocks])
 
 
-def _mean(block: list) -> float:
-    return (1 + block[2]) / (2 + block[2] + block[3])
+def made_monotone(total: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+    """The (alpha, beta) per bin with means made non-decreasing (strengths kept)."""
+    strength_ = total.sum(axis=1)
+    mean = isotonic(_mean(total), evidence + 0.1)
+    return np.stack([mean * strength_, (1 - mean) * strength_], axis=1)
 
 
-def posterior(counts: np.ndarray, pseudo: np.ndarray | None, credible: float = CREDIBLE,
-              monotone: bool = False) -> pd.DataFrame:
-    """Posterior mean and interval per bin of Beta(1 + prior + accepted, 1 + prior + overridden)."""
-    pseudo = np.zeros_like(counts) if pseudo is None else pseudo
-    total = _monotone(pseudo + counts) if monotone else pseudo + counts
-    alpha, beta = 1 + total[:, 0], 1 + total[:, 1]
-    low, high = _interval(alpha, beta, credible)
-    return pd.DataFrame({"n": counts.sum(axis=1).astype(int), "accepted": counts[:, 0].astype(int),
-                         "prior_n": pseudo.sum(axis=1), "p_mean": alpha / (alpha + beta),
-                         "p_low": low, "p_high": high})
+def _weights(frame: pd.DataFrame, prior: BinPrior, category: str, bins: int) -> np.ndarray:
+    """How the category's decisions spread over the bins: its own, plus everyone's shape worth
+    PRIOR_SHAPE decisions, plus half a decision per bin (a range never seen is not waved through)."""
+    own = np.bincount(frame.loc[frame["category"] == category, "bin"].to_numpy(dtype=int), minlength=bins)
+    shape = prior.weight(category, bins)
+    shape = PRIOR_SHAPE * shape / shape.sum() if shape.sum() > 0 else shape
+    return own + shape + SMOOTHING
 
 
-# --- choosing the evidence ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Evidence:
-    """The counts and prior one category is calibrated on, and where they come from."""
-
-    level: str
-    source: str
-    counts: np.ndarray
-    pseudo: np.ndarray | None
-
-    @property
-    def n(self) -> int:
-        return int(self.counts.sum())
+def categories_of(frame: pd.DataFrame, prior: BinPrior) -> list[str]:
+    """Every category in the history and every one the global priors know."""
+    return sorted(set(frame["category"].unique()) | set(prior.categories))
 
 
-class _Pool:
-    """Every grouping of the evidence, counted once, to choose from per category."""
-
-    def __init__(self, frame: pd.DataFrame, prior: BinPrior, min_n: int, bins: int) -> None:
-        evidence = frame[frame["evidence"]]
-        self.bins, self.min_n, self.prior = bins, min_n, prior
-        self.by_category = _counts(evidence, "category", bins)
-        self.by_kind = _counts(evidence, "task_kind", bins)
-        self.overall = _counts(evidence, None, bins).get("all", np.zeros((bins, 2)))
-        pairs = frame.groupby(["category", "task_kind"]).size().sort_index()
-        self.kind_of = {category: kind for category, kind in pairs.groupby(level=0).idxmax()}
-
-    def _enough(self, counts: np.ndarray) -> bool:
-        return counts.sum() >= self.min_n
-
-    def choose(self, category: str) -> Evidence:
-        zeros = np.zeros((self.bins, 2))
-        own = self.by_category.get(category, zeros)
-        kind = self.kind_of.get(category, "unknown")
-        if self._enough(own):
-            return Evidence("category", category, own, self.prior.lookup(category, kind)[0])
-        if self.prior.has_category(category):
-            return Evidence("prior", f"prior:{category}", own, self.prior.lookup(category)[0])
-        kind_counts = self.by_kind.get(kind, zeros)
-        if self._enough(kind_counts):
-            return Evidence("task_kind", kind, kind_counts, self.prior.lookup(kind=kind)[0])
-        if self._enough(self.overall):
-            return Evidence("all", "all", self.overall, self.prior.lookup()[0])
-        pseudo, source = self.prior.lookup(category, kind)
-        return Evidence("prior", source, own, pseudo)
-
-
-def check_min_n(min_n: Any) -> int:
-    if isinstance(min_n, bool) or not isinstance(min_n, (int, np.integer)) or min_n < 1:
-        raise ValueError(f"min_n must be a whole number of decisions >= 1, got {min_n!r}")
-    return int(min_n)
-
-
-def calibrate(history: pd.DataFrame, prior: BinPrior | Mapping[str, Any] | None = None, min_n: int = 20,
-              bins: int = BINS, credible: float = CREDIBLE, monotone: bool = False) -> pd.DataFrame:
+def calibrate(history: pd.DataFrame, prior: BinPrior | Mapping[str, Any] | None = None, bins: int = BINS,
+              credible: float = CREDIBLE, monotone: bool = False) -> pd.DataFrame:
     """P(the person keeps the agent's choice | confidence bin), per category, with its uncertainty.
 
-    One row per (category, bin): group (the category), level and source (the evidence
-    used, see the module doc), bin_low/bin_high, n and accepted (answered decisions in
-    the bin at that level), prior_n (pseudo-counts added), p_mean, p_low, p_high.
-    With monotone=True, bins that break "more confident, more often kept" are pooled
-    with their neighbours and empty bins take the pool below them (what the
-    thresholds use); n and accepted stay the bin's own.
+    One row per (category, bin): group (the category), level and source (whose evidence
+    weighs most, see the module doc), bin_low/bin_high, n and accepted (the category's own
+    answered decisions in the bin), prior_n (pseudo-decisions its prior adds), p_mean,
+    p_low, p_high. With monotone=True, bins that break "more confident, more often kept"
+    are pooled with their neighbours, each weighing by its evidence (what the thresholds use).
+    A category the global priors know appears even before the person met it.
     """
-    return calibrate_checked(decisions(history, bins), prior, min_n, bins, credible, monotone)
+    prior = BinPrior.coerce(prior, bins)
+    frame = decisions(history, bins, allow_empty=not prior.empty)
+    return calibrate_checked(frame, prior, bins, credible, monotone)
 
 
-def calibrate_checked(frame: pd.DataFrame, prior: BinPrior | Mapping[str, Any] | None = None, min_n: int = 20,
-                      bins: int = BINS, credible: float = CREDIBLE, monotone: bool = False) -> pd.DataFrame:
+def calibrate_checked(frame: pd.DataFrame, prior: BinPrior | Mapping[str, Any] | None = None,
+                      bins: int = BINS, credible: float = CREDIBLE, monotone_: bool = False) -> pd.DataFrame:
     """calibrate() on a frame decisions() already checked (so callers check only once)."""
-    pool = _Pool(frame, BinPrior.coerce(prior, bins), check_min_n(min_n), bins)
-    categories = sorted(frame["category"].unique())
-    chosen = [pool.choose(category) for category in categories]
-    counts = np.stack([e.counts for e in chosen])
-    pseudo = np.stack([np.zeros((bins, 2)) if e.pseudo is None else e.pseudo for e in chosen])
-    total = pseudo + counts
-    if monotone:
-        total = np.stack([_monotone(t) for t in total])
-    alpha, beta = 1 + total[..., 0].ravel(), 1 + total[..., 1].ravel()
+    prior = BinPrior.coerce(prior, bins)
+    tree = Hierarchy(frame, prior, bins)
+    categories = categories_of(frame, prior)
+    nodes = [tree.category(c) for c in categories]
+    weights = [_weights(frame, prior, c, bins) for c in categories]
+    levels = [tree.level(node, w) for node, w in zip(nodes, weights)]
+    totals = np.stack([made_monotone(n.total, n.counts.sum(axis=1) + n.from_global.sum(axis=1)) if monotone_
+                       else n.total for n in nodes]) if nodes else np.zeros((0, bins, 2))
+    alpha, beta = totals[..., 0].ravel(), totals[..., 1].ravel()
     low, high = _interval(alpha, beta, credible)
+    counts = np.stack([n.counts for n in nodes]) if nodes else np.zeros((0, bins, 2))
     edges = np.round(np.arange(bins + 1) / bins, 10)
     result = pd.DataFrame({
-        "group": np.repeat(categories, bins), "level": np.repeat([e.level for e in chosen], bins),
-        "source": np.repeat([e.source for e in chosen], bins), "bin": np.tile(np.arange(bins), len(chosen)),
-        "bin_low": np.tile(edges[:-1], len(chosen)), "bin_high": np.tile(edges[1:], len(chosen)),
+        "group": np.repeat(categories, bins), "level": np.repeat([lv[0] for lv in levels], bins),
+        "source": np.repeat([lv[1] for lv in levels], bins), "bin": np.tile(np.arange(bins), len(nodes)),
+        "bin_low": np.tile(edges[:-1], len(nodes)), "bin_high": np.tile(edges[1:], len(nodes)),
         "n": counts.sum(axis=2).ravel().astype(int), "accepted": counts[..., 0].ravel().astype(int),
-        "prior_n": pseudo.sum(axis=2).ravel(), "p_mean": alpha / (alpha + beta), "p_low": low, "p_high": high})
-    result.attrs["without_confidence"] = frame.attrs["without_confidence"]
+        "prior_n": (totals.sum(axis=2) - counts.sum(axis=2)).ravel(),
+        "p_mean": alpha / (alpha + beta), "p_low": low, "p_high": high})
+    result.attrs["without_confidence"] = frame.attrs.get("without_confidence", 0)
+    result.attrs["behind"] = {c: lv[2] for c, lv in zip(categories, levels)}
+    result.attrs["weights"] = dict(zip(categories, weights))
     return result

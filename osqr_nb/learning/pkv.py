@@ -10,12 +10,13 @@ NAME_PATTERN so that what is stored is what could be shared.
 A decision is identified only by its time, category, kind, confidence and who
 decided, so recording the same run twice stores it once.
 
-Global priors come in as pseudo-counts per (category, task_kind, model, bin):
-accepted and overridden. `priors_from` sums them per category, per task kind
-and overall, and caps every bin at m pseudo-decisions (m=10 by default) keeping
-the ratio. In a bin with n personal answers the prior then weighs m / (m + n):
-half at n = 10, a tenth at n = 90. So a new user starts from what everyone
-taught osqr-nb, and the person's own evidence takes over as it grows.
+Global priors come in as counts per (category, task_kind, model, bin):
+accepted and overridden, with how they spread over contributors. `priors_from`
+pools them per category, per task kind and overall, and weighs each bin as
+much as users agree (s pseudo-decisions, s = 1/rho - 1 with rho the share of
+the variance between contributors): in a bin with n personal answers the prior
+weighs s / (s + n). So a new user starts from what everyone taught osqr-nb, as
+firmly as people are alike, and the person's own evidence takes over as it grows.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .calibration import BINS, PERSON, BinPrior, confidence_bin, decisions
+from .calibration import BINS, PERSON, S_GUESS, BinPrior, confidence_bin, decisions, spread, strength
 
-PRIOR_CAP = 10.0
 DECISION_COLUMNS = ["task_kind", "category", "model", "confidence", "proposed_was_accepted", "decided_by", "at"]
 OUTCOME_COLUMNS = ["task_kind", "model", "success", "cost_usd", "seconds", "at"]
 PRIOR_COLUMNS = ["category", "task_kind", "model", "bin", "accepted", "overridden"]
+SPREAD_COLUMNS = ("contributors", "sum_a2_over_n", "sum_n2")   # per group, over its contributors
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -184,7 +185,7 @@ class PKV:
             db.executemany("INSERT INTO shared VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET upto = excluded.upto",
                            [(k, int(v)) for k, v in upto.items()])
 
-    def priors_from(self, global_priors: Any, m: float = PRIOR_CAP) -> BinPrior:
+    def priors_from(self, global_priors: Any, m: float | None = None) -> BinPrior:
         """Global priors as the prior calibrate and recommend_thresholds take (see priors_from)."""
         return priors_from(global_priors, m)
 
@@ -217,7 +218,7 @@ def _route_counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
 # --- global priors -------------------------------------------------------------------------------
 
 def _prior_frame(global_priors: Any) -> pd.DataFrame:
-    """Rows of (category, task_kind, model, bin, accepted, overridden) from any of the accepted shapes."""
+    """Rows of (category, task_kind, model, bin, accepted, overridden, ...) from any of the accepted shapes."""
     if isinstance(global_priors, pd.DataFrame):
         frame = global_priors
     elif isinstance(global_priors, Mapping) and "decisions" in global_priors:
@@ -227,11 +228,14 @@ def _prior_frame(global_priors: Any) -> pd.DataFrame:
                               for key, counts in global_priors.items()], columns=PRIOR_COLUMNS)
     else:
         frame = pd.DataFrame([r if isinstance(r, Mapping) else vars(r) for r in global_priors])
+    if frame.empty:
+        return pd.DataFrame(columns=PRIOR_COLUMNS)
     missing = [c for c in PRIOR_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"global priors lack the field(s) {', '.join(missing)}; each row needs "
                          f"{', '.join(PRIOR_COLUMNS)}")
-    frame = frame[PRIOR_COLUMNS].copy()
+    extra = [c for c in ("contributor", *SPREAD_COLUMNS) if c in frame.columns]
+    frame = frame[PRIOR_COLUMNS + extra].copy()
     bad = ~frame["bin"].between(0, BINS - 1) | (frame[["accepted", "overridden"]] < 0).any(axis=1)
     if bad.any():
         raise ValueError(f"global priors: bins must be 0-{BINS - 1} and counts >= 0; "
@@ -239,31 +243,73 @@ def _prior_frame(global_priors: Any) -> pd.DataFrame:
     return frame
 
 
-def _tables(frame: pd.DataFrame, key: str | None, m: float) -> dict[str, np.ndarray]:
-    grouped = frame.assign(_all="all").groupby([key or "_all", "bin"])[["accepted", "overridden"]].sum()
-    tables = {}
+def _units(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each row with the moments of its units (contributor x group): from a `contributor` column
+    (one unit per contributor and group), from the service's published moments, or unknown (NaN)."""
+    frame = frame.assign(n=frame["accepted"] + frame["overridden"])
+    if "contributor" in frame.columns:
+        frame = frame.groupby(["contributor", "category", "task_kind", "model", "bin"], as_index=False)[
+            ["accepted", "overridden", "n"]].sum()
+        positive = frame["n"] > 0
+        return frame.assign(contributors=positive.astype(float),
+                            sum_a2_over_n=np.where(positive, frame["accepted"] ** 2 / frame["n"].clip(lower=1), 0.0),
+                            sum_n2=frame["n"].astype(float) ** 2)
+    if set(SPREAD_COLUMNS) <= set(frame.columns):
+        return frame
+    return frame.assign(**{c: np.nan for c in SPREAD_COLUMNS})
+
+
+def _strength(stats: pd.DataFrame, m: float | None) -> float:
+    """How many pseudo-decisions one user's rate in this group is worth, from how contributors differ."""
+    if stats[list(SPREAD_COLUMNS)].isna().any().any():
+        s = S_GUESS                       # nothing says how users differ: the hierarchy's own guess
+    else:
+        s = strength(*spread(stats[["n", "accepted", *SPREAD_COLUMNS]].to_numpy(dtype=float)))
+    return s if m is None else min(s, m)
+
+
+def _tables(frame: pd.DataFrame, key: str | None, m: float | None) -> tuple[dict[str, np.ndarray], dict]:
+    """{group: pseudo-counts per bin}: the pooled rate, worth min(s, decisions) per bin; and {group: seen}."""
+    grouped = frame.assign(_all="all").groupby([key or "_all", "bin"])[
+        ["n", "accepted", *SPREAD_COLUMNS]].sum(min_count=1)
+    tables, seen = {}, {}
     for group, sub in grouped.groupby(level=0):
-        counts = np.zeros((BINS, 2))
-        counts[sub.index.get_level_values(1).astype(int)] = sub.to_numpy(dtype=float)
-        total = counts.sum(axis=1, keepdims=True)
-        tables[str(group)] = counts * np.minimum(1.0, m / np.where(total > 0, total, 1.0))
-    return tables
+        stats = pd.DataFrame(0.0, index=range(BINS), columns=sub.columns)
+        stats.loc[sub.index.get_level_values(1).astype(int)] = sub.to_numpy(dtype=float)
+        n, accepted = stats["n"].to_numpy(), stats["accepted"].to_numpy()
+        rate = (accepted + 0.5) / (n + 1)
+        weight = np.minimum(n, _strength(stats[stats["n"] > 0], m))
+        tables[str(group)] = np.stack([rate * weight, (1 - rate) * weight], axis=1)
+        seen[str(group)] = n
+    return tables, seen
 
 
-def priors_from(global_priors: Any, m: float = PRIOR_CAP) -> BinPrior:
-    """Global pseudo-counts per (category, task_kind, model, bin) as a BinPrior, each bin capped at m.
+def priors_from(global_priors: Any, m: float | None = None) -> BinPrior:
+    """Global counts per (category, task_kind, model, bin) as the prior recommend_thresholds takes.
 
     Accepts a DataFrame or rows with the columns category, task_kind, model, bin,
-    accepted, overridden (the GPKV payload's decision rows, or {"decisions": rows}),
-    or {(category, task_kind, model, bin): {"accepted": a, "overridden": o}}.
+    accepted, overridden (the GPKV /v1/priors decision rows, or that whole answer), or
+    {(category, task_kind, model, bin): {"accepted": a, "overridden": o}}. Per category,
+    task kind and overall, each bin's prior is everyone's pooled rate, weighing as many
+    pseudo-decisions as users agree: s = 1/rho - 1, with rho the share of the variance
+    that lies between contributors (see calibration.spread), never more than the
+    decisions behind it. The spread comes from a `contributor` column (one row per
+    contributor and group: concatenated `evidence_counts` with an id each) or from the
+    service's per-group moments (contributors, sum_a2_over_n, sum_n2); without either,
+    each bin weighs at most S_GUESS. `m` caps the weight further.
     """
-    if not m > 0:
+    if m is not None and not m > 0:
         raise ValueError(f"m (the most pseudo-decisions a prior bin may weigh) must be > 0, got {m!r}")
     frame = _prior_frame(global_priors)
     if frame.empty:
         return BinPrior()
-    return BinPrior(categories=_tables(frame, "category", m), kinds=_tables(frame, "task_kind", m),
-                    overall=_tables(frame, None, m)["all"])
+    frame = _units(frame)
+    categories, seen = _tables(frame, "category", m)
+    kinds, _ = _tables(frame, "task_kind", m)
+    overall, _ = _tables(frame, None, m)
+    pairs = frame.groupby(["category", "task_kind"])["n"].sum()
+    kind_of = {category: kind for category, kind in pairs.groupby(level=0).idxmax()}
+    return BinPrior(categories=categories, kinds=kinds, overall=overall["all"], seen=seen, kind_of=kind_of)
 
 
 def evidence_counts(history: pd.DataFrame) -> pd.DataFrame:

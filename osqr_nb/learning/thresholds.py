@@ -16,18 +16,21 @@ For each category, on its own empirical confidence distribution:
   are not yet sure. Above it we are sure enough to proceed silently.
 
 Thresholds are bin edges (0.0, 0.1, ..., 1.0); checkpoint_below 1.0 means "never
-without asking", even at confidence 1.0 (see `proceeding`). Two assumptions keep
-thin data from misleading:
+without asking", even at confidence 1.0 (see `proceeding`). The estimates come
+from calibration's hierarchy (category within kind within all, global priors on
+top), so they move with the first answers. Two assumptions keep thin data from
+misleading:
 
-- Confidence means something: the calibration is made monotone (calibrate's
-  monotone=True): a bin more often overridden than a lower one is pooled with
-  it, and a bin without any evidence or prior at the chosen level is taken to be
-  as good as the nearest lower bin that has some, so a history that was only
-  ever asked below 0.7 can still lower thresholds. It cannot show that a high
-  bin is *better* than the bins below it, though: that needs answers there
-  (tier 1, or the occasional audit checkpoint above the threshold).
+- Confidence means something: the calibration is made monotone (isotonic, each
+  bin weighing by its own evidence), so a bin nobody answered in takes the value
+  of the answered bins below it, and a history that was only ever asked below
+  0.7 can still lower thresholds. It cannot show that a high bin is *better*
+  than the bins below it, though: that needs answers there (tier 1, or the
+  occasional audit checkpoint above the threshold).
 - Each bin counts half a decision more than it holds, so a confidence range the
-  category never showed is not waved through on the strength of the others.
+  category never showed is not waved through on the strength of the others. A
+  category the person has not met yet is weighed on everyone's confidence
+  distribution there (the prior's).
 """
 
 from __future__ import annotations
@@ -37,9 +40,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .calibration import BINS, CREDIBLE, LEVELS, BinPrior, calibrate_checked, check_min_n, decisions
+from .calibration import BINS, CREDIBLE, LEVELS, BinPrior, calibrate_checked, decisions
 
-SMOOTHING = 0.5
 RECOMMENDATION_COLUMNS = ["category", "checkpoint_below", "proceed_above", "n", "n_category", "decisions",
                           "expected_checkpoints_per_100", "expected_logged_per_100",
                           "expected_wrong_per_100", "based_on", "source"]
@@ -68,44 +70,57 @@ def _smallest(weights: np.ndarray, wrong: np.ndarray, target: float, start: int 
 
 
 def _recommend(category: str, confidence: np.ndarray, binned: np.ndarray, answered: int, cal: pd.DataFrame,
-               target: float, bins: int) -> dict:
+               weights: np.ndarray, behind: int, target: float, bins: int) -> dict:
+    """One category's thresholds on its confidence distribution (its own decisions, else the prior's)."""
     p_mean, p_low = cal["p_mean"].to_numpy(), cal["p_low"].to_numpy()
-    weights = np.bincount(binned, minlength=bins) + SMOOTHING
     ask = _smallest(weights, 1 - p_mean, target)
     silent = _smallest(weights, 1 - p_low, target, start=ask)
     low, high = ask / bins, silent / bins
-    proceeds = proceeding(confidence, low)
-    wrong = np.where(proceeds, 1 - p_mean[binned], 0.0)
+    if len(confidence):
+        proceeds = proceeding(confidence, low)
+        wrong = np.where(proceeds, 1 - p_mean[binned], 0.0)
+        rates = (~proceeds).mean(), (proceeds & (confidence <= high)).mean(), wrong.mean()
+    else:                                  # a category only the prior knows: its distribution there
+        share = weights / weights.sum()
+        goes = (np.arange(bins) >= ask) & (low < 1.0)
+        rates = share[~goes].sum(), share[goes & (np.arange(bins) < silent)].sum(), \
+            (share * goes * (1 - p_mean)).sum()
     return {"category": category, "checkpoint_below": low, "proceed_above": high,
-            "n": int(cal["n"].sum()), "n_category": answered, "decisions": len(confidence),
-            "expected_checkpoints_per_100": 100 * float((~proceeds).mean()),
-            "expected_logged_per_100": 100 * float((proceeds & (confidence <= high)).mean()),
-            "expected_wrong_per_100": 100 * float(wrong.mean()),
+            "n": behind, "n_category": answered, "decisions": len(confidence),
+            "expected_checkpoints_per_100": 100 * float(rates[0]),
+            "expected_logged_per_100": 100 * float(rates[1]),
+            "expected_wrong_per_100": 100 * float(rates[2]),
             "based_on": cal["level"].iat[0], "source": cal["source"].iat[0]}
 
 
 def recommend_thresholds(history: pd.DataFrame, target_wrong_rate: float = 0.05,
-                         prior: BinPrior | Mapping[str, Any] | None = None, min_n: int = 20,
+                         prior: BinPrior | Mapping[str, Any] | None = None,
                          bins: int = BINS, credible: float = CREDIBLE) -> pd.DataFrame:
     """Per category: checkpoint_below, proceed_above and what they would cost and risk.
 
-    Columns: category, checkpoint_below, proceed_above, n (answered decisions at the
-    level used), n_category (the category's own), decisions (all of the category's
-    decisions with a confidence), expected_checkpoints_per_100, expected_logged_per_100,
-    expected_wrong_per_100 (per 100 of the category's decisions, on its past confidence
-    distribution), based_on (category | task_kind | all | prior) and source.
+    Columns: category, checkpoint_below, proceed_above, n (answered decisions behind the
+    level used: the category's, its kind's, all of the person's, or the prior's), n_category
+    (the category's own), decisions (all of the category's decisions with a confidence),
+    expected_checkpoints_per_100, expected_logged_per_100, expected_wrong_per_100 (per 100
+    of the category's decisions, on its past confidence distribution, or the prior's),
+    based_on (category | task_kind | all | prior) and source. Every category the prior
+    knows has a row, also when the history is empty (a new user): based_on "prior".
     """
     target = check_target(target_wrong_rate)
-    min_n = check_min_n(min_n)
-    frame = decisions(history, bins)
-    cal = calibrate_checked(frame, prior=prior, min_n=min_n, bins=bins, credible=credible, monotone=True)
+    prior = BinPrior.coerce(prior, bins)
+    frame = decisions(history, bins, allow_empty=not prior.empty)
+    cal = calibrate_checked(frame, prior=prior, bins=bins, credible=credible, monotone_=True)
     confidence, binned, answered = (frame[c].to_numpy() for c in ("confidence", "bin", "evidence"))
-    rows = [_recommend(category, confidence[at], binned[at], int(answered[at].sum()),
-                       cal.iloc[i * bins:(i + 1) * bins], target, bins)
-            for i, (category, at) in enumerate(sorted(frame.groupby("category").indices.items()))]
+    groups = frame.groupby("category").indices
+    empty = np.array([], dtype=int)
+    rows = []
+    for i, category in enumerate(cal["group"].iloc[::bins]):
+        at = groups.get(category, empty)
+        rows.append(_recommend(category, confidence[at], binned[at].astype(int), int(answered[at].sum()),
+                               cal.iloc[i * bins:(i + 1) * bins], cal.attrs["weights"][category],
+                               cal.attrs["behind"][category], target, bins))
     result = pd.DataFrame(rows, columns=RECOMMENDATION_COLUMNS)
-    result.attrs.update(target_wrong_rate=target, min_n=min_n,
-                        prior="uniform" if prior is None else "given",
+    result.attrs.update(target_wrong_rate=target, prior="uniform" if prior.empty else "given",
                         without_confidence=frame.attrs["without_confidence"])
     return result
 
@@ -166,7 +181,7 @@ def explain(category: str, recommendation_row: Mapping[str, Any] | pd.Series, hi
     learned: ask below 0.90".
     """
     row = dict(recommendation_row)
-    frame = decisions(history)
+    frame = decisions(history, allow_empty=True)
     own = frame[frame["category"] == category]
     overridden, n = _rate(own)
     based_on = row.get("based_on", "category")

@@ -1,60 +1,102 @@
 """Where learning meets a run: thresholds and routes at its start, evidence at its end.
 
 Everything here is best effort: a personal store that is empty, thin or
-unreadable leaves the static thresholds and the table's routes in place.
+unreadable leaves the static thresholds and the table's routes in place. Runs
+on demo models (the scripted offline model) teach nothing: their decisions and
+outcomes never reach the personal store, so they cannot move a real route or
+threshold.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 
-from .pkv import PKV
+from .pkv import PKV, priors_from
 from .routes import rank_routes
 from .thresholds import apply_thresholds, explanations, recommend_thresholds
 
 log = logging.getLogger(__name__)
 PRIORS_FILE = "gpkv_priors.json"          # the last /v1/priors answer, cached next to the PKV
+PRIORS_MAX_AGE = 24 * 3600                # seconds before a cached answer is refreshed (in the background)
+FIRST_FETCH_WAIT = 1.0                    # seconds a new user's first run waits for the priors, once
+DEMO_PROVIDERS = ("scripted",)
+
+
+def is_demo(model: Any) -> bool:
+    """A model that only plays a part (the scripted offline demo): it says nothing about real work."""
+    if not isinstance(model, str) or not model:
+        return False
+    from ..models.catalog import CATALOG
+    info = CATALOG.get(model)
+    return (info is not None and info.provider in DEMO_PROVIDERS) or model.lower().startswith("scripted")
+
+
+def priors_path(pkv: PKV) -> Path:
+    return Path(pkv.path).with_name(PRIORS_FILE)
 
 
 def cached_priors(pkv: PKV) -> Any:
-    path = Path(pkv.path).with_name(PRIORS_FILE)
+    path = priors_path(pkv)
     try:
         return json.loads(path.read_text()) if path.exists() else None
     except (OSError, ValueError):
         return None
 
 
-def prior_shape(priors: Any) -> pd.DataFrame:
-    """Rows that give the global priors' confidence distribution per category (decided_by "auto",
-    so they count as no one's evidence: the prior's own counts are the evidence)."""
-    rows = []
-    for group in priors.get("decisions", []):
-        count = int(group.get("accepted", 0)) + int(group.get("overridden", 0))
-        confidence = (int(group["bin"]) + 0.5) / 10
-        rows += [{"category": group["category"], "task_kind": group["task_kind"], "confidence": confidence,
-                  "proposed": "", "chosen": "", "decided_by": "auto"}] * min(count, 50)
-    return pd.DataFrame(rows, columns=["category", "task_kind", "confidence", "proposed", "chosen", "decided_by"])
+def save_priors(pkv: PKV, priors: Any) -> None:
+    path = priors_path(pkv)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(priors))
+
+
+_fetching: dict[str, threading.Thread] = {}
+
+
+def _fetch(pkv: PKV) -> None:
+    from ..sharing import fetch_priors_blocking
+    try:
+        save_priors(pkv, fetch_priors_blocking())
+    except Exception as exc:                 # a service that does not answer leaves the cache as it was
+        log.info("could not fetch the global priors: %s", exc)
+
+
+def refresh_priors(pkv: PKV, wait: float = 0.0) -> None:
+    """Fetch the service's priors in a background thread when they are missing or old; wait at most `wait` s."""
+    from ..sharing import configured
+    path = priors_path(pkv)
+    if not configured() or (path.exists() and time.time() - path.stat().st_mtime < PRIORS_MAX_AGE):
+        return
+    key = str(path)
+    if key not in _fetching or not _fetching[key].is_alive():
+        _fetching[key] = threading.Thread(target=_fetch, args=(pkv,), name="osqr-gpkv-priors", daemon=True)
+        _fetching[key].start()
+    if wait:
+        _fetching[key].join(wait)
 
 
 def learn_into(policy: Any, target_wrong_rate: float = 0.05, pkv: PKV | None = None) -> bool:
-    """Lay learned per-category thresholds (and why) onto the policy; False when there is no evidence."""
+    """Lay learned per-category thresholds (and why) onto the policy; False when there is no evidence.
+
+    With a GPKV service configured, a new user's first run fetches the global priors
+    first (waiting at most FIRST_FETCH_WAIT seconds, once), so it already follows them.
+    """
     try:
         pkv = pkv or PKV()
+        refresh_priors(pkv, wait=0.0 if priors_path(pkv).exists() else FIRST_FETCH_WAIT)
         history = pkv.history()
         priors = cached_priors(pkv)
-        prior = pkv.priors_from(priors) if priors else None
-        if history.empty and prior is None:
+        prior = priors_from(priors) if priors else None
+        if history.empty and (prior is None or prior.empty):
             return False
-        if history.empty:       # a new user: the shape of everyone's decisions, no evidence of their own
-            history = prior_shape(priors)
         frame = recommend_thresholds(history, target_wrong_rate, prior=prior)
-        levels = ("category", "task_kind", "all") + (("prior",) if prior is not None else ())
-        learned = apply_thresholds(frame, use=levels)
+        learned = apply_thresholds(frame[frame["source"] != "uniform"])
         policy.by_category.update(learned)
         policy.reasons.update({c: r for c, r in explanations(frame, history).items() if c in learned})
         return bool(learned)
@@ -63,20 +105,58 @@ def learn_into(policy: Any, target_wrong_rate: float = 0.05, pkv: PKV | None = N
         return False
 
 
-def learned_routes(table: dict[str, list[str]], pkv: PKV | None = None) -> tuple[dict[str, list[str]], set[str]]:
-    """The table re-ranked by past outcomes, and the kinds whose order changed."""
+def learned_routes(table: dict[str, list[str]], pkv: PKV | None = None,
+                   reachable: Iterable[str] | None = None) -> tuple[dict[str, list[str]], set[str]]:
+    """The table re-ranked by past outcomes, every reachable model competing, and the kinds whose
+    order changed (see rank_routes)."""
     try:
         pkv = pkv or PKV()
-        ranked = rank_routes(pkv.outcomes(), table, prior=cached_priors(pkv))
+        candidates = [m for m in reachable or [] if not is_demo(m)]
+        ranked = rank_routes(pkv.outcomes(), table, prior=cached_priors(pkv), candidates=candidates,
+                             price_hint=price_hint(candidates + [m for ms in table.values() for m in ms]))
     except (ValueError, OSError, KeyError) as exc:
         log.info("no learned routes: %s", exc)
         return table, set()
-    return ranked, {k for k in table if ranked.get(k) != table[k]}
+    return ranked, {k for k in table if ranked.get(k, [None])[0] != (table[k] or [None])[0]}
+
+
+def price_hint(models: Iterable[str]) -> dict[str, float]:
+    """Relative price of a typical task per model (dollars per million tokens, input weighing
+    eight times output, as agent turns read far more than they write); unknown prices are left out."""
+    from ..models.catalog import lookup
+    from ..models.pricing import per_million
+    hints = {}
+    for name in dict.fromkeys(models):
+        try:
+            info = lookup(name)
+            price_in, price_out = per_million(info.model_id, info.provider)
+        except (ValueError, LookupError):
+            continue
+        if price_in is not None and price_out is not None:
+            hints[name] = 8 * price_in + price_out
+    return hints
+
+
+def real_only(history: pd.DataFrame, outcomes: list[dict[str, Any]], models_by_task: dict[str, str]
+              ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """What a run may teach: nothing from demo models; a decision of no task counts only when the
+    run used some real model."""
+    outcomes = [o for o in outcomes if not is_demo(o.get("model"))]
+    if history.empty:
+        return history, outcomes
+    models = history["model"] if "model" in history.columns else history["task_id"].map(models_by_task)
+    real_run = any(not is_demo(m) for m in models_by_task.values())
+    keep = models.map(lambda m: not is_demo(m) if isinstance(m, str) else real_run)
+    return history[keep.astype(bool).to_numpy()], outcomes
 
 
 def record_run(history: pd.DataFrame, outcomes: list[dict[str, Any]], models_by_task: dict[str, str],
                pkv: PKV | None = None) -> None:
-    """A finished run's decisions and per-task outcomes into the personal store (counts, no text)."""
+    """A finished run's decisions and per-task outcomes into the personal store (counts, no text);
+    demo models' are left out."""
+    history, outcomes = real_only(history, outcomes, models_by_task)
+    if history.empty and not outcomes:
+        return
     pkv = pkv or PKV()
     if not history.empty:
         pkv.record_history(history, models_by_task=models_by_task)

@@ -1,0 +1,169 @@
+"""Learned routes against the seed's table: cost per successful task, at equal or better success.
+
+Simulated models meet a stream of tasks. Each (task kind, model) has a hidden
+success rate (SUCCESS below: an assumption, not a measurement: the frontier
+models lead on code and design, the small ones are nearly as good on docs and
+quick fixes) and each kind a typical token usage (USAGE); a task's cost is that
+usage, varied by a lognormal factor, priced with the models' real prices
+(genai-prices, as osqr-nb bills). Policies, all on the same tasks and draws:
+
+- table: the seed's routing table (osqr_nb.routing.DEFAULT_ROUTES), first model.
+- learned: rank_routes with every model competing for every kind (the table
+  gives the starting order and the prior, price_hint the relative prices of
+  untried models), re-ranked with a fresh Thompson draw every --relearn tasks
+  from the outcomes so far; each task goes to the ranking's first model.
+- oracle: per kind the model with the best score rank_routes would give if it
+  knew the hidden rates and mean costs. The bound for the rule.
+
+Reported per policy: success %, dollars per task and per successful task, and
+how much cheaper per success than the table. Goal: at least 30% cheaper per
+successful task than the table, at equal or better success (over all tasks).
+
+    python benchmarks/routing_sim.py [--users 8] [--tasks 2000] [--relearn 20] [--seed 0] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from osqr_nb.learning.routes import COST_WEIGHT, rank_routes
+from osqr_nb.learning.wiring import price_hint
+from osqr_nb.models.base import Usage
+from osqr_nb.models.catalog import CATALOG
+from osqr_nb.models.pricing import price
+from osqr_nb.routing import DEFAULT_ROUTES
+
+GOAL_CHEAPER = 0.30
+MODELS = [name for name, info in CATALOG.items() if info.provider != "scripted"]
+MIX = {"code": 0.30, "tests": 0.15, "docs": 0.15, "refactor": 0.15, "quick_fix": 0.10, "review": 0.10,
+       "architecture": 0.05}
+USAGE = {"code": (80_000, 10_000), "architecture": (60_000, 8_000), "docs": (30_000, 5_000),
+         "quick_fix": (20_000, 2_000), "review": (60_000, 4_000), "refactor": (70_000, 8_000),
+         "tests": (60_000, 8_000)}         # input, output tokens of a typical task
+SUCCESS = pd.DataFrame({                   # hidden P(success) per kind (rows) and model (columns)
+    "claude-opus":   [0.88, 0.85, 0.93, 0.95, 0.88, 0.90, 0.90],
+    "claude-sonnet": [0.86, 0.80, 0.92, 0.94, 0.86, 0.88, 0.89],
+    "claude-haiku":  [0.70, 0.55, 0.90, 0.91, 0.72, 0.78, 0.80],
+    "codex":         [0.84, 0.70, 0.85, 0.93, 0.80, 0.86, 0.86],
+    "gpt-4o":        [0.74, 0.68, 0.89, 0.90, 0.78, 0.80, 0.82],
+    "gpt-4o-mini":   [0.55, 0.45, 0.86, 0.88, 0.60, 0.65, 0.70],
+}, index=["code", "architecture", "docs", "quick_fix", "review", "refactor", "tests"])
+
+
+def mean_cost(kind: str, model: str) -> float:
+    info = CATALOG[model]
+    tokens_in, tokens_out = USAGE[kind]
+    return float(price(info.model_id, info.provider, Usage(tokens_in, tokens_out)))
+
+
+COSTS = pd.DataFrame({m: [mean_cost(k, m) for k in SUCCESS.index] for m in MODELS}, index=SUCCESS.index)
+
+
+def draw_tasks(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Kinds, and per task and model the success draw and cost factor (shared by every policy)."""
+    kinds = rng.choice(list(MIX), size=n, p=np.array(list(MIX.values())) / sum(MIX.values()))
+    return pd.DataFrame({"kind": kinds, "luck": rng.random(n), "factor": rng.lognormal(0, 0.3, n)})
+
+
+def outcome(task: pd.Series | tuple, model: str) -> tuple[bool, float]:
+    kind, luck, factor = task
+    return bool(luck < SUCCESS.loc[kind, model]), float(COSTS.loc[kind, model] * factor)
+
+
+def fixed_policy(tasks: pd.DataFrame, choice: dict[str, str]) -> pd.DataFrame:
+    rows = [(kind, choice[kind], *outcome((kind, luck, factor), choice[kind]))
+            for kind, luck, factor in tasks.itertuples(index=False)]
+    return pd.DataFrame(rows, columns=["task_kind", "model", "success", "cost_usd"])
+
+
+def learned_policy(tasks: pd.DataFrame, relearn: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Each batch of tasks goes to the routes ranked on every outcome so far."""
+    hint = price_hint(MODELS)
+    table = {k: list(DEFAULT_ROUTES[k]) for k in SUCCESS.index}
+    rows: list[tuple] = []
+    for start in range(0, len(tasks), relearn):
+        history = pd.DataFrame(rows, columns=["task_kind", "model", "success", "cost_usd"]) if rows else None
+        ranked = rank_routes(history, table, rng=rng, candidates=MODELS, price_hint=hint)
+        for kind, luck, factor in tasks.iloc[start:start + relearn].itertuples(index=False):
+            model = ranked[kind][0]
+            rows.append((kind, model, *outcome((kind, luck, factor), model)))
+    return pd.DataFrame(rows, columns=["task_kind", "model", "success", "cost_usd"])
+
+
+def oracle_choice() -> dict[str, str]:
+    """Per kind, the best score rank_routes would give knowing the truth (same cost weight)."""
+    score = SUCCESS - COST_WEIGHT * COSTS.div(COSTS.max(axis=1), axis=0)
+    return score.idxmax(axis=1).to_dict()
+
+
+def summary(frames: list[pd.DataFrame], part: slice = slice(None)) -> dict[str, float]:
+    both = pd.concat([f.iloc[part] for f in frames])
+    success = both["success"].mean()
+    return {"success %": 100 * success, "usd / task": both["cost_usd"].mean(),
+            "usd / successful task": both["cost_usd"].sum() / both["success"].sum()}
+
+
+def simulate(args: argparse.Namespace) -> pd.DataFrame:
+    results: dict[str, list[pd.DataFrame]] = {"table (seed)": [], "learned": [], "oracle": []}
+    table = {k: DEFAULT_ROUTES[k][0] for k in SUCCESS.index}
+    for user in range(args.users):
+        tasks = draw_tasks(args.tasks, np.random.default_rng([args.seed, user]))
+        results["table (seed)"].append(fixed_policy(tasks, table))
+        results["learned"].append(learned_policy(tasks, args.relearn, np.random.default_rng([args.seed, user, 1])))
+        results["oracle"].append(fixed_policy(tasks, oracle_choice()))
+    half = slice(args.tasks // 2, None)
+    rows = []
+    for name, frames in results.items():
+        whole, late = summary(frames), summary(frames, half)
+        rows.append({"policy": name, **whole, "success % (second half)": late["success %"],
+                     "usd / successful task (second half)": late["usd / successful task"]})
+    frame = pd.DataFrame(rows).set_index("policy")
+    base = frame["usd / successful task"].iloc[0]
+    frame["cheaper per success"] = 1 - frame["usd / successful task"] / base
+    frame["success vs table (points)"] = frame["success %"] - frame["success %"].iloc[0]
+    frame.attrs["routes"] = pd.concat(results["learned"]).iloc[-args.tasks // 4:].groupby("task_kind")[
+        "model"].agg(lambda m: m.value_counts().index[0])
+    return frame
+
+
+def met(frame: pd.DataFrame) -> bool:
+    row = frame.loc["learned"]
+    return bool(row["cheaper per success"] >= GOAL_CHEAPER and row["success vs table (points)"] >= 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=8, help="simulated installations (default 8)")
+    parser.add_argument("--tasks", type=int, default=2000, help="tasks per installation (default 2000)")
+    parser.add_argument("--relearn", type=int, default=20, help="re-rank every N tasks (default 20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check", action="store_true", help="exit 1 if the goal is missed")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    frame = simulate(args)
+    shown = frame.copy()
+    shown["cheaper per success"] = shown["cheaper per success"].map("{:.0%}".format)
+    print(f"{args.users} installations x {args.tasks} tasks, {len(MODELS)} models competing for every kind, "
+          f"re-ranked every {args.relearn}, seed {args.seed}\n")
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
+        print(shown.to_string())
+    print("\nlearned first choice per kind (last quarter):",
+          ", ".join(f"{k}: {m}" for k, m in frame.attrs["routes"].items()))
+    print(f"oracle: {', '.join(f'{k}: {m}' for k, m in oracle_choice().items())}")
+    ok = met(frame)
+    print(f"\ngoal: >= {GOAL_CHEAPER:.0%} cheaper per successful task than the table at equal or better "
+          f"success: {'met' if ok else 'MISSED'}  [{time.perf_counter() - started:.1f} s]")
+    return 0 if ok or not args.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
