@@ -89,7 +89,7 @@ def test_a_new_user_pulls_the_global_priors_without_any_run(tmp_path):
 
 def test_a_new_users_first_run_fetches_the_priors_when_a_service_is_configured(tmp_path):
     from osqr_nb.learning import PKV
-    from osqr_nb.learning.wiring import priors_path
+    from osqr_nb.learning.wiring import priors_path, wait_for_priors
 
     tokens = [f"owner-{i}-token-not-secret-0123456789" for i in range(5)]
     with GPKVServer(create_app(f"sqlite:///{tmp_path / 'gpkv.db'}", tokens)) as server:
@@ -97,8 +97,10 @@ def test_a_new_users_first_run_fetches_the_priors_when_a_service_is_configured(t
         assert not priors_path(PKV()).exists()
         assert not settings().policy(2).by_category                   # no service: nothing learned
         config = settings()
-        config.gpkv_url, config.gpkv_token = server.base_url, tokens[0]
+        config.gpkv_token = tokens[0]
+        config.gpkv_url = server.base_url                             # starts the fetch, in the background
         try:
+            assert wait_for_priors(PKV(), 30)
             policy = config.policy(2)                                 # what api.start does for a run
         finally:
             config.gpkv_url, config.gpkv_token = "", ""

@@ -25,7 +25,6 @@ from .thresholds import apply_thresholds, explanations, recommend_thresholds
 log = logging.getLogger(__name__)
 PRIORS_FILE = "gpkv_priors.json"          # the last /v1/priors answer, cached next to the PKV
 PRIORS_MAX_AGE = 24 * 3600                # seconds before a cached answer is refreshed (in the background)
-FIRST_FETCH_WAIT = 1.0                    # seconds a new user's first run waits for the priors, once
 DEMO_PROVIDERS = ("scripted",)
 
 
@@ -81,15 +80,24 @@ def refresh_priors(pkv: PKV, wait: float = 0.0) -> None:
         _fetching[key].join(wait)
 
 
+def wait_for_priors(pkv: PKV, timeout: float) -> bool:
+    """Wait for a background fetch of the priors (never on the kernel's loop); True once cached."""
+    fetching = _fetching.get(str(priors_path(pkv)))
+    if fetching is not None:
+        fetching.join(timeout)
+    return priors_path(pkv).exists()
+
+
 def learn_into(policy: Any, target_wrong_rate: float = 0.05, pkv: PKV | None = None) -> bool:
     """Lay learned per-category thresholds (and why) onto the policy; False when there is no evidence.
 
-    With a GPKV service configured, a new user's first run fetches the global priors
-    first (waiting at most FIRST_FETCH_WAIT seconds, once), so it already follows them.
+    With a GPKV service configured, the global priors are fetched in the background as
+    soon as it is (`%load_ext`, or setting OSQR.gpkv_url), so a new user's first run
+    already follows them; nothing here waits for the network on the kernel's loop.
     """
     try:
         pkv = pkv or PKV()
-        refresh_priors(pkv, wait=0.0 if priors_path(pkv).exists() else FIRST_FETCH_WAIT)
+        refresh_priors(pkv)
         history = pkv.history()
         priors = cached_priors(pkv)
         prior = priors_from(priors) if priors else None
