@@ -124,15 +124,15 @@ def test_split_gives_each_task_its_own_file_and_tells_both(shop):
     plan = auth_and_helpers(writes=["utils.py", "auth/tokens.py"])
     [collision] = predict_collisions(plan, shop)
     effect = collision.split(plan)
-    assert plan["auth"].writes == ["auth/tokens.py", "utils_auth.py"]
-    assert plan["helpers"].writes == ["utils_helpers.py"]
-    for task_id, mine, theirs in (("auth", "utils_auth.py", "utils_helpers.py"),
-                                  ("helpers", "utils_helpers.py", "utils_auth.py")):
+    assert plan["auth"].writes == ["auth/tokens.py", "auth_utils.py"]      # named for the task's area,
+    assert plan["helpers"].writes == ["api_utils.py"]                       # as the seed names them
+    for task_id, mine, theirs in (("auth", "auth_utils.py", "api_utils.py"),
+                                  ("helpers", "api_utils.py", "auth_utils.py")):
         note = plan[task_id].description
         assert f"instead of editing utils.py, write {mine} (create it)" in note and theirs in note
     assert not plan.graph.edges and effect.growth == 0
-    assert effect.changes == ["auth writes utils_auth.py instead of utils.py",
-                              "helpers writes utils_helpers.py instead of utils.py"]
+    assert effect.changes == ["auth writes auth_utils.py instead of utils.py",
+                              "helpers writes api_utils.py instead of utils.py"]
     assert predict_collisions(plan, shop) == []          # decided: not predicted again
     assert Plan.from_dict(plan.to_dict()).resolutions[0]["choice"] == "split"
 
@@ -196,7 +196,7 @@ def test_precision_and_recall_on_a_run_with_a_known_overlap(shop):
     """Three tasks really change files on their branches; the prediction is scored against git."""
     plan = Plan([Task("auth", "Auth Module", "code", "Build token issuing in the auth package"),
                  Task("helpers", "API Helpers", "code", "Add pagination helpers to api/helpers.py",
-                      writes=["settings.py"]),
+                      writes=["api/helpers.py", "utils.py", "settings.py"]),
                  Task("config", "Config", "code", "Add settings", writes=["settings.py"])])
     predicted = predict_collisions(plan, shop)
     assert {(c.task_a, c.task_b, tuple(c.files)) for c in predicted} == {
@@ -228,6 +228,41 @@ def test_scoring_edge_cases():
     assert score_predictions([], {"a": ["x"], "b": ["x"]})[:2] == (1.0, 0.0)
     ordered = Plan([Task("a", "A"), Task("b", "B", depends_on=["a"])])
     assert score_predictions([], {"a": ["x"], "b": ["x"]}, ordered)[:2] == (1.0, 1.0)
+
+
+def test_a_plans_writes_overrule_guesses_from_folder_names(tmp_path):
+    shop = make_repo(tmp_path / "store", {"shop/__init__.py": "", "shop/cart.py": "class Cart:\n    pass\n",
+                                          "shop/pricing.py": "def price():\n    return 1\n"})
+    plan = Plan([Task("bulk", "Bulk Discounts", "code", "Add bulk discounts to the shop's pricing",
+                      writes=["shop/pricing.py"]),
+                 Task("wrap", "Gift Wrap", "code", "Add a gift wrap option to the Cart")])
+    assert predict_collisions(plan, shop) == []           # before: 'may both modify shop/cart.py'
+    plan["bulk"].writes = []                              # without the plan's word, the guesses stand
+    [collision] = predict_collisions(plan, shop)
+    assert "shop/cart.py" in collision.files
+    assert "Bulk Discounts mentions 'shop', the folder's name" in collision.evidence["shop/cart.py"]
+
+
+def test_naming_a_file_is_not_a_mention_of_its_folder_and_plurals_fold(shop):
+    index = RepoIndex.build(shop)
+    from osqr_nb.plan.collisions import footprint
+    named = footprint(Task("t", "T", "code", "Change auth/tokens.py"), index)
+    assert list(named) == ["auth/tokens.py"]
+    plural = footprint(Task("t", "T", "code", "Add a token cache"), index)
+    assert "auth/tokens.py" in plural
+
+
+def test_a_split_file_is_named_for_each_tasks_area_never_after_itself(tmp_path):
+    plan = Plan([Task("cart", "Cart Totals", "code", writes=["shop/cart.py"]),
+                 Task("codes", "Discount Codes in the Cart", "code", writes=["shop/cart.py"])])
+    [collision] = predict_collisions(plan, None)
+    collision.split(plan)
+    assert plan["cart"].writes == ["shop/totals_cart.py"] and plan["codes"].writes == ["shop/discount_cart.py"]
+    same = Plan([Task("a", "Auth Login", "code", writes=["docs/**"]), Task("b", "Auth Logout", "code",
+                                                                              writes=["docs/**"])])
+    [collision] = predict_collisions(same, None)
+    collision.split(same)
+    assert same["a"].writes == ["docs/auth/"] and same["b"].writes == ["docs/logout/"]
 
 
 def test_no_repository_uses_only_the_planners_files():

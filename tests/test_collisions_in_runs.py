@@ -94,7 +94,7 @@ def test_split_gives_each_task_its_own_file_and_tells_both(repo):
         return run
 
     run = run_async(main())
-    assert "utils_auth.py" in run.plan["auth"].description and "utils_helpers.py" in run.plan["helpers"].description
+    assert "auth_utils.py" in run.plan["auth"].description and "api_utils.py" in run.plan["helpers"].description
 
 
 def test_proceed_in_parallel_asks_for_a_review_of_the_clean_merge(repo):

@@ -326,6 +326,6 @@ def test_costs_frame_has_one_row_per_model_call(repo):
     run = run_async(seed_run(repo))
     costs = osqr_nb.costs(repo)
     assert list(costs.columns) == ["run_id", "task_id", "time", "model", "input_tokens", "output_tokens",
-                                   "cache_read_tokens", "cache_write_tokens", "cost_usd", "latency"]
+                                   "cache_read_tokens", "cache_write_tokens", "cost_usd", "latency", "purpose"]
     assert len(costs) == len(run.events().query("type == 'model_reply'"))
     assert set(costs.model) == {"scripted"} and costs.cost_usd.sum() == 0

@@ -97,6 +97,8 @@ class RunState:
     collision_scores: dict[str, Any] | None = None
     events_seen: int = 0
     problems: list[str] = field(default_factory=list)     # events the fold had to skip
+    own_cost_usd: float = 0.0          # the run's own model calls (planning, merging), known prices
+    own_cost_unknown: bool = False
 
     @classmethod
     def fold(cls, run_id: str, events: Iterable[Event]) -> "RunState":
@@ -170,11 +172,19 @@ class RunState:
 
     @property
     def total_cost(self) -> float:
-        return sum(t.cost_usd for t in self.tasks.values())
+        """Known costs: every agent's calls, and the run's own (planning, merging)."""
+        return sum(t.cost_usd for t in self.tasks.values()) + self.own_cost_usd
 
     @property
     def cost_unknown(self) -> bool:
-        return any(t.cost_unknown for t in self.tasks.values())
+        return self.own_cost_unknown or any(t.cost_unknown for t in self.tasks.values())
+
+    def _on_model_call(self, e: Event, d: dict[str, Any]) -> None:
+        """A call the run made for itself (the planner, the merge agent): it counts toward the budget."""
+        if d.get("cost_usd") is None:
+            self.own_cost_unknown = True
+        else:
+            self.own_cost_usd += d["cost_usd"]
 
     def _on_collisions_predicted(self, e: Event, d: dict[str, Any]) -> None:
         self.collisions, self.predicted_plan = d["collisions"], d["plan"]

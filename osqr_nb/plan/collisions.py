@@ -2,14 +2,19 @@
 
 For every pair of tasks that the plan does not order (neither waits for the
 other; a partial dependency does not order, since both may run at once), a
-task's footprint is the files it may write, from three sources:
+task's footprint is the files it may write:
 
-1. the planner's `writes` (paths, or globs expanded against `git ls-files`);
-2. the repository: files that define, or are named like, what the task's
-   title and description mention (Python files are read with `ast` for their
-   top-level definitions and imports; other files match by name or folder);
+1. the plan's `writes` (paths, or globs expanded against `git ls-files`): when
+   a task declares them, they are its footprint and nothing is guessed for it
+   (a plan line `writes: shop/pricing.py` is not overruled by the task
+   mentioning "shop", the folder's name);
+2. otherwise, guesses from the repository: files that define, or are named
+   like, what the task's title and description mention (Python files are read
+   with `ast` for their top-level definitions and imports; other files match by
+   name or folder, plurals folded: "exporter" finds `exporters/`);
 3. a shared module: a local module that files of both footprints import
-   (used only for a pair that 1 and 2 found nothing for, being the noisiest).
+   (only for two tasks that declared nothing, and only when 1 and 2 found
+   nothing for the pair, being the noisiest).
 
 This is a heuristic and says so: each predicted file carries its evidence, and
 `score_predictions` measures precision and recall against what tasks really
@@ -180,10 +185,15 @@ def may_write(kind: TaskKind, path: str) -> bool:
     return True
 
 
+PATH_TOKEN = re.compile(r"[\w.-]*/[\w./*-]*|[\w-]+\.[A-Za-z]\w{0,5}\b")
+
+
 def mentions(text: str) -> tuple[set[str], set[str]]:
-    """(identifiers and file-like tokens as written, lowercased words and joined word pairs)."""
+    """(identifiers and file-like tokens as written, lowercased words and joined word pairs).
+
+    The words leave out file paths: naming shop/pricing.py is not a mention of every file in shop/."""
     tokens = {t.strip(".") for t in re.findall(r"[\w./-]+", text)} - {""}
-    words = re.findall(r"[A-Za-z][A-Za-z0-9]*", text)
+    words = re.findall(r"[A-Za-z][A-Za-z0-9]*", PATH_TOKEN.sub(" ", text))
     lower = [w.lower() for w in words]
     phrases = {f"{a}_{b}" for a, b in itertools.pairwise(lower)} | {a + b for a, b in itertools.pairwise(lower)}
     return tokens, ({w for w in lower if len(w) >= 3 and w not in STOP_WORDS} | phrases)
@@ -205,6 +215,8 @@ def footprint(task: Task, index: RepoIndex) -> dict[str, list[str]]:
 
     for pattern in task.writes:
         add(expand(pattern, index.files), f"{task.title} writes {pattern}", check=False)
+    if task.writes:            # the plan said what it writes: that, not a guess, is its footprint
+        return found
     tokens, words = mentions(f"{task.title}\n{without_notes(task.description)}")
     for token in sorted(tokens):
         named = {f for f in index.files if f == token or f.endswith("/" + token)} if "." in token else set()
@@ -213,28 +225,44 @@ def footprint(task: Task, index: RepoIndex) -> dict[str, list[str]]:
         if task.kind is TaskKind.REFACTOR:
             add(sorted(index.users.get(token, ())), f"{task.title} refactors {token}, imported here")
     for word in sorted(words):
-        add(sorted(index.stems.get(word, ())), f"{task.title} mentions {word!r}, the file's name")
-        inside = index.folders.get(word, [])
-        if len(inside) <= MAX_FOLDER_FILES:
-            add(inside, f"{task.title} mentions {word!r}, the folder's name")
+        for form in _forms(word):
+            add(sorted(index.stems.get(form, ())), f"{task.title} mentions {word!r}, the file's name")
+            inside = index.folders.get(form, [])
+            if len(inside) <= MAX_FOLDER_FILES:
+                add(inside, f"{task.title} mentions {word!r}, the folder's name")
     return found
+
+
+def _forms(word: str) -> list[str]:
+    """The word and its other number: 'exporter' also finds exporters/, 'queries' query.py."""
+    if "_" in word or len(word) < 4:
+        return [word]
+    if word.endswith("ies"):
+        return [word, word[:-3] + "y"]
+    if word.endswith("s") and not word.endswith("ss"):
+        return [word, word[:-1]]
+    return [word, word[:-1] + "ies" if word.endswith("y") else word + "s"]
 
 
 def _shared_imports(a: Task, b: Task, prints: dict[str, dict[str, list[str]]],
                     index: RepoIndex) -> dict[str, list[str]]:
-    """Local modules that files of both footprints import (and both tasks may edit)."""
-    if a.kind not in CODE_KINDS or b.kind not in CODE_KINDS:
+    """Local modules that files of both footprints import (and both tasks may edit).
+
+    A task that declared its writes reaches only what it declared: a module its
+    files import is shared only if it is one of them."""
+    if a.kind not in CODE_KINDS or b.kind not in CODE_KINDS or (a.writes and b.writes):
         return {}
 
-    def importers(task: Task) -> dict[str, str]:
-        return {module: source for source in sorted(prints[task.id])
-                for module in sorted(index.imports.get(source, ()))}
+    def reach(task: Task) -> dict[str, list[str]]:
+        if task.writes:
+            return prints[task.id]
+        via = {module: source for source in sorted(prints[task.id])
+               for module in sorted(index.imports.get(source, ()))}
+        return {module: prints[task.id].get(module) or [f"{task.title}'s {source} imports it"]
+                for module, source in via.items()}
 
-    def why(task: Task, module: str, via: dict[str, str]) -> list[str]:
-        return prints[task.id].get(module) or [f"{task.title}'s {via[module]} imports it"]
-
-    of_a, of_b = importers(a), importers(b)
-    return {module: why(a, module, of_a) + why(b, module, of_b) for module in sorted(set(of_a) & set(of_b))}
+    of_a, of_b = reach(a), reach(b)
+    return {module: of_a[module] + of_b[module] for module in sorted(set(of_a) & set(of_b))}
 
 
 # --- collisions and the three choices -------------------------------------------------------------
@@ -288,14 +316,32 @@ def _unit(plan: Plan) -> str:
     return "hours" if any(t.estimate_hours is not None for t in plan.tasks) else "tasks"
 
 
-def split_name(path: str, task_id: str) -> str:
-    """A new file (or folder, for a glob) of the task's own next to `path`: utils.py -> utils_auth.py."""
-    own = task_id.replace("-", "_")
+AREA_FILLER = {"module", "modules", "page", "code", "feature", "support", "new", "the", "a", "an", "add", "fix",
+               "use", "build", "create", "update", "refactor", "make", "write", "implement", "improve", "move",
+               "rename", "split", "remove", "review", "design", "test", "tests", "docs", "for", "in", "of",
+               "to", "and", "with", "on"}
+
+
+def area(title: str, task_id: str, stem: str = "", taken: set[str] = frozenset()) -> str:
+    """A short name for what a task is about, for a file of its own: 'API Helpers' -> 'api'.
+
+    The title's first telling word, not the file's own name (no cart_cart.py), not one the other
+    task took; the task id when the title has none."""
+    for word in re.findall(r"[A-Za-z][A-Za-z0-9]*", title):
+        word = word.lower()
+        if word not in AREA_FILLER and word != stem.lower() and word not in taken and len(word) > 1:
+            return word
+    own = re.sub(r"[^a-z0-9]+", "_", task_id.lower()).strip("_") or "task"
+    return own if own not in taken else f"{own}_2"
+
+
+def split_name(path: str, own: str) -> str:
+    """A new file (or folder, for a glob) named for its task next to `path`: utils.py -> auth_utils.py."""
     if is_glob(path):
         folder = GLOB_CHARS.split(path, maxsplit=1)[0].rstrip("/")
         return f"{folder}/{own}/" if folder else f"{own}/"
     pure = PurePosixPath(path)
-    return str(pure.with_name(f"{pure.stem}_{own}{pure.suffix}"))
+    return str(pure.with_name(f"{own}_{pure.stem}{pure.suffix}"))
 
 
 @dataclass
@@ -381,7 +427,7 @@ class Collision:
     def split(self, plan: Plan) -> Effect:
         """Give each task its own new file for each shared one, and tell both tasks so."""
         before = (plan.critical_path_length(), plan.critical_path())
-        own = {t: {f: split_name(f, t) for f in self.files} for t in (self.task_a, self.task_b)}
+        own = self._own_files(plan)
         changes = []
         for task_id, other in ((self.task_a, self.task_b), (self.task_b, self.task_a)):
             task = plan[task_id]
@@ -391,6 +437,18 @@ class Collision:
         return self._effect(plan, Choice("split"), before,
                             f"{plan[self.task_a].title} and {plan[self.task_b].title} each get their own "
                             f"file(s): {', '.join(changes)}", changes)
+
+    def _own_files(self, plan: Plan) -> dict[str, dict[str, str]]:
+        """For each task, each shared file's own replacement; the two tasks never get the same name."""
+        own: dict[str, dict[str, str]] = {self.task_a: {}, self.task_b: {}}
+        titles = {t: plan[t].title if t in plan else "" for t in own}
+        for path in self.files:
+            stem = PurePosixPath(GLOB_CHARS.split(path, maxsplit=1)[0].rstrip("/") if is_glob(path) else path).stem
+            first = area(titles[self.task_a], self.task_a, stem)
+            second = area(titles[self.task_b], self.task_b, stem, {first})
+            own[self.task_a][path] = split_name(path, first)
+            own[self.task_b][path] = split_name(path, second)
+        return own
 
     def _split_note(self, plan: Plan, task_id: str, other: str, own: dict[str, dict[str, str]]) -> str:
         lines = [f"{NOTE_MARK} {plan[other].title} runs at the same time and may change the same "

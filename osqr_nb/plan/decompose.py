@@ -4,24 +4,30 @@ The model planner asks the model routed for architecture to submit the plan
 through one tool whose JSON schema is the plan, checks it, and lets the model
 repair it a bounded number of times.
 
-The offline planner is a heuristic, labelled as one: it splits the request on
-its clauses and list items, guesses each task's kind from its words, and orders
-the usual dependencies (data layer before the code that uses it, code before its
-docs and tests, review last).
+The offline planner is a heuristic, labelled as one: it reads the request's
+sentences and clauses (plan/reading.py), takes each task's kind from its verb
+and object, its title from the object, its files from the names it uses, and
+orders what a careful engineer would: a design or schema change before the code
+built on it, tests and docs after the code they describe, tasks that name the
+same file one after the other, review last. `benchmarks/planner_corpus.py`
+scores it against hand-written plans.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
-from pathlib import Path
-from typing import Any, Protocol
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Protocol
 
 import networkx as nx
 
 from ..models.base import ModelClient, Reply, ToolSpec
-from .repo_summary import summarize_repo
+from .reading import (Clause, clauses_with_order, headline, is_content_word, is_doc_file, norm_word,
+                      read_clause, split_clauses, split_objects, title_words)
+from .repo_summary import summarize_repo, tracked_files
 from .task import Plan, PlanError, Task, TaskKind, plan_problems, slug
 
 
@@ -39,120 +45,202 @@ class AsyncPlanner(Protocol):
     async def plan(self, request: str, repo: str | None = None) -> Plan: ...
 
 
-_KIND_WORDS: list[tuple[TaskKind, tuple[str, ...]]] = [
-    (TaskKind.DOCS, ("doc", "docs", "documentation", "readme", "docstring", "guide", "changelog")),
-    (TaskKind.TESTS, ("test", "tests", "testing", "coverage", "spec", "specs")),
-    (TaskKind.REVIEW, ("review", "audit", "inspect")),
-    (TaskKind.REFACTOR, ("refactor", "restructure", "rename", "clean", "cleanup", "simplify", "reorganize")),
-    (TaskKind.QUICK_FIX, ("fix", "typo", "bump", "tweak", "patch")),
-    (TaskKind.ARCHITECTURE, ("design", "architecture", "architect", "plan")),
-]
-_DATA_WORDS = ("schema", "database", "db", "model", "models", "migration", "migrations", "table", "tables", "data")
-_VERBS = {
-    "build", "add", "create", "write", "implement", "update", "refactor", "fix", "make", "design",
-    "document", "test", "review", "improve", "rewrite", "restructure", "rename", "clean", "set",
-    "setup", "introduce", "extend", "support", "audit", "simplify", "bump", "patch", "migrate",
-}
-_FILLER = {"the", "a", "an", "our", "my", "its", "their", "this", "that", "up", "new"}
-_ABBREVIATIONS = {"database": "DB", "db": "DB", "api": "API", "apis": "APIs", "ui": "UI",
-                  "cli": "CLI", "jwt": "JWT", "sql": "SQL", "http": "HTTP", "css": "CSS"}
-
-# `(?<!\s)`: a run of spaces is tried once from its start, not from every space (cubic otherwise)
-_SPLIT = re.compile(r"(?<!\s)\s*(?:\n+|;|,\s*(?:and|then)\s+|,|\s+and then\s+|\s+then\s+|\s+and\s+(?=(?:%s)\b))\s*"
-                    % "|".join(sorted(_VERBS)), re.IGNORECASE)
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-
-
-def split_clauses(request: str) -> list[str]:
-    """The request's clauses: list items, or parts separated by ',', ';', 'and <verb>'."""
-    lines = [_LIST_ITEM.sub("", line) for line in request.strip().splitlines()]
-    clauses: list[str] = []
-    for part in _SPLIT.split("\n".join(lines)):
-        part = re.sub(r"^(?:and|then)\s+", "", part.strip(), flags=re.IGNORECASE).strip(" .")
-        if part:
-            clauses.append(part)
-    return clauses
-
-
-def guess_kind(clause: str) -> TaskKind:
-    words = set(re.findall(r"[a-z]+", clause.lower()))
-    for kind, keys in _KIND_WORDS:
-        if words & set(keys):
-            return kind
-    return TaskKind.CODE
+def guess_kind(text: str) -> TaskKind:
+    """A task's kind from its first clause: the verb (document, fix, migrate, ...), else the object."""
+    clauses = split_clauses(text) or [text]
+    return read_clause(clauses[0]).kind
 
 
 def title_for(clause: str) -> str:
-    """'refactor the database schema' -> 'DB Schema': the object of the clause."""
-    words = re.findall(r"[A-Za-z0-9_.]+", clause)
-    while words and (words[0].lower() in _VERBS or words[0].lower() in _FILLER):
-        words.pop(0)
-    words = words[:4] or re.findall(r"[A-Za-z0-9_.]+", clause)[:4]
-    return " ".join(_ABBREVIATIONS.get(w.lower(), w if w.isupper() else w.capitalize()) for w in words)
-
-
-_PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-]+\.[A-Za-z][\w]{0,5}|(?:[\w.-]+/)+(?:\*\*?/?)?[\w*.-]*)")
-_KIND_FOLDERS = {TaskKind.DOCS: "docs/**", TaskKind.TESTS: "tests/**"}
+    """'refactor the database schema' -> 'DB Schema': the object, without filler, in title case."""
+    return headline(title_words(read_clause(clause)))
 
 
 def guess_writes(clause: str, kind: TaskKind) -> list[str]:
-    """Files a clause names ('fix utils.py', 'docs/API.md', 'auth/'), else the usual folder of its kind.
-
-    A guess, for collision prediction; the model planner asks the model instead.
-    """
-    named = [p for p in _PATH.findall(clause) if not re.fullmatch(r"[\d.]+|e\.g|i\.e", p, re.I)]
-    if named:
-        return list(dict.fromkeys(p + "**" if p.endswith("/") else p for p in named))
-    return [_KIND_FOLDERS[kind]] if kind in _KIND_FOLDERS else []
+    """Files a clause names ('fix utils.py', 'the README'), else the usual folder of its kind."""
+    reading = read_clause(clause)
+    reading.kind = kind
+    return writes_for(reading, {})
 
 
-def _rank(task: Task) -> int:
-    text = f"{task.title} {task.description}".lower()
-    if task.kind is TaskKind.REVIEW:
-        return 3
-    if task.kind in (TaskKind.DOCS, TaskKind.TESTS):
-        return 2
-    if task.kind is TaskKind.ARCHITECTURE or set(re.findall(r"[a-z]+", text)) & set(_DATA_WORDS):
-        return 0
-    return 1
+def _test_file(path: str) -> str:
+    """Where the tests of a named source file go: shop/cart.py -> tests/test_cart.py."""
+    pure = PurePosixPath(path)
+    if pure.suffix != ".py" or "tests" in pure.parts or pure.name.startswith("test_"):
+        return path
+    return f"tests/test_{pure.stem}.py"
+
+
+def writes_for(clause: Clause, names: dict[str, str]) -> list[str]:
+    """The files a task will write: those its clause names (README means README.md; a bare name
+    is the repository's one file of that name), tests beside `tests/`, else its kind's folder."""
+    named = [names.get(f.lower(), f) for f in clause.files]
+    if clause.kind is TaskKind.REVIEW:
+        return []
+    if clause.kind is TaskKind.TESTS:
+        return list(dict.fromkeys(_test_file(f) for f in named if not is_doc_file(f))) or ["tests/**"]
+    if clause.kind is TaskKind.DOCS:
+        return named or ["docs/**"]
+    return named
+
+
+def repository_names(repo: str | None) -> dict[str, str]:
+    """Bare file names ('models.py', 'readme.md') that one tracked file of the repository answers to."""
+    if not repo or not Path(repo).is_dir():
+        return {}
+    seen: dict[str, list[str]] = {}
+    for path in tracked_files(repo):
+        seen.setdefault(PurePosixPath(path).name.lower(), []).append(path)
+    names = {name: paths[0] for name, paths in seen.items() if len(paths) == 1 and "/" in paths[0]}
+    for generic, real in (("readme.md", "readme"), ("changelog.md", "changelog")):
+        top = [p for p in tracked_files(repo) if "/" not in p and p.lower().split(".")[0] == real]
+        if top and generic not in {p.lower() for p in top}:
+            names[generic] = top[0]
+    return names
+
+
+@dataclass
+class _Reading:
+    """A clause and what the planner made of it."""
+
+    clause: Clause
+    index: int
+    antecedent: "_Reading | None" = None
+    task: Task | None = None
+
+    @property
+    def builds(self) -> bool:
+        return self.clause.kind in BUILD_KINDS
+
+
+BUILD_KINDS = {TaskKind.CODE, TaskKind.REFACTOR, TaskKind.QUICK_FIX, TaskKind.ARCHITECTURE}
+
+
+def read_request(request: str) -> list[_Reading]:
+    """Each clause read, lists of things split, and 'them' tied to the thing built before it."""
+    readings: list[_Reading] = []
+    for text, then in clauses_with_order(request):
+        for clause in split_objects(read_clause(text)):
+            clause.then = then
+            then = False
+            reading = _Reading(clause, len(readings))
+            if clause.pronoun and readings:
+                built = [r for r in readings if r.builds]
+                reading.antecedent = (built or readings)[-1]
+            readings.append(reading)
+    return readings
+
+
+def _describes(doc: _Reading, code: _Reading) -> bool:
+    """Whether a tests/docs task is about this code: it says 'them', or shares a word, file or name."""
+    if doc.antecedent is code:
+        return True
+    a, b = doc.clause, code.clause
+    files = {f for f in a.files if not is_doc_file(f)} & set(b.files)
+    return bool(a.topic & b.topic or files or a.symbols & b.symbols)
+
+
+def _edges(readings: list[_Reading]) -> list[tuple[int, int]]:
+    """(before, after) pairs, strongest reasons first (a later one that would close a cycle is dropped)."""
+    edges: list[tuple[int, int]] = []
+    built = [r for r in readings if r.builds]
+    for r in readings:
+        c = r.clause
+        if r.antecedent is not None:
+            edges.append((r.antecedent.index, r.index))
+        if c.then and r.index:
+            edges.append((r.index - 1, r.index))
+    for r in readings:
+        c = r.clause
+        if c.kind in (TaskKind.CODE, TaskKind.REFACTOR):
+            for f in built:
+                if f is r or not f.clause.foundation:
+                    continue
+                design = f.clause.kind is TaskKind.ARCHITECTURE
+                related = bool(f.clause.topic & c.topic or set(f.clause.files) & set(c.files))
+                if (design and c.kind is not TaskKind.ARCHITECTURE) or (not c.foundation and (
+                        c.kind is TaskKind.CODE or related)):
+                    edges.append((f.index, r.index))
+        if c.kind is TaskKind.QUICK_FIX:     # 'upgrade X and fix the warnings': the fix follows
+            edges += [(f.index, r.index) for f in built[: built.index(r)] if f.clause.foundation]
+        if c.kind in (TaskKind.TESTS, TaskKind.DOCS):
+            about = [b for b in built if _describes(r, b)]
+            edges += [(b.index, r.index) for b in (about or built)]
+        if c.kind is TaskKind.REVIEW:
+            edges += [(o.index, r.index) for o in readings if o.clause.kind is not TaskKind.REVIEW]
+    for r in readings:
+        for o in readings[: r.index]:
+            shared = set(r.clause.files) & set(o.clause.files) or r.clause.symbols & o.clause.symbols
+            if shared and (r.builds == o.builds):
+                edges.append((o.index, r.index))
+            elif _same_thing(o.clause, r.clause):
+                edges.append((o.index, r.index))
+    return edges
+
+
+def _same_thing(a: Clause, b: Clause) -> bool:
+    """Two pieces of code about the same thing ('a Redis cache', 'the cache TTL'): one after the other,
+    unless they were listed as separate things to build ('a JSON exporter and a YAML exporter')."""
+    kinds = (TaskKind.CODE, TaskKind.REFACTOR)
+    if a.kind not in kinds or b.kind not in kinds or (a.siblings and a.siblings == b.siblings):
+        return False
+    def words(clause: Clause) -> set[str]:
+        return {norm_word(w) for w in clause.core if is_content_word(w)}
+    return bool(words(a) & words(b))
+
+
+def _order(readings: list[_Reading]) -> None:
+    """Dependencies from the edges, without the ones implied by others."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(r.index for r in readings)
+    for before, after in _edges(readings):
+        if before != after and not nx.has_path(graph, after, before):
+            graph.add_edge(before, after)
+    reduced = nx.transitive_reduction(graph)
+    for r in readings:
+        r.task.depends_on = [readings[i].task.id for i in sorted(reduced.predecessors(r.index))]
+
+
+def _describe(r: _Reading) -> str:
+    text = r.clause.text[:1].upper() + r.clause.text[1:]
+    text = text if text.endswith((".", "!", "?")) else text + "."
+    if r.antecedent is not None and r.antecedent.task is not None:
+        text += f" (About {r.antecedent.task.title}: task {r.antecedent.task.id}.)"
+    return text
 
 
 class OfflinePlanner:
-    """A heuristic planner for when no model is configured (and for tests)."""
+    """A heuristic planner for when no model is configured, for tests, and as the fallback when a
+    model's plan cannot be repaired: it reads the request as a careful engineer would (see reading.py)."""
 
     name = "offline heuristic (no model)"
 
     def plan(self, request: str, repo: str | None = None) -> Plan:
         if not request or not request.strip():
             raise PlanError("the request is empty; write what you want built in the cell body")
-        tasks: list[Task] = []
+        readings = read_request(request)
+        if not readings:
+            raise PlanError("the request names nothing to do; write what you want built in the cell body")
+        names = repository_names(repo)
         seen: dict[str, int] = {}
-        for clause in split_clauses(request):
-            title = title_for(clause)
-            base = slug(title)
+        for r in readings:
+            antecedent = r.antecedent.clause if r.antecedent else None
+            title = headline(title_words(r.clause, antecedent))
+            base = slug(" ".join(title.split()[:5]))
             seen[base] = seen.get(base, 0) + 1
             task_id = base if seen[base] == 1 else f"{base}-{seen[base]}"
-            kind = guess_kind(clause)
-            tasks.append(Task(task_id, title, kind, clause[:1].upper() + clause[1:],
-                              writes=guess_writes(clause, kind)))
-        self._order(tasks)
-        return Plan(tasks, request=request, planner=self.name)
+            r.task = Task(task_id, title, r.clause.kind, writes=writes_for(r.clause, names))
+            r.task.description = _describe(r)
+        _order(readings)
+        for r in readings:
+            if r.clause.kind in (TaskKind.TESTS, TaskKind.DOCS):
+                deps = [x for x in readings if x.task.id in r.task.depends_on]
+                r.task.reads = list(dict.fromkeys(w for d in deps for w in d.task.writes if not is_glob(w)))
+        return Plan([r.task for r in readings], request=request, planner=self.name)
 
-    @staticmethod
-    def _order(tasks: list[Task]) -> None:
-        """Each task depends on the tasks of the nearest lower rank; then drop implied edges."""
-        ranks = {t.id: _rank(t) for t in tasks}
-        graph = nx.DiGraph()
-        graph.add_nodes_from(ranks)
-        for task in tasks:
-            lower = [r for r in set(ranks.values()) if r < ranks[task.id]]
-            if lower:
-                graph.add_edges_from((other, task.id) for other, r in ranks.items() if r == max(lower))
-        reduced = nx.transitive_reduction(graph)
-        for task in tasks:
-            task.depends_on = sorted(reduced.predecessors(task.id), key=list(ranks).index)
-        # Tasks run in dependency order; keep the user's wording order otherwise.
-        tasks.sort(key=lambda t: ranks[t.id])
+
+def is_glob(path: str) -> bool:
+    return any(c in path for c in "*?[")
 
 
 # --- the model planner ----------------------------------------------------------------------------
@@ -244,6 +332,8 @@ class ModelPlanner:
         self.max_summary_chars = max_summary_chars
         self.name = f"model planner ({model.name})"
         self.attempts: list[list[str]] = []   # the problems of each reply, [] for the accepted one
+        # Told of each reply and its latency in seconds, repairs included, so the run can log and price it.
+        self.on_reply: Callable[[Reply, float], None] | None = None
 
     async def plan(self, request: str, repo: str | Path | None = None) -> Plan:
         """The model's plan for `request` in `repo`, or a ModelPlanError saying what went wrong."""
@@ -256,7 +346,10 @@ class ModelPlanner:
         last: tuple[Any, list[str]] | None = None
         reply = Reply()
         for _ in range(1 + self.max_repairs):
+            started = time.monotonic()
             reply = await self.model.complete(PLANNER_SYSTEM, messages, [SUBMIT_PLAN])
+            if self.on_reply is not None:
+                self.on_reply(reply, time.monotonic() - started)
             messages.append({"role": "assistant", "content": reply.text, "tool_calls": reply.tool_calls})
             submitted = self._answer(reply, messages)
             if submitted is None:

@@ -9,9 +9,11 @@ name) and a failed check goes back to the model, a bounded number of times.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
+from typing import Callable
 
-from ..models.base import ModelClient, ToolSpec
+from ..models.base import ModelClient, Reply, ToolSpec
 from .merge import Conflict, problems_with
 
 PROPOSE = ToolSpec("propose_merge", "Give the merged file.", {
@@ -40,12 +42,18 @@ def brief(conflict: Conflict) -> str:
             f"{conflict.marked}")
 
 
-async def propose_merge(model: ModelClient, conflict: Conflict, attempts: int = 2) -> tuple[Proposal | None, str]:
-    """A checked proposal, or None with the reason (the last check that failed)."""
+async def propose_merge(model: ModelClient, conflict: Conflict, attempts: int = 2,
+                        on_reply: Callable[[Reply, float], None] | None = None) -> tuple[Proposal | None, str]:
+    """A checked proposal, or None with the reason (the last check that failed).
+
+    `on_reply(reply, seconds)` hears of every reply, retries included, so the run can log and price it."""
     messages = [{"role": "user", "content": brief(conflict)}]
     reason = "the model gave no proposal"
     for _ in range(attempts):
+        started = time.monotonic()
         reply = await model.complete(SYSTEM, messages, [PROPOSE])
+        if on_reply is not None:
+            on_reply(reply, time.monotonic() - started)
         call = next((c for c in reply.tool_calls if c.name == PROPOSE.name), None)
         messages.append({"role": "assistant", "content": reply.text, "tool_calls": reply.tool_calls})
         if call is None:
