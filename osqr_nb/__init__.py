@@ -17,6 +17,7 @@ _EXPORTS = {
     "Plan": "plan.task", "Task": "plan.task", "TaskKind": "plan.task", "PlanError": "plan.task",
 }
 __all__ = [*_EXPORTS, "load_ipython_extension"]
+LABEXTENSION = "osqr-nb"
 
 
 def __getattr__(name: str) -> Any:
@@ -40,6 +41,10 @@ def load_ipython_extension(ipython) -> None:
     if config not in ipython.configurables:
         ipython.configurables.append(config)
     ipython.register_magics(OsqrMagics)
+    from .config import prefetch_priors
+    prefetch_priors()
+    from .ui import register_display
+    register_display(ipython)
     _open_sidebar(ipython)
 
 
@@ -58,3 +63,20 @@ def _open_sidebar(ipython) -> None:
     _sidebar = SidebarChannel(api.live_runs)
     _sidebar.register_target(kernel)
     _sidebar.open()
+    if not _labextension_installed():
+        print("osqr: the OSQR Agents sidebar for JupyterLab is not installed here (it is built when "
+              "osqr-nb is installed on a machine with Node.js 20+); the widgets in cells work without it. "
+              "To get it: install Node.js, then pip install -e . (or pip install osqr-nb) again.")
+
+
+def _labextension_installed() -> bool:
+    """Whether JupyterLab can find the sidebar (pip puts it in <prefix>/share/jupyter/labextensions)."""
+    from pathlib import Path
+
+    from jupyter_core.paths import jupyter_path
+    return any((Path(p) / LABEXTENSION / "package.json").exists() for p in jupyter_path("labextensions"))
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """For `jupyter labextension develop .`: the built sidebar, under its npm name."""
+    return [{"src": "labextension", "dest": LABEXTENSION}]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, Union, default, validate
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, Union, default, observe, validate
 from traitlets.config import SingletonConfigurable
 
 from .autonomy.policy import AutonomyPolicy, Thresholds
@@ -98,6 +98,8 @@ class OSQR(SingletonConfigurable):
     offline = Unicode("direct", help="With no provider configured, the scripted model answers: 'direct' "
                       "in-process, or 'wire' through the real anthropic SDK and a loopback server that "
                       "speaks its protocol.").tag(config=True)
+    checkpoint_cells = Bool(True, help="In JupyterLab with the OSQR Agents sidebar, put each new checkpoint "
+                            "in a cell of its own (%osqr checkpoint <id>) below the one you work in.").tag(config=True)
 
     def router(self, forced: str | None = None):
         from .routing import Router
@@ -105,7 +107,7 @@ class OSQR(SingletonConfigurable):
                         offline=self.offline)
         if self.learn_routes and not self.routes:
             from .learning.wiring import learned_routes
-            router.routes, router.learned = learned_routes(router.routes)
+            router.routes, router.learned = learned_routes(router.routes, reachable=router.reachable())
         return router
 
     def policy(self, tier: int | None = None) -> AutonomyPolicy:
@@ -149,6 +151,11 @@ class OSQR(SingletonConfigurable):
             raise TraitError("OSQR.command_env: the values of a dict must be strings")
         return Masked(value) if isinstance(value, dict) else value
 
+    @observe("gpkv_url")
+    def _fetch_priors(self, change) -> None:
+        """A service just configured: fetch its priors now, in the background, for the next run."""
+        prefetch_priors()
+
     @validate("tier")
     def _check_tier(self, proposal):
         if proposal["value"] not in (1, 2, 3, 4):
@@ -164,3 +171,13 @@ class OSQR(SingletonConfigurable):
 
 def settings() -> OSQR:
     return OSQR.instance()
+
+
+def prefetch_priors() -> None:
+    """Start fetching the global priors if a service is configured (never waits)."""
+    from .learning.pkv import PKV
+    from .learning.wiring import refresh_priors
+    try:
+        refresh_priors(PKV())
+    except (OSError, ValueError):
+        pass                       # no personal store yet, or a bad URL: the run says so later

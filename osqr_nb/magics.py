@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from contextlib import contextmanager
 from html import escape
 from typing import Iterator
@@ -23,27 +24,31 @@ from . import api
 from .config import settings
 from .engine.report import describe as describe_cost
 from .routing import models_table
+from .store.frames import for_people
+from .ui import view
 from .ui.checkpoint import card_for
+from .ui.snapshot import shown_in_cells
 from .ui.draft import PlanDraft
 from .workspace.git import RepoError
 
-LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints", "route", "models", "cost", "go",
-                 "share")
+LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints", "checkpoint", "route", "models", "cost",
+                 "go", "share")
 CELL = "%%osqr"
 # What each form takes; anything else given on its line is refused rather than ignored.
 TAKES = {CELL: {"repo", "tier", "max_parallel", "model", "budget", "check", "dry_run"},
          "status": {"run_id"}, "pause": {"run_id"}, "cost": {"run_id"}, "resume": {"run_id", "repo"},
-         "history": {"repo"}, "share": {"repo", "preview"},
-         "checkpoints": set(), "route": set(), "models": set(), "go": set()}
+         "history": {"repo"}, "share": {"repo", "preview", "pull"},
+         "checkpoints": set(), "checkpoint": {"run_id"}, "route": set(), "models": set(), "go": set()}
 
 
 @magics_class
 class OsqrMagics(Magics):
     @magic_arguments()
     @argument("command", nargs="?",
-              help="line form only: status | pause | resume | history | checkpoints | route | "
+              help="line form only: status | pause | resume | history | checkpoints | checkpoint | route | "
                    "models | cost | go | share")
-    @argument("run_id", nargs="?", help="the run to act on (default: the last one)")
+    @argument("run_id", nargs="?", help="the run to act on (default: the last one); with `checkpoint`, "
+                                        "the checkpoint's id")
     @argument("--repo", default=None, help="the git repository the agents work on (default: .)")
     @argument("--tier", type=int, default=None,
               help="autonomy: 1 supervised, 2 balanced, 3 autonomous, 4 full auto")
@@ -53,6 +58,7 @@ class OsqrMagics(Magics):
     @argument("--check", default=None, help='a command that verifies the merged result, e.g. "pytest -q"')
     @argument("--dry-run", action="store_true", help="show the plan and its graph; run nothing")
     @argument("--preview", action="store_true", help="with `share`: show exactly what would be sent")
+    @argument("--pull", action="store_true", help="with `share`: only fetch the global priors (no runs needed)")
     @line_cell_magic
     def osqr(self, line: str, cell: str | None = None):
         """Run a request with parallel agents (cell form) or manage runs (line form).
@@ -61,8 +67,10 @@ class OsqrMagics(Magics):
         <request, e.g. Build the auth module, update the API docs, and refactor the database schema>
 
         %osqr status | pause | resume [RUN_ID] | history | checkpoints | route | models | cost [RUN_ID]
+        %osqr checkpoint ID   that checkpoint's card, here (the OSQR Agents sidebar inserts these)
         %osqr go      start the plan shown (and maybe edited) by the last %%osqr --dry-run
         %osqr share [--preview]   send (or show) the counts of your decisions to OSQR.gpkv_url
+        %osqr share --pull        only fetch the global priors a new user starts from
 
         The cell body is a request in words, or a plan:
             - [db] DB Schema (refactor): Move users to UUID keys
@@ -76,10 +84,12 @@ class OsqrMagics(Magics):
         with _usage_errors():
             if args.dry_run:
                 return self._dry_run(cell, options)
-            run = api.start(cell, **options)
+            with warnings.catch_warnings():      # shown once, below, not also as a Python warning
+                warnings.simplefilter("ignore", api.OsqrWarning)
+                run = api.start(cell, **options)
         for warning in run.warnings:
             display(HTML(f"<div style='color:#e65100'>⚠ {escape(warning)}</div>"))
-        display(run.view())
+        display(view(run))
 
     def _dry_run(self, request: str, options: dict) -> None:
         plan = api.plan_request(request, options["repo"])
@@ -97,17 +107,19 @@ class OsqrMagics(Magics):
         plan = draft.current_plan()
         run = draft._start(plan)
         draft.go.disabled = True
-        display(run.view())
+        display(view(run))
 
     def _line(self, args):
         command = args.command
         with _usage_errors():
             if command == "history":
-                return api.history(args.repo)
+                return for_people(api.history(args.repo))
             if command == "resume":
                 return self._resume(args)
             if command == "checkpoints":
                 return self._checkpoints()
+            if command == "checkpoint":
+                return self._checkpoint(args.run_id)
             if command == "go":
                 return self._go()
             if command == "share":
@@ -124,8 +136,8 @@ class OsqrMagics(Magics):
         if command == "cost":
             report = run.cost_report()
             display(HTML(f"<p>{escape(describe_cost(report))}</p>"))
-            return report
-        display(run.view())
+            return for_people(report)
+        display(view(run))
 
     def _checkpoints(self) -> None:
         """Every pending checkpoint of this kernel's runs, again: the same cards as under the runs."""
@@ -134,6 +146,20 @@ class OsqrMagics(Magics):
             display(HTML("No pending checkpoints."))
             return
         display(widgets.VBox([card_for(c) for c in pending]))
+
+    def _checkpoint(self, checkpoint_id: str | None) -> None:
+        """One checkpoint's card where the person works (the same widgets as under the run)."""
+        if not checkpoint_id:
+            raise UsageError("%osqr checkpoint needs a checkpoint id (e.g. %osqr checkpoint <run-id>-cp1); "
+                             "%osqr checkpoints shows every pending one")
+        runs = api.live_runs()
+        found = next((c for run in runs if (c := run.checkpoint(checkpoint_id or "")) is not None), None)
+        if found is None:
+            pending = ", ".join(c.id for run in runs for c in run.checkpoints) or "none"
+            raise UsageError(f"no checkpoint {checkpoint_id!r} in this kernel's runs (pending: {pending}); "
+                             "%osqr checkpoints shows them all")
+        shown_in_cells.add(found.id)
+        display(card_for(found))
 
     def _route(self):
         """The table as it routes now, and what past outcomes taught (learned against table order)."""
@@ -153,9 +179,11 @@ class OsqrMagics(Magics):
         import asyncio
 
         from . import sharing
+        if args.pull:
+            return self._pull()
         repo = api._log_of(args.repo)
         if repo is None:
-            raise UsageError("no osqr runs here yet: nothing to share")
+            raise UsageError("no osqr runs here yet: nothing to share (%osqr share --pull fetches the priors)")
         history = api.history(args.repo)
         if args.preview:
             display(HTML(f"<p>This is exactly what <code>%osqr share</code> would send:</p>"
@@ -176,6 +204,22 @@ class OsqrMagics(Magics):
             status.value = escape(f"Not shared: {error}") if error else escape(f"Shared: {task.result()}")
         task.add_done_callback(done)
 
+    def _pull(self) -> None:
+        """The global priors, fetched on the loop: a new user's thresholds follow them from the first run."""
+        import asyncio
+
+        from . import sharing
+        sharing.service()                        # a clear error now if nothing is configured
+        status = widgets.HTML("Fetching the global priors…")
+        display(status)
+        task = asyncio.get_running_loop().create_task(sharing.pull_priors())
+
+        def done(task: asyncio.Task) -> None:
+            error = None if task.cancelled() else task.exception()
+            status.value = escape(f"Not fetched: {error}") if error else \
+                escape(f"{task.result()} global prior group(s) now guide new thresholds")
+        task.add_done_callback(done)
+
     def _resume(self, args) -> None:
         live = api.get_run(args.run_id) if args.run_id in {r.id for r in api.live_runs()} else api.last_run()
         if live is not None and not live.done and live.state.paused and \
@@ -184,7 +228,7 @@ class OsqrMagics(Magics):
             run = live
         else:
             run = api.resume(args.run_id, repo=args.repo)
-        display(run.view())
+        display(view(run))
 
 
 # --- reading the line -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 import osqr_nb
+import osqr_nb.ui
 from osqr_nb import Plan, Task
 from osqr_nb.autonomy.checkpoints import CheckpointClosed
 from osqr_nb.config import settings
@@ -87,7 +88,7 @@ def test_tiers_3_and_4_ask_nothing_on_a_clean_run(repo, tier):
     assert "checkpoint_opened" not in set(run.events().type)
     decided = osqr_nb.history(repo).set_index("task_id").decided_by
     assert decided["auth-module"] == "log" if tier == 3 else "auto"
-    view = run.view()
+    view = osqr_nb.ui.view(run)
     assert "Decisions taken alone, for review" in view.decisions.value
     assert "JWT or database sessions" in view.decisions.value
 

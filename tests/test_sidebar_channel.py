@@ -107,7 +107,7 @@ def test_a_sidebar_that_connects_later_opens_its_own_comm(kernel, repo):
     assert "no run 'no-such-run' in this kernel" in error["message"]
     _send(kernel, "sidebar-after-reload", {"action": "dance"})
     error = _wait(kernel, "sidebar-after-reload", lambda m: m["type"] == "error" and "dance" in m["message"])
-    assert "known: refresh, resolve, pause, resume" in error["message"]
+    assert "known: hello, refresh, resolve, pause, resume" in error["message"]
 
     # A window that closes its comm gets nothing more; the others still do.
     kernel.kc.shell_channel.send(kernel.kc.session.msg("comm_close", {
@@ -123,4 +123,33 @@ def test_pause_and_resume_from_the_sidebar(kernel, repo):
     _send(kernel, comm, {"action": "pause", "run": run_id})
     assert _run(_wait(kernel, comm, lambda m: _run(m) and _run(m)["status"] == "paused"))["id"] == run_id
     _send(kernel, comm, {"action": "resume", "run": run_id})
+    assert _run(_wait(kernel, comm, lambda m: _run(m) and _run(m)["done"], timeout=60))["status"] == "complete"
+
+
+def test_checkpoint_cells_and_the_extension_hello(kernel, repo):
+    """What the extension relies on: its hello switches views to stylesheet classes, `%osqr
+    checkpoint <id>` shows the card (and the snapshot says a cell has it, so no window inserts
+    another), and `%config OSQR.checkpoint_cells = False` tells the sidebar not to insert cells."""
+    kernel.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.05\nimport osqr_nb")
+    (comm,) = _comm_ids(kernel)
+    assert kernel.value("osqr_nb.ui.theme.styled()") == "False"
+    _send(kernel, comm, {"action": "hello", "extension": "0.1.0", "protocol": 1})
+    kernel.wait_for("osqr_nb.ui.theme.styled()", "True")
+    kernel.execute(f"%%osqr --repo {repo} --tier 2\n{SEED_REQUEST}")
+    run = _run(_wait(kernel, comm, lambda m: _run(m) and _run(m)["checkpoints"]))
+    (checkpoint,) = run["checkpoints"]
+    assert checkpoint["cell"] is False and _wait(kernel, comm, lambda m: m["type"] == "snapshot")["checkpoint_cells"] is True
+    assert [t["symbol"] for t in run["tasks"]] == ["✓", "⚠", "○"]
+    assert run["count_text"] == "Active 0 · Waiting 1 · Complete 1 · Needs input 1"
+
+    kernel.execute(f"%osqr checkpoint {checkpoint['id']}")
+    shown = _wait(kernel, comm, lambda m: _run(m) and _run(m)["checkpoints"] and _run(m)["checkpoints"][0]["cell"])
+    assert _run(shown)["checkpoints"][0]["id"] == checkpoint["id"]
+    kernel.execute("%config OSQR.checkpoint_cells = False")
+    assert _wait(kernel, comm, lambda m: m.get("checkpoint_cells") is False)
+    error = kernel.execute("%osqr checkpoint nope", allow_error=True).stderr
+    assert "no checkpoint 'nope' in this kernel's runs" in error
+
+    _send(kernel, comm, {"action": "resolve", "run": run["id"], "checkpoint": checkpoint["id"],
+                         "answer": "DB Sessions"})
     assert _run(_wait(kernel, comm, lambda m: _run(m) and _run(m)["done"], timeout=60))["status"] == "complete"

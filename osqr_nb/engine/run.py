@@ -115,13 +115,19 @@ class Run:
         return run
 
     async def _make_plan(self) -> None:
-        """The model's plan; if its provider fails, the offline heuristic's (said in an event).
-        A model that never gives a valid plan fails the run with the last plan and its problems."""
+        """The model's plan; if its provider fails, or it gives no plan that can be repaired, the
+        offline heuristic's (said in an event). Each of the planner's model calls is a `model_call`."""
+        from ..plan.decompose import ModelPlanError
+        from .report import model_call_fields
+        if hasattr(self.planner, "on_reply"):
+            self.planner.on_reply = lambda reply, latency: self.emit(
+                "model_call", **model_call_fields("plan", self.planner.model, reply, latency))
         try:
             plan = await self.planner.plan(self.state.request, self.root)
-        except ProviderError as exc:
+        except (ProviderError, ModelPlanError) as exc:
             from ..plan.decompose import OfflinePlanner
-            warning = f"the planner's model failed ({exc}); planned offline instead"
+            why = "failed" if isinstance(exc, ProviderError) else "gave no plan that could be repaired"
+            warning = f"the planner's model {why} ({str(exc).splitlines()[0]}); planned offline instead"
             self.emit("planning_failed", error=str(exc), fallback="offline heuristic", warning=warning)
             self.warnings.append(warning)
             self.planner = OfflinePlanner()
@@ -290,18 +296,11 @@ class Run:
         """
         from ..config import settings
         from .report import cost_report
-        return cost_report(self.state, settings().human_rate if human_rate is None else human_rate)
+        return cost_report(self.state, settings().human_rate if human_rate is None else human_rate,
+                           self.log.read(self.id))
 
     def on_event(self, listener: Callable[[Event], None]) -> None:
         self._listeners.append(listener)
-
-    def view(self):
-        from ..ui.dashboard import RunView
-        return RunView(self)
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-        display(self.view())
 
     def __repr__(self) -> str:
         counts = self.state.counts()
@@ -385,7 +384,7 @@ class Run:
         answer = await self.ask(collision.task_a, kind=COLLISION, question=collision.message, options=labels,
                                  attempt=0, proposed=labels[-1], category="collision", free_text=False,
                                  reason="tasks that may run at the same time may both change these files",
-                                 details={"options": notes, "errors": evidence[:6]})
+                                 details={"options": notes, "evidence": evidence[:6]})
         checkpoint = next(c for c in self._checkpoints.values() if c.question == collision.message)
         return next(o.choice for o in options if o.label == answer), checkpoint.decided_by or "human"
 
@@ -432,11 +431,14 @@ class Run:
         self.emit("integration_finished", branch=result.branch, merged=result.merged,
                    head=result.head, conflicts=[c.to_dict() for c in result.conflicts],
                    report=[c.describe() for c in result.conflicts])
-        check_failed = await resolution.verify(result) if self.check and result.merged else None
+        check_failed = None
+        if self.check and result.merged:
+            await integrator.check_out(result.head)          # the check runs in a checkout
+            check_failed = await resolution.verify(result)
         if not self.keep_worktrees:     # their work is committed on the branches, which stay
             await git.remove_worktrees(self.root, [self.worktree(t.id) for t in done]
                                        + [self.worktree("_integration")])
-        report = self.collision_report()
+        report = await asyncio.to_thread(self.collision_report)     # pairs of tasks: off the loop
         self.emit("collision_report", precision=report.attrs["precision"], recall=report.attrs["recall"],
                    rows=report.to_dict("records"))
         await self._learn(check_failed)
@@ -495,6 +497,15 @@ class Run:
         # One transaction: a crash can never leave a finished task whose dependents lack its output.
         self.emit_all([("task_finished", task_id, dict(payload, turns=result.turns))]
                        + [("message", task_id, m.to_dict()) for m in messages])
+        if not self.keep_worktrees and "not_committed" not in payload:
+            await self._drop_worktree(task_id)
+
+    async def _drop_worktree(self, task_id: str) -> None:
+        """A finished task's worktree goes at once: its branch holds the work, and worktrees
+        left to pile up make every later `git worktree add` slower."""
+        lock = _worktree_locks.setdefault(self.root, asyncio.Lock())
+        async with lock:
+            await git.remove_worktree(self.root, self.worktree(task_id))
 
     async def _commit_result(self, task_id: str, result: Any) -> dict[str, Any]:
         """Commit the agent's work on its branch; the output its dependents receive."""

@@ -1,6 +1,10 @@
-"""The run's live view: DAG, counts, [Pause All], checkpoint cards.
+"""The run's live view, as the seed draws it: the task graph, one row per task (status
+symbol, title, model, progress bar with its percentage, cost), the legend, the counts
+Active / Waiting / Complete / Needs input, [+ Add Task] [Pause All] [View Outputs],
+and the checkpoint cards.
 
-Agents only change Python state; this view redraws from it at most
+Agents only change Python state; this view redraws from the run's snapshot
+(ui/snapshot.py, the same one the JupyterLab sidebar gets) at most
 `REFRESH_HZ` times a second, and only when something changed, so that 200
 busy agents cost the kernel a handful of widget messages a second.
 """
@@ -13,13 +17,16 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
+from . import theme
 from .checkpoint import card_for
 from .dag import render_dag
+from .snapshot import LEGEND, describe_run
 
 if TYPE_CHECKING:
     from ..engine.run import Run
 
 REFRESH_HZ = 5
+MAX_ROWS = 40        # more tasks than this: the first rows, then a one-line summary of the rest
 
 
 class RunView(widgets.VBox):
@@ -27,6 +34,8 @@ class RunView(widgets.VBox):
         self.run = run
         self.header = widgets.HTML()
         self.dag = widgets.HTML()
+        self.rows = widgets.HTML()
+        self.legend = widgets.HTML()
         self.counts = widgets.HTML()
         self.pause_button = widgets.Button(description="Pause All", icon="pause")
         self.pause_button.on_click(self._toggle_pause)
@@ -41,8 +50,8 @@ class RunView(widgets.VBox):
         self.problems = widgets.Output()
         self._shown: set[str] = set()
         self._seen = -1
-        super().__init__([self.header, self.dag,
-                          widgets.HBox([self.counts, self.pause_button, self.add_button, self.outputs_button]),
+        super().__init__([self.header, self.dag, self.rows, self.legend,
+                          widgets.HBox([self.counts, self.add_button, self.pause_button, self.outputs_button]),
                           self.adder, self.outputs, self.cards, self.decisions, self.problems])
         self.add_class("osqr-run")
         self.refresh()
@@ -56,34 +65,21 @@ class RunView(widgets.VBox):
 
     def refresh(self) -> None:
         run = self.run
-        seen = (run.version, sum(run.streamed.values()), run.done)   # done resolves after the last event
+        # done resolves after the last event; the stylesheet may arrive after the first draw
+        seen = (run.version, sum(run.streamed.values()), run.done, theme.styled())
         if seen == self._seen:
             return
         self._seen = seen
         state = run.state
-        note = ""
-        if state.integration and run.done:
-            integ = state.integration
-            if integ["conflicts"]:
-                note = "<br>" + "<br>".join(f"<span style='color:#e53935'>{escape(r)}</span>"
-                                            for r in integ["report"])
-            else:
-                note = f"<br>Merged {len(integ['merged'])} task(s) into <code>{escape(integ['branch'])}</code>"
-        if state.error:
-            note += f"<br><span style='color:#e53935'>{escape(state.error)}</span>"
-        self.header.value = (f"<b>osqr run {escape(run.id)}</b> · {escape(run.status)} · "
-                             f"model: {escape(run.model_name)}{note}")
-        self.dag.value = render_dag(run.plan, state.tasks, run.streamed) if run.plan is not None else \
+        snap = describe_run(run)
+        self.header.value = render_header(run)
+        self.dag.value = render_dag(run.plan, state.tasks, run.streamed, snap["paused"]) \
+            if run.plan is not None else \
             f"<i>Planning: {escape(run.planner.name if run.planner else 'the planner')} is writing the plan…</i>"
-        c = state.counts()
-        extra = "".join(f" · {label} {c[key]}" for key, label in
-                        (("needs_input", "Needs input"), ("failed", "Failed"), ("skipped", "Skipped"))
-                        if c[key])
-        cost = f" · ${state.total_cost:.4f}" + ("+?" if state.cost_unknown else "")
-        if state.budget:
-            cost += f" of ${state.budget:.2f}"
-        self.counts.value = (f"Active {c['running']} · Waiting {c['waiting']} · "
-                             f"Complete {c['complete']}{extra}{cost}")
+        self.rows.value = render_rows(snap["tasks"])
+        self.legend.value = f"<div {theme.attrs('osqr-legend')}>{escape(LEGEND)}</div>" if snap["tasks"] else ""
+        cost = f" · {snap['cost_text']}" + (f" of ${state.budget:.2f}" if state.budget else "")
+        self.counts.value = f"<span class='osqr-counts'>{escape(snap['count_text'])}{escape(cost)}</span>"
         self.pause_button.description = "Resume All" if state.paused else "Pause All"
         self.pause_button.icon = "play" if state.paused else "pause"
         self.pause_button.disabled = run.done
@@ -120,6 +116,47 @@ class RunView(widgets.VBox):
     def _show_crash(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.problems.append_stderr(f"osqr view stopped: {task.exception()!r}\n")
+
+
+def render_header(run: "Run") -> str:
+    """Run id, status, model; at the end, where the merge went or what conflicted."""
+    state, note = run.state, ""
+    if state.integration and run.done:
+        integ = state.integration
+        if integ["conflicts"]:
+            note = "<br>" + "<br>".join(theme.span(r, "osqr-error") for r in integ["report"])
+        else:
+            note = f"<br>Merged {len(integ['merged'])} task(s) into <code>{escape(integ['branch'])}</code>"
+    if state.error:
+        note += "<br>" + theme.span(state.error, "osqr-error")
+    return (f"<b>osqr run {escape(run.id)}</b> · {escape(run.status)} · "
+            f"model: {escape(run.model_name)}{note}")
+
+
+def render_rows(tasks: list[dict]) -> str:
+    """One row per task from the snapshot: ● title, model, progress bar, percentage, cost.
+    The full title is on hover; the bar's tooltip says what the percentage measures."""
+    rows = [_row(t) for t in tasks[:MAX_ROWS]]
+    rest = tasks[MAX_ROWS:]
+    if rest:
+        symbols = "".join(t["symbol"] for t in rest)
+        rows.append(f"<li class='osqr-task-more'>… and {len(rest)} more: {escape(symbols)}</li>")
+    return f"<ul class='osqr-task-rows' style='list-style:none;padding:0;margin:4px 0'>{''.join(rows)}</ul>"
+
+
+def _row(task: dict) -> str:
+    shown, width = task["shown"], int(task["progress"] * 100)
+    fill = "" if theme.styled() else f"background:{theme.FILL.get(shown, 'var(--jp-border-color0,#bdbdbd)')}"
+    title = escape(task["title"], quote=True)
+    return (f"<li {theme.attrs('osqr-task-row')} data-task='{escape(task['id'], quote=True)}' data-status='{shown}'>"
+            f"<span {theme.attrs(f'osqr-status-{shown}')}>{task['symbol']}</span>"
+            f"<span {theme.attrs('osqr-task-title')} title='{title}'>{escape(task['title'])}</span>"
+            f"<span {theme.attrs('osqr-task-model')}>{escape(task['model'] or '')}</span>"
+            f"<span {theme.attrs('osqr-progress')} title='{escape(task['progress_note'], quote=True)}'>"
+            f"<span class='osqr-progress-fill osqr-status-{shown}' "
+            f"style='display:block;height:100%;width:{width}%;{fill}'></span></span>"
+            f"<span {theme.attrs('osqr-task-percent')}>{task['progress_text']}</span>"
+            f"<span {theme.attrs('osqr-task-cost')}>{escape(task['cost_text'])}</span></li>")
 
 
 def render_decisions(run: "Run") -> str:
@@ -165,12 +202,14 @@ class TaskAdder(widgets.VBox):
         self.kind = widgets.Dropdown(options=[k.value for k in TaskKind], value="code")
         self.after = widgets.SelectMultiple(options=[], description="after", rows=3)
         self.description = widgets.Text(placeholder="What to do", layout=widgets.Layout(width="30em"))
-        self.add = widgets.Button(description="Add", button_style="primary")
+        self.add = widgets.Button(description="Add")
+        self.add.add_class("osqr-option")
         self.add.on_click(self._added)
         self.status = widgets.HTML()
         super().__init__([widgets.HBox([self.title, self.kind]), self.after, self.description,
                           widgets.HBox([self.add, self.status])],
-                         layout=widgets.Layout(display="none", border="1px solid #90a4ae", padding="4px"))
+                         layout=widgets.Layout(display="none", padding="4px",
+                                               border=None if theme.styled() else theme.PLAIN_BORDER))
         self.add_class("osqr-add-task")
 
     def refresh_choices(self) -> None:
@@ -181,7 +220,7 @@ class TaskAdder(widgets.VBox):
         from ..plan.task import PlanError, Task, slug
         title = self.title.value.strip()
         if not title:
-            self.status.value = "<span style='color:#e53935'>give the task a title</span>"
+            self.status.value = theme.span("give the task a title", "osqr-error")
             return
         task_id, n = slug(title), 1
         while task_id in self.run.plan.graph:
@@ -191,7 +230,7 @@ class TaskAdder(widgets.VBox):
             self.run.add_task(Task(task_id, title, self.kind.value, self.description.value.strip() or title,
                                    depends_on=list(self.after.value)))
         except (PlanError, ValueError) as exc:
-            self.status.value = f"<span style='color:#e53935'>{escape(str(exc))}</span>"
+            self.status.value = theme.span(str(exc), "osqr-error")
             return
         self.status.value = f"✓ added <code>{escape(task_id)}</code>"
         self.title.value = self.description.value = ""

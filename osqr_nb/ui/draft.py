@@ -12,6 +12,7 @@ import ipywidgets as widgets
 from ..plan.collisions import Collision, predict_collisions
 from ..plan.explicit import parse_plan, to_markdown
 from ..plan.task import Plan, PlanError
+from . import theme
 from .dag import render_dag
 
 
@@ -51,7 +52,8 @@ class PlanDraft(widgets.VBox):
         self.summary = widgets.HTML(describe_plan(plan, repo))
         self.text = widgets.Textarea(to_markdown(plan), layout=widgets.Layout(width="100%", height="12em"))
         self.check = widgets.Button(description="Check plan")
-        self.go = widgets.Button(description="Run this plan", button_style="primary")
+        self.go = widgets.Button(description="Run this plan")
+        self.go.add_class("osqr-option")
         self.message = widgets.HTML()
         self.output = widgets.Output()
         self.check.on_click(lambda _: self.current_plan(quiet=True))
@@ -65,7 +67,7 @@ class PlanDraft(widgets.VBox):
         try:
             plan = parse_plan(self.text.value)
         except PlanError as exc:
-            self.message.value = f"<span style='color:#e53935'>{escape(str(exc))}</span>"
+            self.message.value = theme.span(str(exc), "osqr-error")
             if quiet:
                 return None
             raise
@@ -82,7 +84,8 @@ class PlanDraft(widgets.VBox):
         try:
             run = self._start(plan)
         except (ValueError, TypeError, OSError) as exc:   # a click's error is shown nowhere else
-            self.message.value = f"<span style='color:#e53935'>{escape(str(exc))}</span>"
+            self.message.value = theme.span(str(exc), "osqr-error")
             return
         self.go.disabled = True
-        self.output.append_display_data(run.view())
+        from . import view
+        self.output.append_display_data(view(run))

@@ -8,10 +8,17 @@ still); the sidebar sends back what the person clicked. Either side may open
 the comm: the kernel when `%load_ext osqr_nb` runs, the sidebar when it
 (re)connects to a kernel that has the extension loaded.
 
-Messages, kernel to sidebar: {"type": "snapshot", "runs": [...]} (see
-`snapshot`), {"type": "error", "message": ...}. Sidebar to kernel:
+Messages, kernel to sidebar: {"type": "snapshot", "runs": [...],
+"checkpoint_cells": bool} (see ui/snapshot.py: the same snapshot the cell's
+dashboard draws), {"type": "error", "message": ...}. Sidebar to kernel:
+{"action": "hello", "extension": version, "protocol": 1} (the extension, and so
+its stylesheet, is loaded: views stop writing inline colour fallbacks),
 {"action": "refresh" | "resolve" | "pause" | "resume", "run": id,
 "checkpoint": id, "answer": label}.
+
+Each open window, and each connection of a window to this kernel, has its own
+comm; the kernel sends every snapshot on each. A window that went away without
+closing its comm costs one message per snapshot until the kernel restarts.
 """
 
 from __future__ import annotations
@@ -24,40 +31,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 if TYPE_CHECKING:
     from ..engine.run import Run
 
+from .snapshot import describe_run, shown_in_cells, snapshot  # noqa: F401  (describe_run: the sidebar's view of a run)
+
 TARGET = "osqr"
 PROTOCOL = 1
 REFRESH_HZ = 5
-REQUEST_CHARS = 200
-
-
-def describe_run(run: "Run") -> dict[str, Any]:
-    """What the sidebar shows of one run: plain JSON, no widget state."""
-    state = run.state
-    plan = run.plan
-    titles = {t.id: t for t in plan.tasks} if plan is not None else {}
-    tasks = []
-    for task_id, task in state.tasks.items():
-        spec = titles.get(task_id)
-        tasks.append({"id": task_id, "title": spec.title if spec else task_id,
-                      "kind": str(spec.kind.value) if spec else "", "status": task.status,
-                      "model": task.model, "cost": round(task.cost_usd, 6), "turns": task.turns,
-                      "depends_on": list(spec.depends_on) if spec else []})
-    request = (state.request or "").strip().splitlines()
-    cost = f"${state.total_cost:.4f}" + ("+?" if state.cost_unknown else "")
-    return {"id": run.id, "status": run.status, "done": run.done,
-            "request": request[0][:REQUEST_CHARS] if request else "",
-            "model": run.model_name, "cost": round(state.total_cost, 6), "cost_text": cost,
-            "counts": {k: v for k, v in state.counts().items() if k != "cancelled"},
-            "tasks": tasks,
-            "checkpoints": [{"id": c.id, "task": c.task_id, "title": f"AGENT CHECKPOINT: {c.task_title}",
-                             "question": c.question, "options": c.options, "recommended": c.proposed,
-                             "parked": c.parked}
-                            for c in run.checkpoints]}
-
-
-def snapshot(runs: Iterable["Run"]) -> dict[str, Any]:
-    """Every run, newest first."""
-    return {"type": "snapshot", "runs": [describe_run(r) for r in reversed(list(runs))]}
+ACTIONS = ("hello", "refresh", "resolve", "pause", "resume")
 
 
 class SidebarChannel:
@@ -73,6 +52,7 @@ class SidebarChannel:
         self.comms: list[Any] = []
         self._seen: tuple | None = None
         self._refresher: asyncio.Task | None = None
+        self.extension = ""           # the osqr labextension's version, once one said hello
 
     # ----- opening ---------------------------------------------------------------------------
 
@@ -92,7 +72,7 @@ class SidebarChannel:
         self.comms.append(comm)
         comm.on_msg(lambda msg: self.receive(comm, msg["content"]["data"]))
         comm.on_close(lambda _msg: self._detach(comm))
-        comm.send(snapshot(self.runs()))
+        comm.send(self._snapshot(list(self.runs())))
         self._start_refresher()
 
     def _detach(self, comm) -> None:
@@ -104,14 +84,18 @@ class SidebarChannel:
     def publish(self, force: bool = False) -> bool:
         """Send a snapshot to every comm if a run changed since the last one; True if sent."""
         runs = list(self.runs())
-        seen = tuple((r.id, r.version, r.done) for r in runs)
+        seen = (tuple((r.id, r.version, r.done) for r in runs), len(shown_in_cells), _checkpoint_cells())
         if not self.comms or (seen == self._seen and not force):
             return False
         self._seen = seen
-        message = snapshot(runs)
+        message = self._snapshot(runs)
         for comm in list(self.comms):
             comm.send(message)
         return True
+
+    @staticmethod
+    def _snapshot(runs: list["Run"]) -> dict[str, Any]:
+        return snapshot(runs, checkpoint_cells=_checkpoint_cells())
 
     def _start_refresher(self) -> None:
         if self._refresher is not None and not self._refresher.done():
@@ -140,11 +124,13 @@ class SidebarChannel:
 
     def _act(self, data: dict[str, Any]) -> None:
         action = data.get("action")
+        if action == "hello":
+            self.extension = str(data.get("extension") or "?")
+            return
         if action == "refresh":
             return
-        if action not in ("resolve", "pause", "resume"):
-            raise ValueError(f"the sidebar sent an unknown action {action!r} "
-                             "(known: refresh, resolve, pause, resume)")
+        if action not in ACTIONS:
+            raise ValueError(f"the sidebar sent an unknown action {action!r} (known: {', '.join(ACTIONS)})")
         run = self._run(data.get("run"))
         if action == "pause":
             run.pause()
@@ -162,6 +148,12 @@ class SidebarChannel:
             if run.id == run_id:
                 return run
         raise KeyError(f"no run {run_id!r} in this kernel")
+
+
+def _checkpoint_cells() -> bool:
+    """`%config OSQR.checkpoint_cells`: whether the sidebar puts each checkpoint in a cell of its own."""
+    from ..config import settings
+    return bool(getattr(settings(), "checkpoint_cells", True))
 
 
 def _report_crash(task: asyncio.Task) -> None:
