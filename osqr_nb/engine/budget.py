@@ -52,7 +52,7 @@ class Budgets:
 
     async def _run_over(self, supervisor: "TaskSupervisor") -> None:
         state = self.run.state
-        raised = round(max(state.budget * 2, state.total_cost * 1.5), 2)
+        raised = math.ceil(max(state.budget * 2, state.total_cost * 1.5) * 100) / 100   # whole cents, up
         raise_label = f"Raise budget to ${raised:.2f}"
         was_paused = state.paused
         self.run.pause()
@@ -71,7 +71,7 @@ class Budgets:
 
     async def _task_over(self, supervisor: "TaskSupervisor", cap: float) -> None:
         task = self.run.state.tasks[supervisor.task_id]
-        raised = round(cap * 2, 2)
+        raised = math.ceil(cap * 2 * 100) / 100
         answer = await supervisor.ask(
             ERRORS, f"This task has spent ${task.cost_usd:.2f}, its whole ${cap:.2f} cap.",
             [f"Raise task budget to ${raised:.2f}", STOP_TASK], proposed=STOP_TASK, category="budget",

@@ -153,7 +153,8 @@ class MergeResolution:
             if answer != ask_label:
                 return self._resolved(conflict, answer, "person: manual merge", by, "edited by hand")
             try:
-                proposal, why = await propose_merge(merger[1], conflict, on_reply=self._priced(conflict, merger[1]))
+                proposal, why = await propose_merge(merger[1], conflict,
+                                                    on_reply=self._priced(conflict, merger[1]))
             except Exception as exc:
                 proposal, why = None, f"failed: {type(exc).__name__}: {exc}"
             if proposal is not None:            # asked for by the person, and checked like every result
