@@ -16,6 +16,16 @@ pytestmark = pytest.mark.kernel
 CELL = f"%%osqr --repo {{repo}} --tier 2 --max-parallel 4\n{SEED_REQUEST}"
 
 
+def wait_in_log(repo, seen, never: str, timeout: float, poll: float = 0.05) -> None:
+    """Poll the repository's event log until `seen(events)`; fail with `never` after `timeout` s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if seen(osqr_nb.events(repo)):
+            return
+        time.sleep(poll)
+    raise AssertionError(never)
+
+
 @pytest.fixture
 def kernel(repo):
     k = Kernel(cwd=str(repo))
@@ -100,15 +110,10 @@ def test_killing_the_kernel_mid_run_loses_nothing_and_resume_finishes(repo):
     try:
         first.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.4")
         first.execute(CELL.format(repo=repo))
-        deadline = time.time() + 60
-        while time.time() < deadline:   # kill while the schema agent is half-way through
-            events = osqr_nb.events(repo)
+        def schema_written(events):     # kill while the schema agent is half-way through
             writes = events[(events.type == "tool_call") & (events.task_id == "db-schema")]
-            if any(d.get("name") == "write_file" for d in writes.data):
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the schema agent never wrote its file")
+            return any(d.get("name") == "write_file" for d in writes.data)
+        wait_in_log(repo, schema_written, "the schema agent never wrote its file", 60)
     finally:
         first.kill()
     before = osqr_nb.events(repo)
@@ -250,13 +255,8 @@ def test_killing_the_kernel_mid_merge_then_resume_integrates_everything(repo):
     try:
         first.execute("%load_ext osqr_nb")
         first.execute(MANY_TASKS.format(n=24, repo=str(repo)))
-        deadline = time.time() + 120
-        while time.time() < deadline:          # kill as soon as the integration has begun
-            if "integration_started" in set(osqr_nb.events(repo).type):
-                break
-            time.sleep(0.01)
-        else:
-            raise AssertionError("the integration never began")
+        wait_in_log(repo, lambda events: "integration_started" in set(events.type),   # kill at once
+                    "the integration never began", 120, poll=0.01)
     finally:
         first.kill()
     before = osqr_nb.events(repo)
