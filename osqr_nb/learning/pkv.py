@@ -131,11 +131,19 @@ class PKV:
     def record_outcome(self, task_kind: str, model: str, success: bool, cost_usd: float | None = None,
                        seconds: float | None = None, at: float | None = None) -> None:
         """One finished task: did its route succeed (accepted without change, checks passed)?"""
+        self.record_outcomes([dict(task_kind=task_kind, model=model, success=success, cost_usd=cost_usd,
+                                   seconds=seconds, at=at)])
+
+    def record_outcomes(self, outcomes: Iterable[Mapping[str, Any]]) -> None:
+        """A run's finished tasks, in one connection and one transaction (a run of 1,000 tasks is one
+        commit, not 1,000)."""
+        now = time.time()
+        rows = [(name(o["task_kind"]), name(o["model"]), int(bool(o["success"])),
+                 None if o.get("cost_usd") is None else float(o["cost_usd"]),
+                 None if o.get("seconds") is None else float(o["seconds"]),
+                 now if o.get("at") is None else float(o["at"])) for o in outcomes]
         with closing(self._connect()) as db, db:
-            db.execute("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?)",
-                       (name(task_kind), name(model), int(bool(success)),
-                        None if cost_usd is None else float(cost_usd),
-                        None if seconds is None else float(seconds), time.time() if at is None else float(at)))
+            db.executemany("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     # --- reading ---
 

@@ -168,5 +168,5 @@ def record_run(history: pd.DataFrame, outcomes: list[dict[str, Any]], models_by_
     pkv = pkv or PKV()
     if not history.empty:
         pkv.record_history(history, models_by_task=models_by_task)
-    for outcome in outcomes:
-        pkv.record_outcome(**outcome)
+    if outcomes:
+        pkv.record_outcomes(outcomes)
