@@ -58,8 +58,7 @@ class TaskInputs:
             resolved = {name: await self._settle(input_id, name, notes) for name in conflicted}
             if conflicted:
                 await git.finish_merge(self.path, resolved)
-            self.run.emit("input_merged", self.task_id, input=input_id, conflicts=conflicted,
-                           head=await git.head(self.path))
+            self.run.emit("input_merged", self.task_id, input=input_id, conflicts=conflicted)
         return notes
 
     async def _settle(self, input_id: str, name: str, notes: list[str]) -> str | None:
