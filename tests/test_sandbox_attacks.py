@@ -41,8 +41,8 @@ from conftest import git, make_repo, path_without, run_async
 
 NO_BWRAP = "bubblewrap (bwrap) is not usable here; apt-get install bubblewrap"
 SECRETS = {                                   # known to the kernel: redacted wherever they appear
-    "providers_key": "sk-ant-planted-config-key-7f3a91",    # OSQR.providers, from ipython_config.py
-    "anthropic_env": "sk-ant-planted-env-key-5e1f0c",       # ANTHROPIC_API_KEY
+    "providers_key": "test-ant-planted-config-key-7f3a91",    # OSQR.providers, from ipython_config.py
+    "anthropic_env": "test-ant-planted-env-key-5e1f0c",       # ANTHROPIC_API_KEY
     "pypi_pass": "planted-pypi-pass-0b6d44",               # PYTHON_PYPI_PASS
 }
 MARKERS = {                                   # unknown to the kernel: only the sandbox keeps them out
@@ -393,15 +393,15 @@ def test_run_it_approves_one_command_and_only_the_blanket_answer_approves_the_re
 
 
 def test_redaction_knows_the_kernels_secrets_and_nothing_shorter(monkeypatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env-123")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-ant-from-env-123")
     monkeypatch.setenv("PYTHON_PYPI_PASS", "pypi-pass-456789")
     monkeypatch.setenv("MY_TOKEN", "short")
     monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/ssh-agent.sock")
     monkeypatch.setattr(settings(), "providers", {"compatible": {"api_key": "compat-key-abcdef", "base_url": "u"}})
     found = known_secrets()
-    assert {"sk-ant-from-env-123", "pypi-pass-456789", "compat-key-abcdef"} <= set(found)
+    assert {"test-ant-from-env-123", "pypi-pass-456789", "compat-key-abcdef"} <= set(found)
     assert "short" not in found and "/tmp/ssh-agent.sock" not in found
-    text = "key=sk-ant-from-env-123 pass=pypi-pass-456789 short /tmp/ssh-agent.sock"
+    text = "key=test-ant-from-env-123 pass=pypi-pass-456789 short /tmp/ssh-agent.sock"
     assert redact(text) == f"key={REDACTED} pass={REDACTED} short /tmp/ssh-agent.sock"
     assert redact({"args": ["compat-key-abcdef", 3]}) == {"args": [REDACTED, 3]}
 
