@@ -580,7 +580,8 @@ class Run:
                   if self.state.tasks[p].status == COMPLETE]
         notes = await TaskInputs(self, task_id).merge(inputs) if fresh else []
         if fresh:
-            self.emit("workspace_ready", task_id, head=await git.head(path), worktree=str(path))
+            start = await git.head(path) if inputs else self.state.base   # no input: the base itself
+            self.emit("workspace_ready", task_id, head=start, worktree=str(path))
         return notes
 
     def _emitter(self, task_id: str):

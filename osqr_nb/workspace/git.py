@@ -283,11 +283,13 @@ async def commit_all(path: Path, message: str, author: str | None = None,
     """Commit everything in the worktree but `leave_out`; the new commit, or None if nothing changed."""
     spec = ["--", ".", *[f":(exclude,top){p}" for p in leave_out or []]]
     await git(path, "add", "-A", *spec)
-    code, _ = await git(path, "diff", "--cached", "--quiet", check=False)
-    if code == 0:
-        return None
     env = {"GIT_AUTHOR_NAME": author} if author else None
-    await git(path, "commit", "--no-verify", "-q", "-m", message, env=env)
+    code, out = await git(path, "commit", "--no-verify", "-q", "-m", message, env=env, check=False)
+    if code:
+        _, staged = await git(path, "diff", "--cached", "--name-only", check=False)
+        if not staged.strip():
+            return None               # nothing changed (asked only when the commit did not happen)
+        raise GitError(("commit",), code, out)
     return await head(path)
 
 
