@@ -19,7 +19,7 @@ from ..plan.task import Task
 from .messages import Message
 from .commands import CommandError
 from .secrets import redact, redacting
-from .tools import TOOL_SPECS, Rejected, ToolError, Workspace, validate_arguments
+from .tools import TOOL_SPECS, Rejected, ToolError, validate_arguments
 
 SYSTEM_PROMPT = """\
 You are one of several coding agents working in parallel on one repository, each in
@@ -58,6 +58,19 @@ class Supervisor(Protocol):
     async def before_finish(self) -> list[str]: ...   # waits for partial inputs; late news, if any
 
 
+class Workplace(Protocol):
+    """What the agent needs of its task's workspace (workspace.task_workspace.TaskWorkspace)."""
+
+    @property
+    def sandbox_mode(self) -> str: ...
+    async def call(self, name: str, arguments: dict[str, Any]) -> str: ...
+    async def current_text(self, path: str) -> str | None: ...
+    async def plan_edit(self, path: str, old: str, new: str, replace_all: bool) -> tuple[str, str]: ...
+    async def run_command(self, command: str | list[str], timeout: float | None) -> Any: ...
+    def explain(self, tool: str, exc: BaseException) -> str: ...
+    async def turn_done(self) -> None: ...
+
+
 class AgentError(RuntimeError):
     pass
 
@@ -89,7 +102,7 @@ def brief(task: Task, inbox: list[Message], titles: dict[str, str], resumed: boo
 
 
 class Agent:
-    def __init__(self, task: Task, workspace: Workspace, model: ModelClient, *,
+    def __init__(self, task: Task, workspace: Workplace, model: ModelClient, *,
                  inbox: list[Message], titles: dict[str, str], supervisor: Supervisor, emit: Emit,
                  gate: asyncio.Event | None = None, max_turns: int = 40, resumed: bool = False,
                  notes: list[str] | None = None) -> None:
@@ -137,6 +150,7 @@ class Agent:
                 else:
                     result = await self._tool(call.name, call.arguments)
                 self.messages.append({"role": "tool", "tool_call_id": call.id, "content": redact(result)})
+            await self.workspace.turn_done()
         raise AgentError(f"no finish after {self.max_turns} turns")
 
     def _take_updates(self) -> None:
@@ -193,7 +207,7 @@ class Agent:
             if name in handlers:
                 result = await handlers[name](validate_arguments(name, args))
             else:
-                result = await self.workspace.acall(name, args)
+                result = await self.workspace.call(name, args)
         except Rejected as exc:
             self.emit("tool_call", name=name, path=_target(args), ok=False, error=str(exc), args=args)
             return f"error: {exc}"
@@ -216,10 +230,10 @@ class Agent:
 
     async def _edit(self, args: dict[str, Any]) -> str:
         path = args["path"]
-        old, new = self.workspace.plan_edit(path, args["old"], args["new"], bool(args.get("replace_all")))
+        old, new = await self.workspace.plan_edit(path, args["old"], args["new"], bool(args.get("replace_all")))
         if not await self.supervisor.approve_write(path, old, new):
             raise Rejected(f"the person rejected this change to {path}; do not make it")
-        return self.workspace.edit_file(path, args["old"], args["new"], bool(args.get("replace_all")))
+        return await self.workspace.call("edit_file", args)
 
     async def _command(self, args: dict[str, Any]) -> str:
         command = args["command"]
@@ -239,10 +253,10 @@ class Agent:
 
     async def _write(self, args: dict[str, Any]) -> str:
         path, content = args["path"], args["content"]
-        old = self.workspace.current_text(path)     # size-checked: a huge file is not read whole
+        old = await self.workspace.current_text(path)   # size-checked: a huge file is not read whole
         if not await self.supervisor.approve_write(path, old, content):
             raise Rejected(f"the person rejected this change to {path}; do not make it")
-        return self.workspace.write_file(path, content)
+        return await self.workspace.call("write_file", args)
 
     async def _decision(self, args: dict[str, Any]) -> str:
         options = [_option(o) for o in (args.get("options") or [])]

@@ -604,7 +604,7 @@ class Workspace:
             return await self._asearch_regex(arguments)
         if name != "run_command":
             return await asyncio.get_running_loop().run_in_executor(
-                _tool_threads(), functools.partial(self.call, name, arguments))
+                tool_threads(), functools.partial(self.call, name, arguments))
         checked = validate_arguments(name, arguments)
         result = await self.run_command(checked["command"], checked.get("timeout"))
         return result.text()
@@ -645,7 +645,7 @@ TOOL_THREADS = 2             # file tool calls running at once in this process, 
 _threads: ThreadPoolExecutor | None = None
 
 
-def _tool_threads() -> ThreadPoolExecutor:
+def tool_threads() -> ThreadPoolExecutor:
     """The threads the file tools run in: few, because each busy one competes with the event
     loop for the GIL, and a waiting loop may lose the handover to another worker each 5 ms
     switch interval; the slow work (regular expressions) runs in processes instead."""

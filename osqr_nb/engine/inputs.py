@@ -1,22 +1,25 @@
-"""Bringing a task's inputs (its dependencies' results) into its worktree.
+"""Bringing a task's inputs (its dependencies' results) into its workspace.
 
-Inputs are merged one branch at a time: an octopus merge of many inputs gives up
-when a join has many merge bases. A partial dependency's final result arrives
-while the dependent works, so the dependent's work in progress is committed on
-its own branch first (never `git stash`, which would park it in the user's
-stash list and bring it back as conflict markers), then the input is merged.
-What git cannot merge goes to the run's resolvers (semantic merge, merge agent,
-card); what none settles keeps the task's own side, and the agent is shown the
-input's version and told to reconcile. No conflict marker is ever committed.
+Inputs are merged in the user's repository, in memory (`git merge-tree`), one
+branch at a time: an octopus merge gives up when a join has many merge bases,
+and no checkout means the cost does not grow with the repository, and the
+workspace may be on another machine. A fresh task's workspace is then made at
+the merged commit; a partial dependency's final result arrives while the
+dependent works, so the dependent's work in progress is saved as a commit on its
+own branch first (never `git stash`), merged with the input, and the workspace
+moved forward to the merge. What git cannot merge goes to the run's resolvers
+(semantic merge, merge agent, card); what none settles keeps the task's own
+side, and the agent is shown the input's version and told to reconcile. No
+conflict marker is ever committed.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..workspace import git
-from ..workspace.merge import Conflict, conflict_at
+from ..workspace.merge import Conflict, conflict_in_tree
+from ..workspace.task_workspace import TaskWorkspace
 from .resolution import MergeResolution
 from .state import COMPLETE
 
@@ -27,43 +30,62 @@ MAX_NOTE = 8_000      # characters of an input's version shown to the agent
 
 
 class TaskInputs:
-    """The inputs of one task of a run, merged into its worktree."""
+    """The inputs of one task of a run, merged for its workspace."""
 
     def __init__(self, run: "Run", task_id: str) -> None:
         self.run = run
         self.task_id = task_id
-        self.path = run.worktree(task_id)
+        self.root = run.root
 
-    async def bring_in(self, inputs: list[str]) -> list[str]:
-        """Merge finished partial inputs into the running task's worktree, its own edits kept
-        (committed first). Returns notes for the agent on what it must reconcile."""
+    async def start_from(self, inputs: list[str]) -> tuple[str, list[str]]:
+        """The commit a fresh task starts at (the base, its finished inputs merged in) and the
+        notes for the agent on what it must reconcile."""
+        notes: list[str] = []
+        head = self.run.state.base
+        for input_id in inputs:
+            head = await self._merge(head, input_id, notes)
+        return head, notes
+
+    async def bring_in(self, workspace: TaskWorkspace, inputs: list[str]) -> list[str]:
+        """Merge finished partial inputs into the running task's workspace, its own edits kept
+        (saved first). Returns notes for the agent on what it must reconcile."""
+        tip = self.run.branch(self.task_id)
         pending = [t for t in inputs if self.run.state.tasks[t].status == COMPLETE
-                   and not await git.is_merged(self.path, self.run.branch(t))]
+                   and not await git.is_merged(self.root, self.run.branch(t), tip)]
         if not pending:
             return []
-        nested = await asyncio.to_thread(git.nested_repositories, self.path)
-        await git.commit_all(self.path, f"osqr: work in progress of {self.task_id}, before merging "
-                             f"{', '.join(pending)}", author=f"osqr-nb agent ({self.task_id})", leave_out=nested)
-        return await self.merge(pending)
-
-    async def merge(self, inputs: list[str]) -> list[str]:
-        """Merge each input's branch in turn (an input already in the history is skipped, so
-        this is safe to repeat after a crash); returns the notes for the agent."""
+        saved = await workspace.save(f"osqr: work in progress of {self.task_id}, before merging "
+                                     f"{', '.join(pending)}", author=f"osqr-nb agent ({self.task_id})")
         notes: list[str] = []
-        for input_id in inputs:
-            branch = self.run.branch(input_id)
-            if await git.is_merged(self.path, branch):
-                continue
-            conflicted = await git.start_merge(self.path, branch, f"osqr: {input_id} into {self.task_id}")
-            resolved = {name: await self._settle(input_id, name, notes) for name in conflicted}
-            if conflicted:
-                await git.finish_merge(self.path, resolved)
-            self.run.emit("input_merged", self.task_id, input=input_id, conflicts=conflicted)
+        head = saved.commit
+        for input_id in pending:
+            head = await self._merge(head, input_id, notes)
+        if head != saved.commit:
+            await workspace.advance(head)
         return notes
 
-    async def _settle(self, input_id: str, name: str, notes: list[str]) -> str | None:
+    async def _merge(self, head: str, input_id: str, notes: list[str]) -> str:
+        """`head` with one input merged in (itself when the input is in its history already; the
+        input's tip when `head` is in the input's history: a fast-forward, as git would)."""
+        branch = self.run.branch(input_id)
+        if await git.is_merged(self.root, branch, head):
+            return head
+        if await git.is_merged(self.root, head, branch):
+            merged = (await git.git(self.root, "rev-parse", branch))[1].strip()
+            conflicted: list[str] = []
+        else:
+            merge = await git.merge_trees(self.root, head, branch)
+            conflicted = sorted(merge.conflicts)
+            resolved = {name: await self._settle(input_id, merge, name, notes) for name in conflicted}
+            merged = await git.commit_merge(self.root, merge, resolved, [head, branch],
+                                            f"osqr: {input_id} into {self.task_id}")
+        self.run.emit("input_merged", self.task_id, input=input_id, conflicts=conflicted)
+        return merged
+
+    async def _settle(self, input_id: str, merge: git.TreeMerge, name: str, notes: list[str]) -> str | None:
         """The resolvers' text for one conflicted file, or this task's own side (None: deleted)."""
-        conflict = await conflict_at(self.path, name, input_id, [self.task_id], self._intents([self.task_id, input_id]))
+        conflict = await conflict_in_tree(self.root, merge, name, input_id, [self.task_id],
+                                          self._intents([self.task_id, input_id]))
         conflict.reason = f"{self.task_id} and its input {input_id} both changed the same lines"
         text = await MergeResolution(self.run).resolve(conflict)
         if text is not None:

@@ -21,7 +21,6 @@ import pandas as pd
 
 from ..agents.agent import Agent
 from ..agents.messages import Mediator, Message
-from ..agents.tools import Workspace
 from ..autonomy.checkpoints import COLLISION, CONFLICT, DECISION, LET_ME_THINK, Checkpoint
 from ..autonomy.policy import AutonomyPolicy
 from ..models.base import ModelClient
@@ -35,15 +34,13 @@ from ..store.events import Event, EventLog, to_json
 from ..store.frames import events_frame, history_frame
 from ..workspace import git
 from ..workspace.merge import Integrator, problems_with
+from ..workspace.task_workspace import LocalHost, TaskWorkspace, WorkspaceHost
 from .budget import Budgets
 from .inputs import TaskInputs
 from .resolution import MergeResolution
 from .scheduler import Scheduler, SchedulerCancelled
 from .state import COMPLETE, SETTLED, RunState, TaskState
 from .supervisor import TaskSupervisor
-
-_worktree_locks: dict[Path, asyncio.Lock] = {}
-
 
 def new_run_id() -> str:
     return time.strftime("%y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
@@ -82,6 +79,8 @@ class Run:
         self.check: str | None = state.check  # a verification command run on the merged result
         self.collision_growth = 0.25     # tiers 3-4 serialize when the critical path grows less than this
         self.warnings: list[str] = []
+        self.workspaces: WorkspaceHost = LocalHost(root, state.run_id)   # where tasks' files live
+        self._workspaces: dict[str, TaskWorkspace] = {}     # the open workspace of each running task
 
     # ----- creation -------------------------------------------------------------------------
 
@@ -472,19 +471,21 @@ class Run:
             return                                   # finished before a restart
         task = self.state.plan[task_id]
         resumed = task_state.attempt > 0
+        workspace = self.workspaces.make(task_id, self.branch(task_id), self._emitter(task_id))
+        self._workspaces[task_id] = workspace
         try:
-            notes = await self._prepare_worktree(task_id)
+            notes = await self._open_workspace(task_id, workspace)
             info, client = self._model_for(task_id)
             self.emit("task_started", task_id, attempt=task_state.attempt + 1, model=info.display,
-                       branch=self.branch(task_id))
-            agent = Agent(task, Workspace(self.worktree(task_id)), client,
+                       branch=self.branch(task_id), worker=workspace.where)
+            agent = Agent(task, workspace, client,
                           inbox=self.mediator.inbox(task_id), titles=self.titles,
                           supervisor=TaskSupervisor(self, task_id, task_state.attempt, info),
                           emit=self._emitter(task_id),
                           gate=self._gate, resumed=resumed, notes=notes)
             result = await agent.run()
             await self._gate.wait()
-            payload = await self._commit_result(task_id, result)
+            payload = await self._commit_result(task_id, workspace, result)
             messages = self.mediator.route(task_id, payload)
         except asyncio.CancelledError:
             self.emit("task_cancelled", task_id)
@@ -494,44 +495,38 @@ class Run:
             self.emit("task_failed", task_id, error=f"{type(exc).__name__}: {exc}")
             self._close_checkpoints("the task failed", task_id)
             raise
+        finally:
+            self._workspaces.pop(task_id, None)
         # One transaction: a crash can never leave a finished task whose dependents lack its output.
         self.emit_all([("task_finished", task_id, dict(payload, turns=result.turns))]
                        + [("message", task_id, m.to_dict()) for m in messages])
         if not self.keep_worktrees and "not_committed" not in payload:
-            await self._drop_worktree(task_id)
+            await workspace.close()       # the branch holds the work
 
-    async def _drop_worktree(self, task_id: str) -> None:
-        """A finished task's worktree goes at once: its branch holds the work, and worktrees
-        left to pile up make every later `git worktree add` slower."""
-        lock = _worktree_locks.setdefault(self.root, asyncio.Lock())
-        async with lock:
-            await git.remove_worktree(self.root, self.worktree(task_id))
-
-    async def _commit_result(self, task_id: str, result: Any) -> dict[str, Any]:
+    async def _commit_result(self, task_id: str, workspace: TaskWorkspace, result: Any) -> dict[str, Any]:
         """Commit the agent's work on its branch; the output its dependents receive."""
-        path = self.worktree(task_id)
-        nested = await asyncio.to_thread(git.nested_repositories, path)
-        commit = await git.commit_all(path, f"osqr: {self.plan[task_id].title}\n\n{result.summary}",
-                                      author=f"osqr-nb agent ({task_id})", leave_out=nested) \
-            or await git.head(path)          # committed before a restart, or nothing to commit
-        changes = await self._own_changes(task_id)
+        saved = await workspace.save(f"osqr: {self.plan[task_id].title}\n\n{result.summary}",
+                                     author=f"osqr-nb agent ({task_id})")
+        changes = await self._own_changes(task_id, saved.commit)
         payload = {"summary": result.summary, "decisions": result.decisions, "context": result.context,
-                   "commit": commit,
+                   "commit": saved.commit,
                    "files_created": sorted(f for f, s in changes.items() if s == "A"),
                    "files_modified": sorted(f for f, s in changes.items() if s == "M"),
                    "files_deleted": sorted(f for f, s in changes.items() if s == "D")}
-        if nested:
+        if saved.left_out:
             payload["not_committed"] = [f"{n}/ is a git repository of its own (made in the task); "
-                                        "its files are left in the worktree, not on the branch" for n in nested]
+                                        "its files are left in the worktree, not on the branch"
+                                        for n in saved.left_out]
         return payload
 
-    async def _own_changes(self, task_id: str) -> dict[str, str]:
+    async def _own_changes(self, task_id: str, tip: str) -> dict[str, str]:
         """What the task changed since it started, less what partial inputs merged in late brought."""
-        path, start = self.worktree(task_id), self.state.tasks[task_id].start_commit
-        changes = await git.changed_files(path, start)
+        start = self.state.tasks[task_id].start_commit
+        changes = await git.changed_files(self.root, start, tip)
         for input_id in self.partial_inputs(task_id):
-            if self.state.tasks[input_id].status == COMPLETE and await git.is_merged(path, self.branch(input_id)):
-                beyond = await git.changed_files(path, self.branch(input_id), "HEAD", two_dot=True)
+            if self.state.tasks[input_id].status == COMPLETE and \
+                    await git.is_merged(self.root, self.branch(input_id), tip):
+                beyond = await git.changed_files(self.root, self.branch(input_id), tip, two_dot=True)
                 changes = {f: s for f, s in changes.items() if f in beyond}
         return changes
 
@@ -547,8 +542,8 @@ class Run:
         await self._settled.setdefault(task_id, asyncio.Event()).wait()
 
     async def bring_in_inputs(self, task_id: str, inputs: list[str]) -> list[str]:
-        """Merge finished partial inputs into a running task's worktree (see engine/inputs.py)."""
-        return await TaskInputs(self, task_id).bring_in(inputs)
+        """Merge finished partial inputs into a running task's workspace (see engine/inputs.py)."""
+        return await TaskInputs(self, task_id).bring_in(self._workspaces[task_id], inputs)
 
     def _model_for(self, task_id: str) -> tuple[ModelInfo, ModelClient]:
         """The task's model: the one given to the run, or the route for its kind (an event)."""
@@ -567,21 +562,19 @@ class Run:
             self.streamed[task_id] = self.streamed.get(task_id, 0) + len(piece or "")
         return count
 
-    async def _prepare_worktree(self, task_id: str) -> list[str]:
-        """A worktree on the task's branch holding the run's base plus its inputs' results
-        (partial inputs still running come in at the end). After a crash, the worktree is
-        repaired first; before the agent has worked in it, it is simply made again."""
-        path = self.worktree(task_id)
+    async def _open_workspace(self, task_id: str, workspace: TaskWorkspace) -> list[str]:
+        """The task's workspace on its branch: the run's base plus its inputs' results, merged in
+        memory first (partial inputs still running come in at the end). A resumed task keeps
+        what its workspace holds (repaired); one that never started is simply made again."""
         fresh = self.state.tasks[task_id].start_commit is None
-        lock = _worktree_locks.setdefault(self.root, asyncio.Lock())
-        async with lock:   # git serialises ref and worktree updates; so do we, within a process
-            await git.add_worktree(self.root, path, self.branch(task_id), self.state.base, fresh=fresh)
+        if not fresh:
+            return await workspace.open(self.state.tasks[task_id].start_commit, fresh=False)
         inputs = [p for p in self.state.plan.graph.predecessors(task_id)
                   if self.state.tasks[p].status == COMPLETE]
-        notes = await TaskInputs(self, task_id).merge(inputs) if fresh else []
-        if fresh:
-            start = await git.head(path) if inputs else self.state.base   # no input: the base itself
-            self.emit("workspace_ready", task_id, head=start, worktree=str(path))
+        start, notes = await TaskInputs(self, task_id).start_from(inputs)
+        await workspace.open(start, fresh=True)
+        self.emit("workspace_ready", task_id, head=start, worktree=str(self.worktree(task_id)),
+                   worker=workspace.where)
         return notes
 
     def _emitter(self, task_id: str):

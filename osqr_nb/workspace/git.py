@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,14 +82,16 @@ def git_sync(cwd: str | Path, *args: str) -> str:
 
 
 async def git(cwd: str | Path, *args: str, check: bool = True,
-              env: dict[str, str] | None = None, stderr: bool = True) -> tuple[int, str]:
+              env: dict[str, str] | None = None, stderr: bool = True,
+              input: bytes | None = None) -> tuple[int, str]:
     """Run git on the event loop; returns (exit code, stdout+stderr, or stdout alone)."""
     proc = await asyncio.create_subprocess_exec(
         "git", *SAFE_CONFIG, *args, cwd=str(cwd), env=_env(env),
+        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT if stderr else asyncio.subprocess.DEVNULL)
     try:
-        out, _ = await proc.communicate()
+        out, _ = await proc.communicate(input)
     except asyncio.CancelledError:
         if proc.returncode is None:      # leave no git process behind a cancelled task
             proc.kill()
@@ -151,26 +154,30 @@ async def branch_exists(root: Path, branch: str) -> bool:
     return code == 0
 
 
-async def add_worktree(root: Path, path: Path, branch: str, base: str, fresh: bool = False) -> None:
-    """Create (or, after a restart, repair and reuse) the worktree at `path` on `branch`.
+async def add_worktree(root: Path, path: Path, branch: str, base: str, fresh: bool = False) -> list[str]:
+    """Create (or, after a restart, repair and reuse) the worktree at `path` on `branch`;
+    returns what was repaired.
 
-    `fresh`: nothing in the folder is worth keeping (no agent has worked in it yet), so
-    a checkout a crash cut short is made again rather than trusted: its missing files
-    would otherwise look like deletions. One git process in the usual case.
+    `fresh`: nothing in the folder or on the branch is worth keeping (no agent has worked
+    there yet), so the folder is made again and the branch reset to `base`: a checkout a
+    crash cut short would otherwise show its missing files as deletions. One git process
+    in the usual case.
     """
     if fresh and path.exists():
         await asyncio.to_thread(shutil.rmtree, path, True)
     if (path / ".git").exists():
-        await repair_worktree(path)
-        return
+        return await repair_worktree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    code, out = await git(root, "worktree", "add", "-q", "-b", branch, str(path), base, check=False)
+    code, out = await git(root, "worktree", "add", "-q", "-B" if fresh else "-b", branch, str(path), base,
+                          check=False)
     if code == 0:
-        return
-    if "already exists" in out and await branch_exists(root, branch):
+        return []
+    if ("already exists" in out or "already checked out" in out or "already used by worktree" in out) \
+            and await branch_exists(root, branch):
         await _forget_worktree(root, path)
-        await git(root, "worktree", "add", "-q", "-f", str(path), branch)
-        return
+        flag = ["-B", branch] if fresh else ["-f"]
+        await git(root, "worktree", "add", "-q", "-f", *flag, str(path), base if fresh else branch)
+        return ["checked the branch out again: its worktree was gone"] if not fresh else []
     raise GitError(("worktree", "add", "-b", branch, str(path), base), code, out)
 
 
@@ -306,10 +313,76 @@ async def conflicted_files(path: Path) -> list[str]:
     return [name for name in listing.split("\0") if name]
 
 
-async def is_merged(path: Path, branch: str) -> bool:
-    """`branch` is already part of the worktree's history (merging it again changes nothing)."""
-    code, _ = await git(path, "merge-base", "--is-ancestor", branch, "HEAD", check=False)
+async def is_merged(path: Path, branch: str, tip: str = "HEAD") -> bool:
+    """`branch` is already part of `tip`'s history (merging it again changes nothing)."""
+    code, _ = await git(path, "merge-base", "--is-ancestor", branch, tip, check=False)
     return code == 0
+
+
+@dataclass
+class TreeMerge:
+    """A merge `git merge-tree` made with no checkout: the tree it wrote (conflicted files hold
+    markers there) and, per conflicted file, its stages {1 base, 2 ours, 3 theirs: (mode, blob)}."""
+    tree: str
+    conflicts: dict[str, dict[int, tuple[str, str]]] = field(default_factory=dict)
+
+
+async def merge_trees(root: Path, ours: str, theirs: str) -> TreeMerge:
+    """Merge two commits of the repository at `root` in memory (git >= 2.38)."""
+    code, out = await git(root, "merge-tree", "--write-tree", "-z", "--no-messages", ours, theirs,
+                          check=False, stderr=False)
+    if code not in (0, 1):
+        raise GitError(("merge-tree", ours, theirs), code, out)
+    tree, _, rest = out.partition("\0")
+    merge = TreeMerge(tree.strip())
+    for entry in rest.split("\0"):
+        if not entry:
+            break                               # the empty record ends the conflicted-file list
+        info, _, name = entry.partition("\t")
+        mode, blob, stage = info.split()
+        merge.conflicts.setdefault(name, {})[int(stage)] = (mode, blob)
+    return merge
+
+
+async def read_blob(root: Path, spec: str) -> str | None:
+    """A file's text at `spec` (`<commit>:<path>`, `<tree>:<path>` or a blob id); None if absent."""
+    code, out = await git(root, "cat-file", "-p", spec, check=False, stderr=False)
+    return out if code == 0 else None
+
+
+async def commit_merge(root: Path, merge: TreeMerge, resolved: dict[str, str | None], parents: list[str],
+                       message: str, author: str | None = None) -> str:
+    """The merge commit of `merge` with each conflicted file replaced by its resolution (None:
+    deleted), built through a temporary index: no worktree, no checkout."""
+    for name, text in resolved.items():
+        if text is not None and has_markers(text):
+            raise ValueError(f"the resolution of {name} still has conflict markers")
+    tree = merge.tree
+    if resolved:
+        tree = await _tree_with(root, merge, resolved)
+    env = {"GIT_AUTHOR_NAME": author} if author else None
+    args = ["commit-tree", tree, *[a for p in parents for a in ("-p", p)], "-m", message]
+    _, out = await git(root, *args, env=env, stderr=False)
+    return out.strip()
+
+
+async def _tree_with(root: Path, merge: TreeMerge, resolved: dict[str, str | None]) -> str:
+    with tempfile.TemporaryDirectory(prefix="osqr-index-") as scratch:
+        env = {"GIT_INDEX_FILE": os.path.join(scratch, "index")}
+        await git(root, "read-tree", merge.tree, env=env)
+        lines = []
+        for name, text in resolved.items():
+            if text is None:
+                lines.append(f"0 {'0' * 40}\t{name}")
+                continue
+            _, blob = await git(root, "hash-object", "-w", "--stdin", input=text.encode(), stderr=False)
+            stages = merge.conflicts.get(name, {})
+            mode = (stages.get(2) or stages.get(3) or ("100644", ""))[0]
+            lines.append(f"{mode} {blob.strip()}\t{name}")
+        await git(root, "update-index", "-z", "--index-info", env=env,
+                  input="".join(line + "\0" for line in lines).encode())
+        _, tree = await git(root, "write-tree", env=env, stderr=False)
+        return tree.strip()
 
 
 async def start_merge(path: Path, branch: str, message: str) -> list[str]:

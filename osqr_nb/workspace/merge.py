@@ -114,6 +114,17 @@ async def conflict_at(worktree: Path, name: str, task_id: str, others: list[str]
                     ours_missing=ours is None, theirs_missing=theirs is None)
 
 
+async def conflict_in_tree(root: Path, merge: git.TreeMerge, name: str, task_id: str, others: list[str],
+                           intents: dict[str, dict[str, Any]]) -> Conflict:
+    """The Conflict an in-memory merge left at `name` (its stages and the marked file in its tree)."""
+    marked = await git.read_blob(root, f"{merge.tree}:{name}") or ""
+    stages = merge.conflicts.get(name, {})
+    base, ours, theirs = [await git.read_blob(root, stages[s][1]) if s in stages else None for s in (1, 2, 3)]
+    return Conflict(name, conflict_ranges(marked), task_id, others, base or "", ours or "", theirs or "",
+                    marked, intents, "both sides changed the same lines",
+                    ours_missing=ours is None, theirs_missing=theirs is None)
+
+
 class _Merged:
     """A merge's result as the checks read it: in the integration worktree (`tree` None), or a
     tree `git merge-tree` wrote with no checkout (read through the repository at `root`).
