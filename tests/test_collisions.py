@@ -268,3 +268,37 @@ def test_a_split_file_is_named_for_each_tasks_area_never_after_itself(tmp_path):
 def test_no_repository_uses_only_the_planners_files():
     plan = Plan([Task("a", "A", writes=["x.py"]), Task("b", "B", writes=["x.py"])])
     assert [c.files for c in predict_collisions(plan, None)] == [["x.py"]]
+
+
+def test_the_pattern_reading_of_a_module_finds_what_ast_finds():
+    """The index reads modules by patterns (6x faster than ast); on real code and on the
+    tricky cases (strings that look like code, continuations, annotated names) it must agree."""
+    from osqr_nb.plan.collisions import _python_facts, _python_facts_by_ast
+    tricky = '''"""Docs.
+import not_a_module
+def not_a_function(): pass
+"""
+import os, sys as system
+from . import sibling
+from ..pkg.mod import (alpha,
+    beta as b,  # a comment: import gamma
+)
+from x import y, \\
+    z
+x = y = 1
+total: int = 0
+count: int
+if x == 1:
+    import inside
+    w = 2
+s = 'from fake import nothing'
+class Shape(Base):
+    import nested
+async def go(): pass
+'''
+    sources = [tricky] + [p.read_text() for p in (Path(__file__).parents[1] / "osqr_nb").rglob("*.py")]
+    for source in sources:
+        defined, imports = _python_facts(source)
+        want_defined, want_imports = _python_facts_by_ast(source)
+        assert defined == want_defined
+        assert sorted(imports) == sorted(want_imports)

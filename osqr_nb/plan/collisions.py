@@ -26,6 +26,7 @@ new file and is told so) and parallel (mark the pair for merge review).
 from __future__ import annotations
 
 import ast
+import keyword
 import fnmatch
 import itertools
 import re
@@ -63,8 +64,64 @@ def _dotted(path: str) -> str:
     return ".".join(parts)
 
 
+_STRINGS = re.compile(                      # strings (triple-quoted first) and comments
+    r'[rRbBuUfF]{0,2}("""|' + "'''" + r')(?:\\.|(?!\1).)*?\1'
+    r'|#[^\n]*'
+    r'|"(?:\\.|[^"\\\n])*"'
+    r"|'(?:\\.|[^'\\\n])*'", re.S)
+_TOP_DEF = re.compile(r"^(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)", re.M)
+_TOP_ASSIGN = re.compile(r"^((?:[A-Za-z_]\w*[ \t]*=[ \t]*)+)(?!=)", re.M)
+_TOP_ANNOTATED = re.compile(r"^([A-Za-z_]\w*)[ \t]*:(?!=)", re.M)
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+((?:[^\n;\\]|\\\n)+)", re.M)
+_FROM = re.compile(r"^[ \t]*from[ \t]+(\.*)[ \t]*([\w.]*)[ \t]+import[ \t]*(\([^)]*\)|(?:[^\n;\\]|\\\n)+)", re.M)
+_NAME = re.compile(r"[A-Za-z_]\w*")
+_KEYWORDS = frozenset(keyword.kwlist)
+
+
 def _python_facts(source: str) -> tuple[set[str], list[tuple[str, list[str], int]]]:
-    """Top-level names a module defines, and its imports as (module, names, relative level)."""
+    """Top-level names a module defines, and its imports as (module, names, relative level).
+
+    Read by patterns over the source with its strings and comments blanked, not by
+    `ast`: parsing costs ~2 ms for a 15 KB module, and the index reads every module
+    of the repository before a run starts (2,000 modules: 4 s against 0.2 s).
+    """
+    code = _STRINGS.sub(lambda m: '""' if m.group(0)[:1] != "#" else "", source)
+    defined = set(_TOP_DEF.findall(code))
+    for chain in _TOP_ASSIGN.findall(code):
+        defined |= {n for n in _NAME.findall(chain) if n not in _KEYWORDS}
+    defined |= {n for n in _TOP_ANNOTATED.findall(code) if n not in _KEYWORDS}
+    imports: list[tuple[str, list[str], int]] = []
+    for match in _IMPORT.finditer(code):
+        for part in match.group(1).replace("\\\n", " ").split(","):
+            module = part.split(" as ")[0].strip()
+            if module:
+                imports.append((module, [], 0))
+    for match in _FROM.finditer(code):
+        dots, module, names = match.groups()
+        names = names.strip().strip("()").replace("\\\n", " ")
+        taken = [n.split(" as ")[0].strip() for n in names.replace("\n", " ").split(",")]
+        imports.append((module, [n for n in taken if n], len(dots)))
+    return defined, imports
+
+
+_facts_cache: dict[tuple[str, int, int], tuple[set[str], list[tuple[str, list[str], int]]]] = {}
+
+
+def _facts_of(file: Path) -> tuple[set[str], list[tuple[str, list[str], int]]]:
+    """A module's facts, read once per version of the file in this process (a kernel runs
+    many runs on one repository: the second reads only what changed)."""
+    stat = file.stat()
+    key = (str(file), stat.st_size, stat.st_mtime_ns)
+    if key not in _facts_cache:
+        if len(_facts_cache) > 50_000:
+            _facts_cache.clear()
+        text = file.read_text(encoding="utf-8") if stat.st_size <= MAX_PY_BYTES * 4 else ""
+        _facts_cache[key] = _python_facts(text) if len(text) <= MAX_PY_BYTES else (set(), [])
+    return _facts_cache[key]
+
+
+def _python_facts_by_ast(source: str) -> tuple[set[str], list[tuple[str, list[str], int]]]:
+    """The same facts by `ast` (the reference the pattern reading is tested against)."""
     tree = ast.parse(source)
     defined: set[str] = set()
     imports: list[tuple[str, list[str], int]] = []
@@ -102,8 +159,7 @@ class RepoIndex:
         facts = {}
         for path in [f for f in index.files if f.endswith(".py")][:MAX_PY_FILES]:
             try:
-                text = (root / path).read_text(encoding="utf-8")
-                facts[path] = _python_facts(text) if len(text) <= MAX_PY_BYTES else (set(), [])
+                facts[path] = _facts_of(root / path)
             except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
                 continue
         for path, (defined, _) in facts.items():
