@@ -208,7 +208,8 @@ def killed_mid_merge(repo, worktree):
     git(repo, "worktree", "add", "-q", "-b", "side", str(side), "HEAD")
     (side / "shared.py").write_text(sweep.BASE_SHARED + "\n\ndef gamma():\n    return 'g'\n")
     git(side, "commit", "-q", "-am", "side")
-    (worktree / "shared.py").write_text(sweep.BASE_SHARED + "\n\ndef beta():\n    return 'b'\n")  # b's edit
+    (worktree / "shared.py").write_text(sweep.BASE_SHARED + "\n\ndef beta():\n    return 'b'\n")  # b's edit,
+    git(worktree, "update-index", "--no-skip-worktree", "shared.py")   # as its tools bring a file out first
     git(worktree, "add", "-A")
     git(worktree, "commit", "-q", "-m", "work in progress")
     (gitlib.git_dir(worktree) / gitlib.MERGING).write_text(git(worktree, "rev-parse", "HEAD"))

@@ -169,6 +169,8 @@ class Run:
     def start(self, keep_worktrees: bool = False) -> "Run":
         """Start the main task on the running loop and return at once."""
         self.keep_worktrees = keep_worktrees
+        if keep_worktrees and isinstance(self.workspaces, LocalHost):
+            self.workspaces.lazy = False         # a worktree kept to be looked at holds every file
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         self._main = loop.create_task(self._orchestrate(), name=f"osqr-run-{self.id}")
@@ -437,6 +439,7 @@ class Run:
         if not self.keep_worktrees:     # their work is committed on the branches, which stay
             await git.remove_worktrees(self.root, [self.worktree(t.id) for t in done]
                                        + [self.worktree("_integration")])
+        await git.git(self.root, "maintenance", "run", "--auto", check=False)   # what each commit skipped
         report = await asyncio.to_thread(self.collision_report)     # pairs of tasks: off the loop
         self.emit("collision_report", precision=report.attrs["precision"], recall=report.attrs["recall"],
                    rows=report.to_dict("records"))

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,23 +85,68 @@ def git_sync(cwd: str | Path, *args: str) -> str:
 async def git(cwd: str | Path, *args: str, check: bool = True,
               env: dict[str, str] | None = None, stderr: bool = True,
               input: bytes | None = None) -> tuple[int, str]:
-    """Run git on the event loop; returns (exit code, stdout+stderr, or stdout alone)."""
-    proc = await asyncio.create_subprocess_exec(
-        "git", *SAFE_CONFIG, *args, cwd=str(cwd), env=_env(env),
-        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT if stderr else asyncio.subprocess.DEVNULL)
-    try:
-        out, _ = await proc.communicate(input)
-    except asyncio.CancelledError:
-        if proc.returncode is None:      # leave no git process behind a cancelled task
-            proc.kill()
-            await asyncio.shield(proc.wait())
-        raise
+    """Run git off the event loop; returns (exit code, stdout+stderr, or stdout alone).
+
+    The process is started and awaited in one of `git_threads()`: a fork from a big
+    kernel process costs a millisecond or more, which on the loop every agent and
+    every click would wait for; asyncio's own subprocesses also start a watcher thread
+    each. A cancelled call kills its process and waits for it: no git is left behind.
+    """
+    code, out = await _git_bytes(cwd, *args, env=env, stderr=stderr, input=input)
     text = out.decode(errors="replace")
-    if check and proc.returncode:
-        raise GitError(args, proc.returncode, text)
-    return proc.returncode, text
+    if check and code:
+        raise GitError(args, code, text)
+    return code, text
+
+
+async def _git_bytes(cwd: str | Path, *args: str, env: dict[str, str] | None = None, stderr: bool = False,
+                     input: bytes | None = None) -> tuple[int, bytes]:
+    child = _GitChild(cwd, args, env, stderr, input)
+    future = asyncio.get_running_loop().run_in_executor(git_threads(), child.run)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        child.kill()
+        await asyncio.shield(future)
+        raise
+
+
+class _GitChild:
+    """One git process, run to its end in a thread; `kill` may come from the loop at any time."""
+
+    def __init__(self, cwd: str | Path, args: tuple[str, ...], env: dict[str, str] | None,
+                 stderr: bool, input: bytes | None) -> None:
+        self.cwd, self.args, self.env, self.stderr, self.input = str(cwd), args, env, stderr, input
+        self.killed = False
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def run(self) -> tuple[int, bytes]:
+        if self.killed:
+            return -9, b""
+        self.process = subprocess.Popen(
+            ["git", *SAFE_CONFIG, *self.args], cwd=self.cwd, env=_env(self.env),
+            stdin=subprocess.PIPE if self.input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT if self.stderr else subprocess.DEVNULL)
+        if self.killed:                   # killed between the check above and the start
+            self.process.kill()
+        out, _ = self.process.communicate(self.input)
+        return self.process.returncode, out
+
+    def kill(self) -> None:
+        self.killed = True
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+
+
+GIT_THREADS = 16     # git processes running at once; each thread only waits on its process
+_git_pool: ThreadPoolExecutor | None = None
+
+
+def git_threads() -> ThreadPoolExecutor:
+    global _git_pool
+    if _git_pool is None:
+        _git_pool = ThreadPoolExecutor(GIT_THREADS, "osqr-git")
+    return _git_pool
 
 
 def inspect_repo(path: str | Path) -> RepoInfo:
@@ -154,7 +200,8 @@ async def branch_exists(root: Path, branch: str) -> bool:
     return code == 0
 
 
-async def add_worktree(root: Path, path: Path, branch: str, base: str, fresh: bool = False) -> list[str]:
+async def add_worktree(root: Path, path: Path, branch: str, base: str, fresh: bool = False,
+                       lazy: bool = False) -> list[str]:
     """Create (or, after a restart, repair and reuse) the worktree at `path` on `branch`;
     returns what was repaired.
 
@@ -162,23 +209,49 @@ async def add_worktree(root: Path, path: Path, branch: str, base: str, fresh: bo
     there yet), so the folder is made again and the branch reset to `base`: a checkout a
     crash cut short would otherwise show its missing files as deletions. One git process
     in the usual case.
+
+    `lazy`: no file is checked out; the index marks them all skip-worktree, for
+    `lazy_files.LazyFiles` to bring out when a tool needs them (two git processes).
     """
     if fresh and path.exists():
         await asyncio.to_thread(shutil.rmtree, path, True)
     if (path / ".git").exists():
         return await repair_worktree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    code, out = await git(root, "worktree", "add", "-q", "-B" if fresh else "-b", branch, str(path), base,
+    how = ["--no-checkout"] if lazy else []
+    code, out = await git(root, "worktree", "add", "-q", *how, "-B" if fresh else "-b", branch, str(path), base,
                           check=False)
-    if code == 0:
-        return []
-    if ("already exists" in out or "already checked out" in out or "already used by worktree" in out) \
+    notes: list[str] = []
+    if code and ("already exists" in out or "already checked out" in out or "already used by worktree" in out) \
             and await branch_exists(root, branch):
         await _forget_worktree(root, path)
         flag = ["-B", branch] if fresh else ["-f"]
-        await git(root, "worktree", "add", "-q", "-f", *flag, str(path), base if fresh else branch)
-        return ["checked the branch out again: its worktree was gone"] if not fresh else []
-    raise GitError(("worktree", "add", "-b", branch, str(path), base), code, out)
+        await git(root, "worktree", "add", "-q", *how, "-f", *flag, str(path), base if fresh else branch)
+        notes = ["checked the branch out again: its worktree was gone"] if not fresh else []
+    elif code:
+        raise GitError(("worktree", "add", "-b", branch, str(path), base), code, out)
+    if lazy:
+        await check_out_nothing(path)
+    return notes
+
+
+async def check_out_nothing(path: Path) -> None:
+    """Fill a `--no-checkout` worktree's index from its HEAD, every entry skip-worktree.
+
+    One git process: read-tree applies a sparse pattern given for this call only, so
+    neither the repository's config nor the worktree's is left in sparse mode.
+    """
+    admin = git_dir(path)
+    if admin is None:
+        raise GitError(("read-tree",), 1, f"{path} is not a worktree")
+    patterns = admin / "info" / "sparse-checkout"
+    patterns.parent.mkdir(exist_ok=True)
+    patterns.write_text("/.osqr-no-file-matches-this\n")
+    try:
+        await git(path, "-c", "core.sparseCheckout=true", "-c", "core.sparseCheckoutCone=false",
+                  "read-tree", "-m", "-u", "HEAD")
+    finally:
+        patterns.unlink(missing_ok=True)
 
 
 async def _forget_worktree(root: Path, path: Path) -> None:
@@ -289,9 +362,11 @@ async def commit_all(path: Path, message: str, author: str | None = None,
                      leave_out: list[str] | None = None) -> str | None:
     """Commit everything in the worktree but `leave_out`; the new commit, or None if nothing changed."""
     spec = ["--", ".", *[f":(exclude,top){p}" for p in leave_out or []]]
-    await git(path, "add", "-A", *spec)
+    await git(path, "add", "-A", "--sparse", *spec)   # --sparse: files a lazy worktree never brought
+    # out are skip-worktree, unchanged for git; without it, a pathspec matching only them fails
     env = {"GIT_AUTHOR_NAME": author} if author else None
-    code, out = await git(path, "commit", "--no-verify", "-q", "-m", message, env=env, check=False)
+    code, out = await git(path, "-c", "maintenance.auto=false", "commit", "--no-verify", "-q", "-m", message,
+                          env=env, check=False)    # the run tidies the repository once, at its end
     if code:
         _, staged = await git(path, "diff", "--cached", "--name-only", check=False)
         if not staged.strip():
@@ -342,6 +417,28 @@ async def merge_trees(root: Path, ours: str, theirs: str) -> TreeMerge:
         mode, blob, stage = info.split()
         merge.conflicts.setdefault(name, {})[int(stage)] = (mode, blob)
     return merge
+
+
+async def read_blobs(root: Path, specs: list[str]) -> dict[str, str | None]:
+    """Many files' texts at once (`<rev>:<path>` each), None where absent: one git process."""
+    if not specs:
+        return {}
+    if any("\n" in s for s in specs):                     # the batch protocol is one name a line
+        return {s: await read_blob(root, s) for s in specs}
+    _, out = await _git_bytes(root, "cat-file", "--batch", input="".join(f"{s}\n" for s in specs).encode())
+    texts: dict[str, str | None] = {}
+    at = 0
+    for spec in specs:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        if len(header) != 3 or header[1] != b"blob":       # missing, ambiguous, or a tree
+            texts[spec] = None
+            at = end + 1 + (int(header[2]) + 1 if len(header) == 3 else 0)
+            continue
+        size = int(header[2])
+        texts[spec] = out[end + 1:end + 1 + size].decode(errors="replace")
+        at = end + 1 + size + 1
+    return texts
 
 
 async def read_blob(root: Path, spec: str) -> str | None:

@@ -14,13 +14,15 @@ import asyncio
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from ..agents import tools
 from ..agents.commands import CommandResult
 from . import git
+from .lazy_files import LazyFiles, ancestors_and_self, tool_paths
 
 Emit = Callable[..., None]
+_MAX_LINKS = 40          # symbolic links followed through the index, as the kernel allows
 
 
 @dataclass
@@ -61,15 +63,19 @@ class LocalWorkspace:
 
     `open(start, fresh=True)` makes it on the task's branch at `start`, from scratch;
     `fresh=False` (a resumed task) repairs and keeps what a crash left, or checks the
-    branch out again when the folder is gone.
+    branch out again when the folder is gone. `lazy`: files are checked out when a
+    tool first needs them (see lazy_files.py), so a task pays for what it touches.
     """
 
     where = "local"
 
     def __init__(self, root: Path, path: Path, branch: str, lock: asyncio.Lock,
-                 sandbox: bool | None = None) -> None:
-        self.root, self.path, self.branch, self._lock = root, path, branch, lock
+                 sandbox: bool | None = None, lazy: bool = True,
+                 listing: Callable[[str], Awaitable[frozenset[str]]] | None = None) -> None:
+        self.root, self.path, self.branch, self._lock, self.lazy = root, path, branch, lock, lazy
         self.tools = tools.Workspace(path, sandbox=sandbox)
+        self.files = LazyFiles(self.tools.root)
+        self._listing = listing
 
     @property
     def sandbox_mode(self) -> str:
@@ -77,18 +83,30 @@ class LocalWorkspace:
 
     async def open(self, start: str, fresh: bool) -> list[str]:
         async with self._lock:   # git serialises ref and worktree updates; so do we, within a process
-            return await git.add_worktree(self.root, self.path, self.branch, start, fresh=fresh)
+            notes = await git.add_worktree(self.root, self.path, self.branch, start, fresh=fresh, lazy=self.lazy)
+        if not fresh:
+            await self.files.load()      # a crash may have left brought files still marked
+        elif self.lazy and self._listing is not None:
+            self.files.start_from(await self._listing(start))
+        return notes
 
     async def call(self, name: str, arguments: dict[str, Any]) -> str:
+        if name == "run_command":
+            await self.files.bring_all()
+        else:
+            await self._bring_for(name, arguments)
         return await self.tools.acall(name, arguments)
 
     async def current_text(self, path: str) -> str | None:
+        await self._bring_for("write_file", {"path": path})
         return await _in_tool_thread(self.tools.current_text, path)
 
     async def plan_edit(self, path: str, old: str, new: str, replace_all: bool) -> tuple[str, str]:
+        await self._bring_for("edit_file", {"path": path})
         return await _in_tool_thread(self.tools.plan_edit, path, old, new, replace_all)
 
     async def run_command(self, command: str | list[str], timeout: float | None) -> CommandResult:
+        await self.files.bring_all()
         return await self.tools.run_command(command, timeout)
 
     def explain(self, tool: str, exc: BaseException) -> str:
@@ -98,13 +116,16 @@ class LocalWorkspace:
         """Nothing to do: the worktree is on this machine's disk, where resume finds it."""
 
     async def save(self, message: str, author: str) -> Saved:
+        await self.files.settle()
         nested = await asyncio.to_thread(git.nested_repositories, self.path)
         commit = await git.commit_all(self.path, message, author=author, leave_out=nested) \
             or await git.head(self.path)           # nothing new since the last save
         return Saved(commit, nested)
 
     async def advance(self, commit: str) -> None:
+        await self.files.settle()
         await git.git(self.path, "merge", "--ff-only", "-q", commit)
+        await self.files.load()          # the merge writes the files it changes, marked or not
 
     async def close(self) -> None:
         """Remove the worktree at once: its branch holds the work, and worktrees left to pile
@@ -112,19 +133,41 @@ class LocalWorkspace:
         async with self._lock:
             await git.remove_worktree(self.root, self.path)
 
+    async def _bring_for(self, name: str, arguments: Any) -> None:
+        """Check out what a file tool is about to read, write, list or search, following
+        symbolic links that were themselves still in the index."""
+        for _ in range(_MAX_LINKS):
+            relative, folder = tool_paths(self.tools.resolve, self.tools.root, name, arguments)
+            if relative is None:
+                return
+            if folder:
+                await self.files.bring_under(relative)
+            if not await self.files.bring(ancestors_and_self(relative)):
+                return
+
 
 class LocalHost:
     """Workspaces as worktrees of the user's repository, under `.osqr/worktrees/<run>/`."""
 
-    def __init__(self, root: Path, run_id: str, sandbox: bool | None = None) -> None:
-        self.root, self.run_id, self.sandbox = root, run_id, sandbox
+    def __init__(self, root: Path, run_id: str, sandbox: bool | None = None, lazy: bool = True) -> None:
+        self.root, self.run_id, self.sandbox, self.lazy = root, run_id, sandbox, lazy
         self.lock = _worktree_locks.setdefault(root, asyncio.Lock())
+        self._listings: dict[str, frozenset[str]] = {}
+
+    async def files_at(self, commit: str) -> frozenset[str]:
+        """The paths of a commit's tree, read once for all the tasks that start there."""
+        if commit not in self._listings:
+            _, out = await git.git(self.root, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit,
+                                   stderr=False)
+            self._listings[commit] = frozenset(p for p in out.split("\0") if p)
+        return self._listings[commit]
 
     def path(self, task_id: str) -> Path:
         return self.root / ".osqr" / "worktrees" / self.run_id / task_id
 
     def make(self, task_id: str, branch: str, emit: Emit) -> LocalWorkspace:
-        return LocalWorkspace(self.root, self.path(task_id), branch, self.lock, self.sandbox)
+        return LocalWorkspace(self.root, self.path(task_id), branch, self.lock, self.sandbox, self.lazy,
+                              self.files_at)
 
 
 _worktree_locks: dict[Path, asyncio.Lock] = {}   # one per repository, across the runs of a process
