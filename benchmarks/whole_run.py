@@ -11,6 +11,7 @@ growth exponent of wall time between the smallest and largest size.
     python benchmarks/whole_run.py --sizes 100 1000      # any sizes
     python benchmarks/whole_run.py --layered             # layers of 10, each task after 1-3 of the layer before
     python benchmarks/whole_run.py --files 2000          # on a generated repository of 2,000 files (~30 MB)
+    python benchmarks/whole_run.py --files 2000 --touch 5   # each task also reads 5 files and edits one
 """
 
 from __future__ import annotations
@@ -33,14 +34,21 @@ import osqr_nb
 
 settings().scripted_delay = 0.0
 settings().learn_thresholds = settings().learn_routes = False
-n, layered, repo = int(sys.argv[1]), sys.argv[2] == "1", Path(sys.argv[3])
+n, layered, repo, touch = int(sys.argv[1]), sys.argv[2] == "1", Path(sys.argv[3]), int(sys.argv[4])
+tracked = sorted(p.relative_to(repo).as_posix() for p in (repo / "pkg").rglob("*.py")) if touch else []
 
 class Writer:
     name = "writer"
     async def complete(self, system, messages, tools):
         task_id = next(l[4:] for l in messages[0]["content"].splitlines() if l.startswith("id: "))
         if len(messages) == 1:
-            return Reply(tool_calls=[ToolCall("w", "write_file", {"path": f"out/{task_id}.txt", "content": task_id})])
+            k = int(task_id[1:])
+            reads = [ToolCall(f"r{j}", "read_file", {"path": tracked[(k * touch + j) % len(tracked)]})
+                     for j in range(touch)]
+            edit = [ToolCall("e", "edit_file", {"path": tracked[k * touch % len(tracked)], "old": "def f0(x):\n    return x",
+                                                "new": "def f0(x):\n    return -x"})] if touch else []
+            return Reply(tool_calls=reads + edit + [
+                ToolCall("w", "write_file", {"path": f"out/{task_id}.txt", "content": task_id})])
         return Reply(tool_calls=[ToolCall("f", "finish", {"summary": task_id})])
 
 def plan():
@@ -102,9 +110,9 @@ def make_repo(path: Path, files: int) -> Path:
     return path
 
 
-def measure(n: int, layered: bool, files: int, workdir: Path) -> dict:
+def measure(n: int, layered: bool, files: int, workdir: Path, touch: int = 0) -> dict:
     repo = make_repo(workdir / f"repo-{n}-{int(layered)}-{files}", files)
-    done = subprocess.run([sys.executable, "-c", CHILD, str(n), "1" if layered else "0", str(repo)],
+    done = subprocess.run([sys.executable, "-c", CHILD, str(n), "1" if layered else "0", str(repo), str(touch)],
                           capture_output=True, text=True, timeout=3600)
     if done.returncode:
         raise RuntimeError(f"the run of {n} tasks failed: {done.stderr[-3000:]}")
@@ -116,13 +124,15 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 500])
     parser.add_argument("--layered", action="store_true")
     parser.add_argument("--files", type=int, default=0, help="generated files in the repository")
+    parser.add_argument("--touch", type=int, default=0,
+                        help="files each task reads (and the first of them edits) besides the one it writes")
     options = parser.parse_args()
     print(f"{'tasks':>6} {'wall/task':>10} {'git CPU':>8} {'py CPU':>7} {'events':>7} {'log MB':>7} "
           f"{'peak MB':>8} {'left':>5} {'tick p99':>9}  status", flush=True)
     walls = {}
     with tempfile.TemporaryDirectory(prefix="osqr-whole-") as tmp:
         for n in options.sizes:
-            r = measure(n, options.layered, options.files, Path(tmp))
+            r = measure(n, options.layered, options.files, Path(tmp), options.touch)
             walls[n] = r["wall"]
             print(f"{n:>6} {1000 * r['wall'] / n:>8.1f}ms {r['git_cpu']:>7.1f}s {r['python_cpu']:>6.1f}s "
                   f"{r['events']:>7} {r['log_mb']:>7.1f} {r['peak_mb']:>8.0f} {r['worktrees_left']:>5} "

@@ -130,14 +130,17 @@ class _Merged:
     tree `git merge-tree` wrote with no checkout (read through the repository at `root`).
     `ours` is the commit merged into."""
 
-    def __init__(self, root: Path, worktree: Path, ours: str, tree: str | None = None) -> None:
+    def __init__(self, root: Path, worktree: Path, ours: str, tree: str | None = None,
+                 known: dict[str, str | None] | None = None) -> None:
         self.root, self.worktree, self.ours, self.tree = root, worktree, ours, tree
+        self.known = known if known is not None else {}     # `rev:path` -> text, read ahead in one batch
 
     async def read(self, name: str) -> str | None:
         if self.tree is None:
             disk = self.worktree / name
             return disk.read_text(errors="replace") if disk.is_file() else None
-        return await _stage(self.root, f"{self.tree}:{name}")
+        spec = f"{self.tree}:{name}"
+        return self.known[spec] if spec in self.known else await _stage(self.root, spec)
 
     async def with_markers(self, names: list[str]) -> set[str]:
         """Which of `names` hold conflict markers (one `git grep` for a tree)."""
@@ -169,6 +172,7 @@ class Integrator:
         self.worktree = worktree
         self.branch = f"osqr/{run_id}/integration"
         self.intents = intents or {}
+        self._known: dict[str, str | None] = {}      # files read ahead for the merge being checked
 
     async def integrate(self, branches: list[tuple[str, str, list[str]]],
                         resolve: Resolve | None = None) -> Integration:
@@ -257,6 +261,9 @@ class Integrator:
     async def _checked(self, task_id: str, branch: str, files: list[str], touched: dict[str, list[str]],
                        merged: _Merged) -> list[Conflict]:
         problems = []
+        self._known = merged.known
+        await self._read_ahead([f"{rev}:{name}" for name in files if name in touched or name.endswith((".py", ".pyi"))
+                                for rev in (self.base, merged.ours, branch, merged.tree) if rev])
         marked = await merged.with_markers(files)
         for name in files:
             found = await self._markers_brought_in(task_id, branch, name, touched, merged) if name in marked else None
@@ -308,8 +315,8 @@ class Integrator:
                   for rev in revs}
         versions: dict[str, Version] = {"merged": {}, revs[0]: {}, branch: {}}
         await self._read(versions, listed, set(python), merged)
-        needed = {path for version in versions.values() for name in python
-                  for path in wanted_paths(name, version.get(name))}
+        needed = await asyncio.to_thread(lambda: {path for version in versions.values() for name in python
+                                                  for path in wanted_paths(name, version.get(name))})  # parses
         await self._read(versions, listed, needed - set(python), merged)
         # parsing is CPU work: off the kernel's loop, like the semantic merge
         return await asyncio.to_thread(broken_imports, python, versions["merged"], [versions[revs[0]], versions[branch]])
@@ -317,6 +324,8 @@ class Integrator:
     async def _read(self, versions: dict[str, Version], listed: dict[str, set[str]], paths: set[str],
                     merged: _Merged) -> None:
         """Each path as merged and in each listed revision; None where it is absent."""
+        await self._read_ahead([f"{rev}:{path}" for path in paths for rev, names in listed.items() if path in names]
+                               + [f"{merged.tree}:{path}" for path in paths if merged.tree])
         for path in paths:
             versions["merged"][path] = await merged.read(path)
             for rev, names in listed.items():
@@ -334,8 +343,15 @@ class Integrator:
         return Conflict(name, conflict_ranges(marked), task_id, others, base, ours, theirs, marked, intents, reason,
                         found_by)
 
+    async def _read_ahead(self, specs: list[str]) -> None:
+        """Read the files a check will show in one git process, not one each."""
+        wanted = [s for s in dict.fromkeys(specs) if s not in self._known and not s.startswith(":")]
+        self._known.update(await git.read_blobs(self.root, wanted))
+
     async def _show(self, spec: str) -> str:
         """A file at a revision (`rev:path`, or a stage `:2:path` of the worktree's merge)."""
+        if spec in self._known:
+            return self._known[spec] or ""
         cwd = self.worktree if spec.startswith(":") else self.root
         code, out = await git.git(cwd, "show", spec, check=False)
         return out if code == 0 else ""
