@@ -222,3 +222,33 @@ def test_a_kept_worktree_holds_every_file(project, monkeypatch):
     kept = project / ".osqr" / "worktrees" / run.id / "t"
     assert set(FILES) | {"x.txt", "core_link.py"} <= set(on_disk(kept))
     assert git(kept, "status", "--porcelain") == ""
+
+
+def test_a_kill_between_making_the_worktree_and_filling_its_index_loses_no_file(project):
+    """`git worktree add --no-checkout` leaves no index; were a save to run on that, every
+    file would count as deleted. A resumed task fills the index first."""
+    path = project / ".osqr" / "worktrees" / "run1" / "t"
+    path.parent.mkdir(parents=True)
+    start = git(project, "rev-parse", "HEAD").strip()
+    git(project, "worktree", "add", "-q", "--no-checkout", "-b", "osqr/run1/t", str(path), start)  # killed here
+
+    async def resume():
+        workspace = LocalHost(project, "run1").make("t", "osqr/run1/t", lambda *a, **k: None)
+        await workspace.open(start, fresh=False)
+        await workspace.call("write_file", {"path": "new.txt", "content": "n\n"})
+        return await workspace.save("resumed", "agent")
+
+    saved = run_async(resume())
+    assert changes(project, start, saved.commit) == ["A\tnew.txt"]
+
+
+def test_tasks_starting_together_each_get_a_whole_worktree(project):
+    """Twenty workspaces opened at once on one repository (git cannot make two worktrees
+    at the same moment: the host takes them in turn)."""
+    async def main():
+        host = LocalHost(project, "run1")
+        opened_all = await asyncio.gather(*[opened(project, f"t{i}", host) for i in range(20)])
+        texts = await asyncio.gather(*[w.call("read_file", {"path": "app.py"}) for w, _ in opened_all])
+        return texts
+
+    assert all("hello" in text for text in run_async(main()))

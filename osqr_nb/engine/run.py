@@ -424,8 +424,10 @@ class Run:
         intents = {t.id: {"title": t.title, "description": t.description,
                           "decisions": [d["chosen"] for d in self.state.decisions if d["task_id"] == t.id]}
                    for t in done}
+        starts = {t.id: self.state.tasks[t.id].start_commit for t in done     # a branch that merged no input
+                  if self.state.tasks[t.id].start_commit and not self.partial_inputs(t.id)}   # late forks there
         integrator = Integrator(self.root, self.id, self.state.base, self.worktree("_integration"), intents,
-                                merge_reviews(self.plan))
+                                merge_reviews(self.plan), starts)
         resolution = MergeResolution(self)
         result = await integrator.integrate([(t.id, self.branch(t.id), self.state.tasks[t.id].files)
                                              for t in done], resolve=resolution.resolve)

@@ -32,7 +32,7 @@ import itertools
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 import networkx as nx
 
@@ -308,17 +308,20 @@ def _shared_imports(a: Task, b: Task, prints: dict[str, dict[str, list[str]]],
     files import is shared only if it is one of them."""
     if a.kind not in CODE_KINDS or b.kind not in CODE_KINDS or (a.writes and b.writes):
         return {}
-
-    def reach(task: Task) -> dict[str, list[str]]:
-        if task.writes:
-            return prints[task.id]
-        via = {module: source for source in sorted(prints[task.id])
-               for module in sorted(index.imports.get(source, ()))}
-        return {module: prints[task.id].get(module) or [f"{task.title}'s {source} imports it"]
-                for module, source in via.items()}
-
-    of_a, of_b = reach(a), reach(b)
+    of_a, of_b = _reach(a, prints, index), _reach(b, prints, index)
     return {module: of_a[module] + of_b[module] for module in sorted(set(of_a) & set(of_b))}
+
+
+def _reach(task: Task, prints: dict[str, dict[str, list[str]]], index: RepoIndex) -> dict[str, list[str]]:
+    """The local modules a task's files import, each with why (its own declared files if it declared)."""
+    if task.writes:
+        return prints[task.id]
+    if task.kind not in CODE_KINDS:
+        return {}
+    via = {module: source for source in sorted(prints[task.id])
+           for module in sorted(index.imports.get(source, ()))}
+    return {module: prints[task.id].get(module) or [f"{task.title}'s {source} imports it"]
+            for module, source in via.items()}
 
 
 # --- collisions and the three choices -------------------------------------------------------------
@@ -546,14 +549,37 @@ def choose_by_policy(collision: Collision, plan: Plan,
 
 # --- prediction -----------------------------------------------------------------------------------
 
-def unordered_pairs(plan: Plan) -> list[tuple[str, str]]:
-    """Pairs of tasks that may run at the same time: neither reaches the other by full dependencies."""
+def unordered_pairs(plan: Plan, candidates: Iterable[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """Pairs of tasks that may run at the same time: neither reaches the other by full dependencies.
+
+    `candidates`: only these pairs are tried (those sharing a file, found through an
+    index), so a plan of thousands of tasks costs what its shared files cost, not n².
+    """
     full = nx.DiGraph([(u, v) for u, v, p in plan.graph.edges(data="partial") if not p])
     full.add_nodes_from(plan.graph)
-    closure = nx.transitive_closure_dag(full)
-    order = [t.id for t in plan.tasks]
-    return [(a, b) for a, b in itertools.combinations(order, 2)
-            if not closure.has_edge(a, b) and not closure.has_edge(b, a)]
+    position = {t.id: i for i, t in enumerate(plan.tasks)}
+    if candidates is None:
+        pairs: Iterable[tuple[str, str]] = itertools.combinations(position, 2)
+    else:
+        pairs = sorted({tuple(sorted(p, key=position.__getitem__)) for p in candidates if p[0] != p[1]},
+                       key=lambda p: (position[p[0]], position[p[1]]))
+    below: dict[str, set[str]] = {}
+
+    def reaches(a: str, b: str) -> bool:
+        if a not in below:
+            below[a] = nx.descendants(full, a)
+        return b in below[a]
+
+    return [(a, b) for a, b in pairs if not reaches(a, b) and not reaches(b, a)]
+
+
+def pairs_sharing(keys_by_task: dict[str, Iterable[str]]) -> set[tuple[str, str]]:
+    """Pairs of tasks with a key (a file, a module) in common, through an index of key -> tasks."""
+    holders: dict[str, list[str]] = {}
+    for task, keys in keys_by_task.items():
+        for key in set(keys):
+            holders.setdefault(key, []).append(task)
+    return {pair for tasks in holders.values() for pair in itertools.combinations(tasks, 2)}
 
 
 def _resolved_files(plan: Plan, a: str, b: str) -> set[str]:
@@ -568,8 +594,9 @@ def predict_collisions(plan: Plan, repo_root: str | Path | None,
         has_repo = repo_root is not None and Path(repo_root).is_dir()
         index = RepoIndex.build(repo_root, None) if has_repo else RepoIndex([])
     prints = {t.id: footprint(t, index) for t in plan.tasks}
+    reach = {t.id: set(prints[t.id]) | set(_reach(t, prints, index)) for t in plan.tasks}
     collisions = []
-    for a, b in unordered_pairs(plan):
+    for a, b in unordered_pairs(plan, pairs_sharing(reach)):
         ta, tb = plan[a], plan[b]
         evidence = {f: prints[a][f] + prints[b][f] for f in prints[a] if f in prints[b]}
         if not evidence:   # weaker evidence only when there is no stronger: it is the noisiest
@@ -589,6 +616,13 @@ def _covers(predicted: str, actual: str) -> bool:
         or (predicted.endswith("/") and actual.startswith(predicted))
 
 
+def _by_pair(rows: set[tuple[frozenset[str], str]]) -> dict[frozenset[str], list[str]]:
+    grouped: dict[frozenset[str], list[str]] = {}
+    for pair, file in rows:
+        grouped.setdefault(pair, []).append(file)
+    return grouped
+
+
 def score_predictions(predicted: list[Collision], actual_changed_files_by_task: dict[str, list[str] | set[str]],
                       plan: Plan | None = None) -> tuple[float, float, list[dict[str, Any]]]:
     """Precision and recall of predicted (pair, file) collisions against the files both tasks changed.
@@ -601,11 +635,13 @@ def score_predictions(predicted: list[Collision], actual_changed_files_by_task: 
     ready for a pandas DataFrame.
     """
     changed = {t: set(files) for t, files in actual_changed_files_by_task.items()}
-    pairs = unordered_pairs(plan) if plan is not None else list(itertools.combinations(sorted(changed), 2))
+    sharing = pairs_sharing(changed)
+    pairs = unordered_pairs(plan, sharing) if plan is not None else sharing
     actual = {(frozenset((a, b)), f) for a, b in pairs for f in changed.get(a, set()) & changed.get(b, set())}
     guesses = {(c.pair, f) for c in predicted for f in c.files}
-    hit = {g for g in guesses if any(g[0] == p and _covers(g[1], f) for p, f in actual)}
-    found = {r for r in actual if any(r[0] == p and _covers(f, r[1]) for p, f in guesses)}
+    real_by_pair, guessed_by_pair = _by_pair(actual), _by_pair(guesses)
+    hit = {g for g in guesses if any(_covers(g[1], f) for f in real_by_pair.get(g[0], ()))}
+    found = {r for r in actual if any(_covers(f, r[1]) for f in guessed_by_pair.get(r[0], ()))}
     details = [{"task_a": min(p), "task_b": max(p), "file": f, "predicted": True, "actual": (p, f) in hit}
                for p, f in sorted(guesses, key=lambda g: (sorted(g[0]), g[1]))]
     details += [{"task_a": min(p), "task_b": max(p), "file": f, "predicted": False, "actual": True}

@@ -149,6 +149,18 @@ def git_threads() -> ThreadPoolExecutor:
     return _git_pool
 
 
+_version: tuple[int, ...] | None = None
+
+
+async def version() -> tuple[int, ...]:
+    """git's version, e.g. (2, 39, 5): newer options are used where they exist."""
+    global _version
+    if _version is None:
+        _, out = await git(".", "--version", stderr=False)
+        _version = tuple(int(n) for n in re.findall(r"\d+", out.split()[2])[:3]) if len(out.split()) > 2 else (0,)
+    return _version
+
+
 def inspect_repo(path: str | Path) -> RepoInfo:
     """Validate `path` as a git repository with at least one commit."""
     path = Path(path).expanduser()
@@ -210,8 +222,8 @@ async def add_worktree(root: Path, path: Path, branch: str, base: str, fresh: bo
     crash cut short would otherwise show its missing files as deletions. One git process
     in the usual case.
 
-    `lazy`: no file is checked out; the index marks them all skip-worktree, for
-    `lazy_files.LazyFiles` to bring out when a tool needs them (two git processes).
+    `lazy`: nothing is checked out, and the worktree has no index yet: the caller
+    fills it with `check_out_nothing`, which needs no lock.
     """
     if fresh and path.exists():
         await asyncio.to_thread(shutil.rmtree, path, True)
@@ -230,8 +242,6 @@ async def add_worktree(root: Path, path: Path, branch: str, base: str, fresh: bo
         notes = ["checked the branch out again: its worktree was gone"] if not fresh else []
     elif code:
         raise GitError(("worktree", "add", "-b", branch, str(path), base), code, out)
-    if lazy:
-        await check_out_nothing(path)
     return notes
 
 
@@ -239,7 +249,9 @@ async def check_out_nothing(path: Path) -> None:
     """Fill a `--no-checkout` worktree's index from its HEAD, every entry skip-worktree.
 
     One git process: read-tree applies a sparse pattern given for this call only, so
-    neither the repository's config nor the worktree's is left in sparse mode.
+    neither the repository's config nor the worktree's is left in sparse mode. The
+    index appears at once (git renames it into place), so a worktree without one is
+    a worktree this never finished in.
     """
     admin = git_dir(path)
     if admin is None:
@@ -325,11 +337,22 @@ async def repair_worktree(path: Path) -> list[str]:
 
 
 async def remove_worktree(root: Path, path: Path) -> None:
-    """Remove one worktree whose work is committed (one git process; a stale one is pruned)."""
+    """Remove one worktree whose work is committed: its folder, then its admin folder under
+    `.git/worktrees/` (what `git worktree remove --force` does, without a git process; a
+    kill between the two leaves an admin folder that the next run's `worktree prune` drops)."""
+    admin = git_dir(path)
+    if admin is not None and admin.parent.name == "worktrees" and (admin / "gitdir").is_file():
+        await asyncio.to_thread(_delete_both, path, admin)
+        return
     code, _ = await git(root, "worktree", "remove", "--force", "--force", str(path), check=False)
     if code and path.exists():
         await asyncio.to_thread(shutil.rmtree, path, True)
         await git(root, "worktree", "prune")
+
+
+def _delete_both(path: Path, admin: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(admin, ignore_errors=True)
 
 
 async def remove_worktrees(root: Path, paths: list[Path]) -> None:

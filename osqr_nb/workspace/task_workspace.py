@@ -82,8 +82,12 @@ class LocalWorkspace:
         return self.tools.sandbox_mode
 
     async def open(self, start: str, fresh: bool) -> list[str]:
-        async with self._lock:   # git serialises ref and worktree updates; so do we, within a process
-            notes = await git.add_worktree(self.root, self.path, self.branch, start, fresh=fresh, lazy=self.lazy)
+        async with self._lock:   # two `git worktree add` at once fail reading each other's half-made
+            notes = await git.add_worktree(self.root, self.path, self.branch, start,   # admin folders
+                                           fresh=fresh, lazy=self.lazy)
+        admin = git.git_dir(self.path)
+        if self.lazy and admin is not None and not (admin / "index").exists():   # made now, or a kill
+            await git.check_out_nothing(self.path)                               # came before its index
         if not fresh:
             await self.files.load()      # a crash may have left brought files still marked
         elif self.lazy and self._listing is not None:
