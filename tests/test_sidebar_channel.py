@@ -1,6 +1,7 @@
 """The kernel's side of the JupyterLab sidebar, in a real kernel: the comm a front end sees,
 the snapshots it gets, and its clicks answering a checkpoint (the browser test drives the UI)."""
 
+import json
 import time
 
 import pytest
@@ -53,7 +54,7 @@ def test_sidebar_sees_the_run_and_its_click_answers_the_checkpoint(kernel, repo)
     kernel.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.05\nimport osqr_nb")
     (comm,) = _comm_ids(kernel)
     opened = next(c for c in kernel.iopub if c.get("comm_id") == comm and c.get("target_name"))
-    assert opened["data"] == {"protocol": 1}
+    assert opened["data"] == {"protocol": 2}
     assert _wait(kernel, comm, lambda m: m["type"] == "snapshot")["runs"] == []
 
     kernel.execute(f"%%osqr --repo {repo} --tier 2\n{SEED_REQUEST}")
@@ -153,3 +154,38 @@ def test_checkpoint_cells_and_the_extension_hello(kernel, repo):
     _send(kernel, comm, {"action": "resolve", "run": run["id"], "checkpoint": checkpoint["id"],
                          "answer": "DB Sessions"})
     assert _run(_wait(kernel, comm, lambda m: _run(m) and _run(m)["done"], timeout=60))["status"] == "complete"
+
+
+def test_a_sidebar_on_protocol_2_gets_what_changed_and_ends_with_the_same_runs(kernel, repo):
+    """After its hello, a sidebar receives "changes": applied in order (as the extension's
+    applyChanges does) they give exactly the runs a whole snapshot gives."""
+    kernel.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.05\nimport osqr_nb")
+    (comm,) = _comm_ids(kernel)
+    _send(kernel, comm, {"action": "hello", "extension": "0.1.0", "protocol": 2})
+    kernel.execute(f"%%osqr --repo {repo} --tier 4\n{SEED_REQUEST}")
+    kernel.wait_for("osqr_nb.api.last_run().done", "True")
+    _wait(kernel, comm, lambda m: m["type"] == "changes" and any(r.get("done") for r in m["runs"]))
+    time.sleep(0.5)
+    runs: list[dict] = []
+    for message in _messages(kernel, comm):
+        runs = message["runs"] if message["type"] == "snapshot" else _apply(runs, message)
+    whole = json.loads(kernel.value(
+        "__import__('json').dumps(osqr_nb.ui.snapshot.snapshot(osqr_nb.api.live_runs())['runs'])"))
+    assert runs == whole and runs[0]["done"]
+    patches = [m for m in _messages(kernel, comm) if m["type"] == "changes" and m["runs"]]
+    assert any(len(p["runs"][0]["tasks"]) < len(whole[0]["tasks"]) for p in patches)   # not every task again
+
+
+def _apply(runs: list[dict], message: dict) -> list[dict]:
+    known = {run["id"]: run for run in runs}
+    for patch in message["runs"]:
+        before = known.get(patch["id"])
+        if before is None:
+            known[patch["id"]] = patch
+            continue
+        tasks = {task["id"]: task for task in before["tasks"]}
+        tasks.update({task["id"]: task for task in patch.get("tasks", [])})
+        order = patch.get("task_order") or [task["id"] for task in before["tasks"]]
+        fields = {k: v for k, v in patch.items() if k != "task_order"}
+        known[patch["id"]] = {**before, **fields, "tasks": [tasks[i] for i in order if i in tasks]}
+    return [known[i] for i in message["order"] if i in known]

@@ -17,7 +17,9 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import {
   ICheckpointSnapshot,
+  IChangesMessage,
   IRunSnapshot,
+  ITaskSnapshot,
   KernelToSidebar,
   PROTOCOL,
   SidebarToKernel,
@@ -103,8 +105,8 @@ export class KernelChannel {
   }
 
   private _receive(message: KernelToSidebar): void {
-    if (message.type === 'snapshot') {
-      this.runs = message.runs;
+    if (message.type === 'snapshot' || message.type === 'changes') {
+      this.runs = message.type === 'snapshot' ? message.runs : applyChanges(this.runs, message);
       this.checkpointCells = message.checkpoint_cells !== false;
       this.error = '';
       this.pending.clear();
@@ -121,6 +123,32 @@ export class KernelChannel {
   }
 
   private _comms: Kernel.IComm[] = [];
+}
+
+/** The runs after a "changes" message: the kernel sends what changed, not every task again. */
+export function applyChanges(runs: IRunSnapshot[], message: IChangesMessage): IRunSnapshot[] {
+  const known = new Map(runs.map(run => [run.id, run]));
+  for (const patch of message.runs) {
+    const before = known.get(patch.id);
+    if (!before) {
+      known.set(patch.id, patch as IRunSnapshot);
+      continue;
+    }
+    const tasks = new Map(before.tasks.map(task => [task.id, task]));
+    for (const task of patch.tasks ?? []) {
+      tasks.set(task.id, task);
+    }
+    const order = patch.task_order ?? before.tasks.map(task => task.id);
+    const { task_order: _order, ...fields } = patch;
+    known.set(patch.id, {
+      ...before,
+      ...fields,
+      tasks: order.map(id => tasks.get(id)).filter((t): t is ITaskSnapshot => t !== undefined)
+    });
+  }
+  return message.order
+    .map(id => known.get(id))
+    .filter((run): run is IRunSnapshot => run !== undefined);
 }
 
 /** Every channel of this window, and which one the sidebar shows. */

@@ -7,7 +7,7 @@
  */
 
 export const TARGET = 'osqr';
-export const PROTOCOL = 1;
+export const PROTOCOL = 2;
 
 export interface ITaskSnapshot {
   id: string;
@@ -58,12 +58,28 @@ export interface ISnapshotMessage {
   checkpoint_cells?: boolean;
 }
 
+/**
+ * What changed since the last message: a new run whole; a known run as its fields,
+ * with only the tasks that changed, and `task_order` when tasks came or went.
+ */
+export interface IRunChanges extends Partial<IRunSnapshot> {
+  id: string;
+  task_order?: string[];
+}
+
+export interface IChangesMessage {
+  type: 'changes';
+  order: string[];
+  runs: IRunChanges[];
+  checkpoint_cells?: boolean;
+}
+
 export interface IErrorMessage {
   type: 'error';
   message: string;
 }
 
-export type KernelToSidebar = ISnapshotMessage | IErrorMessage;
+export type KernelToSidebar = ISnapshotMessage | IChangesMessage | IErrorMessage;
 
 export type SidebarToKernel =
   | { action: 'hello'; extension: string; protocol: number }

@@ -10,9 +10,15 @@ the comm: the kernel when `%load_ext osqr_nb` runs, the sidebar when it
 
 Messages, kernel to sidebar: {"type": "snapshot", "runs": [...],
 "checkpoint_cells": bool} (see ui/snapshot.py: the same snapshot the cell's
-dashboard draws), {"type": "error", "message": ...}. Sidebar to kernel:
-{"action": "hello", "extension": version, "protocol": 1} (the extension, and so
-its stylesheet, is loaded: views stop writing inline colour fallbacks),
+dashboard draws), {"type": "changes", "order": [run ids], "runs": [...],
+"checkpoint_cells": bool} (what changed since the last message: a new run whole,
+a known one as its fields with only the tasks that changed, plus "task_order"
+when tasks came or went; a run of 1,000 tasks where one task moved costs one
+task's worth, not the run's), {"type": "error", "message": ...}. A sidebar gets
+the first snapshot whole and changes once it said hello with protocol 2.
+Sidebar to kernel: {"action": "hello", "extension": version, "protocol": 2}
+(the extension, and so its stylesheet, is loaded: views stop writing inline
+colour fallbacks),
 {"action": "refresh" | "resolve" | "pause" | "resume", "run": id,
 "checkpoint": id, "answer": label}.
 
@@ -34,7 +40,7 @@ if TYPE_CHECKING:
 from .snapshot import describe_run, shown_in_cells, snapshot  # noqa: F401  (describe_run: the sidebar's view of a run)
 
 TARGET = "osqr"
-PROTOCOL = 1
+PROTOCOL = 2
 REFRESH_HZ = 5
 ACTIONS = ("hello", "refresh", "resolve", "pause", "resume")
 
@@ -51,6 +57,8 @@ class SidebarChannel:
         self.runs = runs
         self.comms: list[Any] = []
         self._seen: tuple | None = None
+        self._sent: dict[str, dict[str, Any]] = {}    # run id -> as every comm last received it
+        self._patched: set[int] = set()               # comms (by id) that take "changes" messages
         self._refresher: asyncio.Task | None = None
         self.extension = ""           # the osqr labextension's version, once one said hello
 
@@ -69,15 +77,17 @@ class SidebarChannel:
             manager.register_target(TARGET, lambda comm, _msg: self.attach(comm))
 
     def attach(self, comm) -> None:
-        self.comms.append(comm)
+        self.publish(force=True)              # the others first: then all comms hold the same runs
         comm.on_msg(lambda msg: self.receive(comm, msg["content"]["data"]))
         comm.on_close(lambda _msg: self._detach(comm))
         comm.send(self._snapshot(list(self.runs())))
+        self.comms.append(comm)
         self._start_refresher()
 
     def _detach(self, comm) -> None:
         if comm in self.comms:
             self.comms.remove(comm)
+        self._patched.discard(id(comm))
 
     # ----- kernel to sidebar -----------------------------------------------------------------
 
@@ -85,17 +95,20 @@ class SidebarChannel:
         """Send a snapshot to every comm if a run changed since the last one; True if sent."""
         runs = list(self.runs())
         seen = (tuple((r.id, r.version, r.done) for r in runs), len(shown_in_cells), _checkpoint_cells())
-        if not self.comms or (seen == self._seen and not force):
+        if seen == self._seen and not force:
             return False
         self._seen = seen
-        message = self._snapshot(runs)
+        whole = snapshot(runs, checkpoint_cells=_checkpoint_cells())
+        changes = run_changes(self._sent, whole)
+        self._sent = {run["id"]: run for run in whole["runs"]}
         for comm in list(self.comms):
-            comm.send(message)
-        return True
+            comm.send(changes if id(comm) in self._patched else whole)
+        return bool(self.comms)
 
-    @staticmethod
-    def _snapshot(runs: list["Run"]) -> dict[str, Any]:
-        return snapshot(runs, checkpoint_cells=_checkpoint_cells())
+    def _snapshot(self, runs: list["Run"]) -> dict[str, Any]:
+        whole = snapshot(runs, checkpoint_cells=_checkpoint_cells())
+        self._sent = {run["id"]: run for run in whole["runs"]}
+        return whole
 
     def _start_refresher(self) -> None:
         if self._refresher is not None and not self._refresher.done():
@@ -117,15 +130,17 @@ class SidebarChannel:
     def receive(self, comm, data: dict[str, Any]) -> None:
         """Carry out a click; a click that cannot be taken comes back as an error message."""
         try:
-            self._act(data if isinstance(data, dict) else {})
+            self._act(comm, data if isinstance(data, dict) else {})
         except (KeyError, ValueError, TypeError) as exc:
             comm.send({"type": "error", "message": exc.args[0] if exc.args else str(exc)})
         self.publish(force=True)
 
-    def _act(self, data: dict[str, Any]) -> None:
+    def _act(self, comm, data: dict[str, Any]) -> None:
         action = data.get("action")
         if action == "hello":
             self.extension = str(data.get("extension") or "?")
+            if isinstance(data.get("protocol"), int) and data["protocol"] >= 2:
+                self._patched.add(id(comm))
             return
         if action == "refresh":
             return
@@ -148,6 +163,30 @@ class SidebarChannel:
             if run.id == run_id:
                 return run
         raise KeyError(f"no run {run_id!r} in this kernel")
+
+
+def run_changes(sent: dict[str, dict[str, Any]], whole: dict[str, Any]) -> dict[str, Any]:
+    """A "changes" message: what turns the runs as `sent` into the runs of `whole`."""
+    patches = []
+    for run in whole["runs"]:
+        before = sent.get(run["id"])
+        if before is None:
+            patches.append(run)
+        elif run != before:
+            patches.append(_run_patch(before, run))
+    return {"type": "changes", "order": [run["id"] for run in whole["runs"]], "runs": patches,
+            "checkpoint_cells": whole["checkpoint_cells"]}
+
+
+def _run_patch(before: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """A known run: every field but its tasks, which come only where they changed."""
+    old_tasks = {task["id"]: task for task in before["tasks"]}
+    patch = {key: value for key, value in run.items() if key != "tasks"}
+    patch["tasks"] = [task for task in run["tasks"] if old_tasks.get(task["id"]) != task]
+    order = [task["id"] for task in run["tasks"]]
+    if order != list(old_tasks):
+        patch["task_order"] = order
+    return patch
 
 
 def _checkpoint_cells() -> bool:
