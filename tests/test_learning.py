@@ -149,6 +149,18 @@ def test_a_thin_category_moves_with_its_first_answers_and_borrows_the_rest():
     assert (after["p_mean"][high.to_numpy()].to_numpy() < before["p_mean"][high].to_numpy() - 0.1).all()
 
 
+def test_a_category_kept_in_one_range_of_confidence_is_trusted_across_its_curve():
+    """Two dozen answers, none overridden, all at confidence 0.1-0.6: the category proceeds from low
+    confidence, even where it was never answered, while a sibling that is overridden stays careful."""
+    kept = history_of(rate(1.0), n=24, category="docs", kind="docs", seed=3)
+    kept["confidence"] = np.linspace(0.1, 0.6, 24).round(3)
+    contested = history_of(lambda c, rng: rng.random(c.size) < 0.3 + 0.6 * c, n=120, category="auth",
+                           kind="code", seed=4)
+    frame = recommend_thresholds(pd.concat([kept, contested], ignore_index=True), target_wrong_rate=0.05)
+    assert row(frame, "docs")["checkpoint_below"] <= 0.1
+    assert row(frame, "auth")["checkpoint_below"] >= 0.9
+
+
 def test_levels_say_whose_evidence_weighs_most():
     rec = recommend_thresholds(thin_and_thick()).set_index("category")
     assert (rec.loc["api", "based_on"], rec.loc["api", "n"]) == ("category", 400)
