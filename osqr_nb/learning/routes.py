@@ -40,7 +40,6 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy.special import betaincinv
 
 MIN_OUTCOMES = 5
 TABLE_PRIOR = (3.0, 1.0)          # pseudo (successes, failures) of a table's first model
@@ -127,6 +126,7 @@ def _beliefs(models: list[str], record: dict[str, tuple[float, float, float]], r
                       for m in models]) if table else np.ones((len(models), 2))
     alpha, beta = wins + prior[:, 0], losses + prior[:, 1]
     rate = rng.beta(alpha, beta) if explore else alpha / (alpha + beta)
+    from scipy.special import betaincinv         # Beta quantiles; imported when routes are ranked, not at import
     sure = explore if sure is None else sure
     floor = float(betaincinv(alpha[0], beta[0], FLOOR_QUANTILE)) if sure else \
         float(betaincinv(alpha[0], beta[0], 0.5)) - FLOOR_SLACK
