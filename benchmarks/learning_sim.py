@@ -12,9 +12,10 @@ is paired:
   uniform prior alone is ignored). A share --audit of the decisions that would
   proceed is asked anyway, so that confident ranges get evidence too; audits
   count as checkpoints.
-- learned + global priors: the same, starting from priors (capped at m=10 per
-  bin by priors_from) aggregated from --population other simulated people who
-  ran static tier 2 with the same audits: a new user inherits what others taught.
+- learned + global priors: the same, starting from priors (priors_from: the
+  population's counts, weighed by how much its people differ) aggregated from
+  --population other simulated people who ran static tier 2 with the same
+  audits: a new user inherits what others taught.
 - oracle: per category the threshold the learned rule would pick if it knew the
   person's hidden curve; no audits, no warm-up. The bound for the rule.
 
@@ -25,6 +26,12 @@ static with at most 5 wrong auto-proceeds per 100.
 
     python benchmarks/learning_sim.py [--users 8] [--decisions 3000] [--relearn 150]
         [--target 0.05] [--audit 0.03] [--spread 0.05] [--population 20] [--seed 0] [--check]
+    python benchmarks/learning_sim.py --online [--seed 0]    # a new user's first 200 decisions
+
+--online: 40 new users meet their first 200 decisions one by one, thresholds
+recomputed every 10 from the answers so far, for static 0.70, the learner
+alone and the learner with priors from 30 earlier users (asks and wrong
+auto-proceeds per 100, first and second 100 apart).
 
 Exit code 0 unless --check is given and the goal is missed over all decisions by
 "learned + global priors" (what a new user gets), or by "learned" with --population 0.

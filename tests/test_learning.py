@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from osqr_nb.autonomy.policy import Action, AutonomyPolicy, Thresholds
-from osqr_nb.learning import (PKV, apply_thresholds, calibrate, evidence_counts, explain, priors_from,
-                              rank_routes, recommend_thresholds, route_report, synthetic_history,
-                              synthetic_outcomes, whatif)
+from osqr_nb.learning import (PKV, apply_thresholds, calibrate, cascade_routes, evidence_counts, explain,
+                              priors_from, rank_routes, recommend_thresholds, route_report, route_stats,
+                              synthetic_history, synthetic_outcomes, whatif)
 from osqr_nb.learning.pkv import DECISION_COLUMNS, default_path
 from osqr_nb.store.frames import HISTORY_COLUMNS
 
@@ -147,6 +147,18 @@ def test_a_thin_category_moves_with_its_first_answers_and_borrows_the_rest():
     assert before["level"].iat[0] == "task_kind" and after["n"].sum() == 3
     high = before["bin"] >= 6                               # where the kind says "kept"
     assert (after["p_mean"][high.to_numpy()].to_numpy() < before["p_mean"][high].to_numpy() - 0.1).all()
+
+
+def test_a_category_kept_in_one_range_of_confidence_is_trusted_across_its_curve():
+    """Two dozen answers, none overridden, all at confidence 0.1-0.6: the category proceeds from low
+    confidence, even where it was never answered, while a sibling that is overridden stays careful."""
+    kept = history_of(rate(1.0), n=24, category="docs", kind="docs", seed=3)
+    kept["confidence"] = np.linspace(0.1, 0.6, 24).round(3)
+    contested = history_of(lambda c, rng: rng.random(c.size) < 0.3 + 0.6 * c, n=120, category="auth",
+                           kind="code", seed=4)
+    frame = recommend_thresholds(pd.concat([kept, contested], ignore_index=True), target_wrong_rate=0.05)
+    assert row(frame, "docs")["checkpoint_below"] <= 0.1
+    assert row(frame, "auth")["checkpoint_below"] >= 0.9
 
 
 def test_levels_say_whose_evidence_weighs_most():
@@ -375,9 +387,13 @@ def test_routes_keep_the_table_without_evidence_and_weigh_cost():
     assert rank_routes(outcomes({("code", "claude-sonnet"): (3, 0, 0.1)}), TABLE, rng=0) == TABLE
     even = outcomes({("code", "codex"): (40, 10, 2.0), ("code", "claude-sonnet"): (40, 10, 0.2)})
     assert rank_routes(even, TABLE, explore=False)["code"] == ["claude-sonnet", "codex"]
+    # the table's success is the bar: a dearer model is not bought for success above it ...
     better_but_dear = outcomes({("code", "codex"): (30, 20, 0.2), ("code", "claude-sonnet"): (45, 5, 2.0)})
-    assert rank_routes(better_but_dear, TABLE, explore=False)["code"] == ["claude-sonnet", "codex"]
-    assert rank_routes(better_but_dear, TABLE, explore=False, budget_usd=1.0)["code"] == ["codex", "claude-sonnet"]
+    assert rank_routes(better_but_dear, TABLE, explore=False)["code"] == ["codex", "claude-sonnet"]
+    # ... and a cheaper one is not taken below it, however cheap
+    cheap_but_worse = outcomes({("code", "codex"): (45, 5, 2.0), ("code", "claude-sonnet"): (30, 20, 0.02)})
+    assert rank_routes(cheap_but_worse, TABLE, explore=False)["code"] == ["codex", "claude-sonnet"]
+    assert rank_routes(cheap_but_worse, TABLE, explore=False, budget_usd=1.0)["code"] == ["claude-sonnet", "codex"]
     with pytest.raises(ValueError, match="lack the column"):
         rank_routes(pd.DataFrame({"model": ["codex"]}), TABLE)
 
@@ -406,8 +422,11 @@ def test_route_report_compares_table_and_learned():
                                                             "review": ["claude-opus"]}).set_index("kind")
     assert list(report.columns) == ["table_route", "learned_route", "changed", "n", "model", "success_rate",
                                     "mean_cost_usd", "mean_seconds"]
-    assert report.loc["code", "learned_route"] == "claude-sonnet → codex" and report.loc["code", "changed"]
-    assert report.loc["docs", "model"] == "gpt-4o"                      # as good, far cheaper
+    # codex succeeds less often but costs less per successful task: the table's route stands
+    assert report.loc["code", "learned_route"] == "codex → claude-sonnet" and not report.loc["code", "changed"]
+    failing = pd.concat([synthetic_outcomes(400, seed=0), outcomes({("code", "codex"): (5, 45, 0.4)})])
+    changed = route_report(failing, {"code": ["codex", "claude-sonnet"]}).set_index("kind")
+    assert changed.loc["code", "learned_route"] == "claude-sonnet → codex" and changed.loc["code", "changed"]
     assert report.loc["review", "n"] == 0 and not report.loc["review", "changed"]
     assert np.isnan(report.loc["review", "success_rate"])
 
@@ -542,8 +561,8 @@ def test_routing_benchmark_lets_every_model_compete():
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     frame = routing_sim.simulate(routing_sim.build_parser().parse_args(["--users", "1", "--tasks", "300"]))
-    assert list(frame.index) == ["table (seed)", "learned", "oracle"]
-    assert frame.loc["learned", "usd / task"] < frame.loc["table (seed)", "usd / task"]
+    assert list(frame.index) == ["table (seed)", "learned", "learned cascade", "oracle (one model per kind)"]
+    assert frame.loc["learned cascade", "usd / task"] < frame.loc["table (seed)", "usd / task"]
 
 
 def test_every_reachable_model_competes_with_the_table_as_prior():
@@ -551,7 +570,7 @@ def test_every_reachable_model_competes_with_the_table_as_prior():
     everyone = ["claude-sonnet", "claude-haiku", "gpt-4o-mini"]
     fresh = rank_routes(None, table, candidates=everyone)
     assert fresh["docs"] == everyone                                       # no evidence: the table first
-    record = outcomes({("docs", "claude-sonnet"): (18, 2, 0.09), ("docs", "claude-haiku"): (18, 2, 0.02)})
+    record = outcomes({("docs", "claude-sonnet"): (18, 2, 0.09), ("docs", "claude-haiku"): (38, 2, 0.02)})
     assert rank_routes(record, table, explore=False, candidates=everyone)["docs"][0] == "claude-haiku"
     hint = {"claude-sonnet": 26.0, "claude-haiku": 4.5, "gpt-4o-mini": 1.8}
     only_table = outcomes({("docs", "claude-sonnet"): (9, 1, 0.09)})
@@ -560,6 +579,22 @@ def test_every_reachable_model_competes_with_the_table_as_prior():
     firsts = [rank_routes(only_table, table, rng=seed, candidates=everyone, price_hint=hint)["docs"][0]
               for seed in range(200)]
     assert 0 < sum(f != "claude-sonnet" for f in firsts) < 100  # but is tried now and then
+
+
+def test_a_cascade_tries_a_cheap_model_first_only_when_it_pays():
+    table = {"code": ["claude-sonnet"]}
+    everyone = ["claude-sonnet", "gpt-4o-mini"]
+    solid = outcomes({("code", "claude-sonnet"): (86, 14, 0.26), ("code", "gpt-4o-mini"): (55, 45, 0.018)})
+    assert cascade_routes(solid, table, explore=False, candidates=everyone)["code"] == ["gpt-4o-mini",
+                                                                                         "claude-sonnet"]
+    assert cascade_routes(None, table, candidates=everyone)["code"] == ["claude-sonnet"]   # no evidence
+    useless = outcomes({("code", "claude-sonnet"): (86, 14, 0.26), ("code", "gpt-4o-mini"): (1, 99, 0.2)})
+    assert cascade_routes(useless, table, explore=False, candidates=everyone)["code"] == ["claude-sonnet"]
+    # escalations that the main model never rescues: the cascade would lose success, so it stops
+    never = pd.concat([solid, outcomes({("code", "claude-sonnet"): (0, 60, 0.26)}).assign(
+        escalated_from="gpt-4o-mini")])
+    assert cascade_routes(never, table, explore=False, candidates=everyone)["code"] == ["claude-sonnet"]
+    assert route_stats(never).set_index("model").loc["claude-sonnet", "n"] == 100   # first attempts only
 
 
 @pytest.mark.kernel

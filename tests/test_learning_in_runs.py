@@ -6,7 +6,8 @@ import pandas as pd
 
 import osqr_nb
 from osqr_nb.config import settings
-from osqr_nb.learning import PKV, synthetic_history
+from osqr_nb.routing import DEFAULT_ROUTES
+from osqr_nb.learning import PKV, route_report, synthetic_history
 from osqr_nb.learning.wiring import record_run
 
 from conftest import SEED_REQUEST, run_async
@@ -30,13 +31,21 @@ async def seed(repo, answer="DB Sessions"):
     return run, auth
 
 
-def test_a_demo_run_teaches_nothing(repo):
+def test_a_demo_run_teaches_nothing(repo, monkeypatch):
     """The scripted offline model's runs never reach the personal store or the route learner."""
-    run, _ = run_async(seed(repo))
+    for _ in range(2):
+        run, _ = run_async(seed(repo))
+    assert set(run.events().query("type == 'task_routed'")["data"].map(lambda d: d["model"])) == {"scripted"}
     pkv = PKV()
     assert os.environ["OSQR_PKV"] == str(pkv.path)                 # the test's own store
     assert pkv.history().empty and pkv.outcomes().empty
     assert "learned" in set(run.events().type)
+    # what %osqr route shows, once real models are reachable: the table, nothing learned
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-secret-1")
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-secret-2")
+    assert {settings().router().route(kind).reason for kind in ("code", "docs", "tests")} == {"table"}
+    report = route_report(pkv.outcomes(), DEFAULT_ROUTES)
+    assert not report["changed"].any() and (report["n"] == 0).all()
 
 
 def test_a_real_models_run_is_recorded_without_text(repo):
@@ -94,6 +103,8 @@ def test_routes_learn_from_outcomes(monkeypatch):
         pkv.record_outcome("docs", "gpt-4o", success=True, cost_usd=0.02, seconds=20)
     router = settings().router()
     route = router.route("docs")
-    assert (route.model.name, route.reason) == ("gpt-4o", "learned")
+    assert route.model.name != "claude-sonnet" and route.reason == "learned"
+    order = router.routes["docs"]
+    assert order.index("gpt-4o") < order.index("claude-sonnet")   # proven better and cheaper
     assert router.route("architecture").reason == "table"
     assert set(router.routes["architecture"]) >= {"claude-opus", "claude-haiku", "gpt-4o-mini"}   # all compete

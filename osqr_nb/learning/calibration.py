@@ -10,7 +10,12 @@ payload uses). Groups nest: a category within its task kind within all the
 person's decisions, and above them the global priors (`pkv.priors_from`: many
 users' decisions, weighed as much as users agree). A group's prior for bin b is
 its parent's posterior mean for b, worth `s` pseudo-decisions, plus the global
-pseudo-counts for that group when the priors know it. `s` is estimated from how
+pseudo-counts for that group when the priors know it; the parent's means are
+first moved by the group's own shift on the log-odds scale (logit p_b =
+logit parent_b + u, u ~ N(0, tau^2), tau estimated from how far sibling groups'
+shifts spread: DerSimonian-Laird, shrunk towards 1 while there are few), so a
+category answered only at low confidence still speaks for its whole curve: two
+dozen answers, none overridden, let it proceed where it was never asked. `s` is estimated from how
 much sibling groups differ (the moment estimator of the Beta-Binomial's
 intra-class correlation rho, s = 1/rho - 1, itself shrunk towards s = 10 while
 there are few answers): categories that disagree borrow little from each
@@ -43,6 +48,8 @@ LEVELS = ("category", "task_kind", "all", "prior")
 S_MIN, S_MAX, S_GUESS = 2.0, 200.0, 10.0   # pseudo-decisions a parent is worth in a child
 GUESS_WEIGHT = 20.0                         # the guess s = 10 weighs like this many answers
 SMOOTHING, PRIOR_SHAPE = 0.5, 5.0           # decisions per bin a category's weights get for free
+TAU_GUESS, TAU_WEIGHT = 1.0, 2.0            # a group's log-odds shift: the guess, worth this many groups
+TAU_MIN, TAU_MAX = 0.25, 3.0
 CREDIBLE = 0.90
 REQUIRED = ("category", "task_kind", "confidence", "decided_by")
 CALIBRATION_COLUMNS = ["group", "level", "source", "bin", "bin_low", "bin_high", "n", "accepted",
@@ -305,6 +312,63 @@ def _child(name: str, counts: np.ndarray, parent: np.ndarray, s: float, known: n
     return Node(name, counts, g, pull * np.stack([mean, 1 - mean], axis=1))
 
 
+# --- a group's shift from its parent -------------------------------------------------------------
+
+def _logit_mean(parent: np.ndarray) -> np.ndarray:
+    mean = np.clip(_mean(parent), 1e-6, 1 - 1e-6)
+    return np.log(mean / (1 - mean))
+
+
+def _expit(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def _shift(base: np.ndarray, counts: np.ndarray, tau: float) -> tuple[float, float]:
+    """(u, information): the group's log-odds shift from its parent's per-bin means (logit p_b =
+    base_b + u), the MAP under u ~ N(0, tau^2), and the Fisher information behind it.
+
+    The log-posterior is strictly concave in u, so a few Newton steps find it (numpy only:
+    scipy.optimize would cost half a second of import in the kernel for one scalar)."""
+    accepted, n = counts[:, 0], counts.sum(axis=1)
+    u = 0.0
+    for _ in range(50):
+        p = _expit(base + u)
+        gradient = (accepted - n * p).sum() - u / tau ** 2
+        curvature = (n * p * (1 - p)).sum() + 1 / tau ** 2
+        step = float(np.clip(gradient / curvature, -1.0, 1.0))
+        u += step
+        if abs(step) < 1e-8:
+            break
+    p = _expit(base + u)
+    return u, float((n * p * (1 - p)).sum())
+
+
+def _tau(pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """How far sibling groups' log-odds shifts spread (DerSimonian-Laird's moment estimator over
+    (parent base, counts) pairs), shrunk towards TAU_GUESS while there are few groups."""
+    fits = [_shift(base, counts, TAU_MAX) for base, counts in pairs if counts.sum() > 0]
+    fits = [(u, info) for u, info in fits if info > 1e-9]
+    tau2 = 0.0
+    if len(fits) >= 2:
+        u, w = np.array(fits).T
+        centre = (w * u).sum() / w.sum()
+        scale = w.sum() - (w ** 2).sum() / w.sum()
+        tau2 = max(0.0, ((w * (u - centre) ** 2).sum() - (len(fits) - 1)) / scale)
+    tau2 = (len(fits) * tau2 + TAU_WEIGHT * TAU_GUESS ** 2) / (len(fits) + TAU_WEIGHT)
+    return float(np.clip(np.sqrt(tau2), TAU_MIN, TAU_MAX))
+
+
+def _shifted(parent: np.ndarray, counts: np.ndarray, tau: float) -> np.ndarray:
+    """The parent's per-bin means moved by the group's own shift (as (p, 1 - p) rows): a category
+    accepted more often than its kind in the bins it was answered in is likely so in the others
+    too, so its answers in one range of confidence speak for the whole curve."""
+    if counts.sum() == 0:
+        return parent
+    base = _logit_mean(parent)
+    mean = _expit(base + _shift(base, counts, tau)[0])
+    return np.stack([mean, 1 - mean], axis=1)
+
+
 class Hierarchy:
     """All, kinds and categories of one history, under the global priors, counted once."""
 
@@ -320,9 +384,15 @@ class Hierarchy:
         self.root = self._root(overall)
         kinds = set(self.by_kind) | set(prior.kinds) | set(self.kind_of.values())
         s_kind = _sibling_strength(self.by_kind, {k: "all" for k in self.by_kind})
-        self.kinds = {k: _child(k, self.by_kind.get(k, np.zeros((bins, 2))), self.root.total, s_kind,
-                                prior.kinds.get(k)) for k in sorted(kinds)}
+        base = _logit_mean(self.root.total)
+        tau_kind = _tau([(base, counts) for counts in self.by_kind.values()])
+        self.kinds = {}
+        for k in sorted(kinds):
+            counts = self.by_kind.get(k, np.zeros((bins, 2)))
+            self.kinds[k] = _child(k, counts, _shifted(self.root.total, counts, tau_kind), s_kind,
+                                   prior.kinds.get(k))
         self.s_category = _sibling_strength(self.by_category, self.kind_of)
+        self.tau_category = _tau([(_logit_mean(self._parent(c)), counts) for c, counts in self.by_category.items()])
 
     def _root(self, overall: np.ndarray) -> Node:
         """All the person's answers; each bin starts from their pooled rate (or the global one)."""
@@ -332,10 +402,13 @@ class Hierarchy:
         s_bin = strength(*spread(moments(overall[:, None, :])))
         return _child("all", overall, np.tile(pooled, (self.bins, 1)), s_bin, None)
 
-    def category(self, name: str) -> Node:
+    def _parent(self, name: str) -> np.ndarray:
         kind = self.kinds.get(self.kind_of.get(name, "unknown"))
-        parent = kind.total if kind is not None else self.root.total
+        return kind.total if kind is not None else self.root.total
+
+    def category(self, name: str) -> Node:
         counts = self.by_category.get(name, np.zeros((self.bins, 2)))
+        parent = _shifted(self._parent(name), counts, self.tau_category)
         return _child(name, counts, parent, self.s_category, self.prior.categories.get(name))
 
     def level(self, node: Node, weights: np.ndarray) -> tuple[str, str, int]:

@@ -3,25 +3,35 @@
 An outcome is one finished task: task_kind, model, success (accepted without
 change and its checks passed), cost_usd, seconds. Per kind, every candidate
 competes: the table's models and, with `candidates`, every other reachable
-model. They are ranked by Thompson sampling: each model draws a success rate
-from its Beta posterior and the highest score goes first, so a model with a
-good record usually wins, and one with little record still gets tried now and
-then, in proportion to how plausibly it is better (explore=False ranks by the
-posterior mean instead, for reports). The table gives the starting order and
+model. The aim is the cheapest successful task at no less success than the
+table's route: per kind, each model draws a success rate from its Beta
+posterior (Thompson sampling), the models whose draw is not below the draw of
+the table's first model are ranked by expected cost per successful task
+(mean cost / drawn rate), and the rest follow by drawn rate. So a model with a
+good record usually wins, one with little record still gets tried now and
+then, in proportion to how plausibly it is as good and cheaper, and a dearer
+model is not bought for success above the table's (explore=False ranks by the
+posterior means instead, for reports). The table gives the starting order and
 the prior: its first model starts from TABLE_PRIOR pseudo-outcomes (later
 table models from a little less), any other model from a uniform Beta(1, 1)
 discounted to OUTSIDER_PRIOR, so a fresh install keeps its table and a cheaper
 model has to earn its place.
 
-Cost enters in two ways. Within a kind, a model's score is its draw minus
-`cost_weight` times its mean cost relative to the dearest candidate: by
-default we pay for the dearest model only when it is at least about 10 points
-more likely to succeed. A model without a cost record yet is priced from
-`price_hint` (relative prices, e.g. dollars per million tokens) against the
-models that have one. With `budget_usd` (dollars per task), models whose mean
-cost is above it go after every model within it, as fallbacks only. Until a
-kind has `min_n` outcomes (own, or global pseudo-outcomes from GPKV's route
-priors, at most 10 per route) its table order stands. Time is reported, not scored.
+A model without a cost record yet is priced from `price_hint` (relative
+prices, e.g. dollars per million tokens) against the models that have one.
+With `budget_usd` (dollars per task), models whose mean cost is above it go
+after every model within it, as fallbacks only. Until a kind has `min_n`
+outcomes (own, or global pseudo-outcomes from GPKV's route priors, at most 10
+per route) its table order stands. Time is reported, not scored.
+
+`cascade_routes` adds a FrugalGPT-style cascade: a cheaper model tries first
+and a failed task goes on to the ranked route's first model, the failed
+attempt's cost counted. Whether the stronger model rescues a task the cheaper
+one failed is learned from escalated outcomes (`escalated_from` names the
+model that failed first), starting from the pessimistic guess that failures
+nest (the stronger model succeeds only where it would have anyway). The
+engine does not escalate failed tasks yet, so runs use `rank_routes`; the
+cascade is measured in benchmarks/routing_sim.py.
 """
 
 from __future__ import annotations
@@ -31,26 +41,29 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-COST_WEIGHT = 0.1
 MIN_OUTCOMES = 5
 TABLE_PRIOR = (3.0, 1.0)          # pseudo (successes, failures) of a table's first model
 TABLE_NEXT_PRIOR = (2.0, 1.0)     # of its later models
 OUTSIDER_PRIOR = (1.0, 1.0)       # of a reachable model the table does not name for the kind
+FLOOR_QUANTILE = 0.75            # how sure "as good as the table's model" must be
+FLOOR_SLACK = 0.01                # ranked on means: a point below the table's model still counts as as good
+RESCUE_PRIOR = 2.0                # pseudo-outcomes behind the guess that failures nest (cascades)
 PRIOR_CAP = 10.0
+OUTCOME_COLUMNS = ["task_kind", "model", "success", "cost_usd", "seconds", "escalated_from"]
 STAT_COLUMNS = ["task_kind", "model", "n", "successes", "failures", "success_rate", "mean_cost_usd",
                 "mean_seconds"]
 
 
 def _outcomes(outcomes: pd.DataFrame | None) -> pd.DataFrame:
     if outcomes is None:
-        return pd.DataFrame(columns=["task_kind", "model", "success", "cost_usd", "seconds"])
+        return pd.DataFrame(columns=OUTCOME_COLUMNS)
     if not isinstance(outcomes, pd.DataFrame):
         raise ValueError(f"outcomes must be a DataFrame such as PKV().outcomes(), not {type(outcomes).__name__}")
     missing = [c for c in ("task_kind", "model", "success") if c not in outcomes.columns]
     if missing and not outcomes.empty:
         raise ValueError(f"outcomes lack the column(s) {', '.join(missing)}; "
                          f"need task_kind, model, success (and cost_usd, seconds if known)")
-    frame = outcomes.reindex(columns=["task_kind", "model", "success", "cost_usd", "seconds"])
+    frame = outcomes.reindex(columns=OUTCOME_COLUMNS)
     frame["success"] = frame["success"].fillna(False).astype(bool)
     for column in ("cost_usd", "seconds"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
@@ -58,13 +71,26 @@ def _outcomes(outcomes: pd.DataFrame | None) -> pd.DataFrame:
 
 
 def route_stats(outcomes: pd.DataFrame | None) -> pd.DataFrame:
-    """Per (task_kind, model): n, successes, failures, success_rate, mean_cost_usd, mean_seconds."""
-    grouped = _outcomes(outcomes).groupby(["task_kind", "model"])
+    """Per (task_kind, model): n, successes, failures, success_rate, mean_cost_usd, mean_seconds.
+
+    First attempts only: a task a cascade escalated says how the model does on what a cheaper
+    one failed, not how it does on the kind (see `rescues`).
+    """
+    frame = _outcomes(outcomes)
+    grouped = frame[frame["escalated_from"].isna()].groupby(["task_kind", "model"])
     stats = pd.DataFrame({"n": grouped.size(), "successes": grouped["success"].sum(),
                           "mean_cost_usd": grouped["cost_usd"].mean(), "mean_seconds": grouped["seconds"].mean()})
     stats["failures"] = stats["n"] - stats["successes"]
     stats["success_rate"] = stats["successes"] / stats["n"]
     return stats.reset_index().reindex(columns=STAT_COLUMNS)
+
+
+def rescues(outcomes: pd.DataFrame | None) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """{(kind, first model, escalated to): (successes, failures)} of escalated attempts."""
+    frame = _outcomes(outcomes)
+    frame = frame[frame["escalated_from"].notna()]
+    grouped = frame.groupby(["task_kind", "escalated_from", "model"])["success"]
+    return {key: (int(ok), int(n - ok)) for key, ok, n in zip(grouped.groups, grouped.sum(), grouped.size())}
 
 
 def _rng(rng: Any) -> np.random.Generator:
@@ -86,21 +112,37 @@ def _priced(cost: np.ndarray, models: list[str], hint: Mapping[str, float] | Non
     return np.where(np.isfinite(cost), cost, fallback)
 
 
-def _rank(models: list[str], record: dict[str, tuple[float, float, float]], rng: np.random.Generator,
-          explore: bool, cost_weight: float, budget_usd: float | None, table: list[str],
-          price_hint: Mapping[str, float] | None = None) -> list[str]:
-    """`record`: model -> (successes, failures, mean cost) for this kind."""
+def _beliefs(models: list[str], record: dict[str, tuple[float, float, float]], rng: np.random.Generator,
+             explore: bool, table: list[str], price_hint: Mapping[str, float] | None,
+             sure: bool | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """(success rate drawn from each model's posterior, or its mean; mean cost; the floor) for one
+    kind. The floor is the table's first model (models[0]) at the FLOOR_QUANTILE of its posterior:
+    a fixed bar that a thin record of the table's model makes high, so a weak model cannot slip
+    under it by luck; it comes down to the table model's rate as that model's record grows.
+    Ranked on means (sure=False, for reports) the bar is the median, less FLOOR_SLACK."""
     wins, losses, cost = (np.array([record.get(m, (0.0, 0.0, np.nan))[i] for m in models], dtype=float)
                           for i in range(3))
     prior = np.array([TABLE_PRIOR if m == table[0] else TABLE_NEXT_PRIOR if m in table else OUTSIDER_PRIOR
                       for m in models]) if table else np.ones((len(models), 2))
     alpha, beta = wins + prior[:, 0], losses + prior[:, 1]
     rate = rng.beta(alpha, beta) if explore else alpha / (alpha + beta)
-    cost = _priced(cost, models, price_hint)
-    dearest = cost.max() if cost.max() > 0 else 1.0
-    score = rate - cost_weight * cost / dearest
+    from scipy.special import betaincinv         # Beta quantiles; imported when routes are ranked, not at import
+    sure = explore if sure is None else sure
+    floor = float(betaincinv(alpha[0], beta[0], FLOOR_QUANTILE)) if sure else \
+        float(betaincinv(alpha[0], beta[0], 0.5)) - FLOOR_SLACK
+    return rate, _priced(cost, models, price_hint), floor
+
+
+def _rank(models: list[str], rate: np.ndarray, cost: np.ndarray, floor: float, budget_usd: float | None
+          ) -> list[str]:
+    """Models at least as likely to succeed as the table's first (the floor) by cost per success,
+    then the others by success; models over the budget last."""
+    feasible = rate >= floor - 1e-12
+    feasible[0] = True                                   # the table's route sets the bar
+    per_success = cost / np.maximum(rate, 1e-9)
     over_budget = cost > budget_usd if budget_usd is not None else np.zeros(len(models), bool)
-    order = sorted(range(len(models)), key=lambda i: (over_budget[i], -score[i], i))
+    order = sorted(range(len(models)), key=lambda i: (over_budget[i], not feasible[i],
+                                                      per_success[i] if feasible[i] else -rate[i], i))
     return [models[i] for i in order]
 
 
@@ -132,8 +174,13 @@ def _prior_rows(prior: Any, m: float) -> list[tuple[str, str, float, float, floa
     return result
 
 
+def _candidates(kind_table: list[str] | str, others: list[str]) -> tuple[list[str], list[str]]:
+    named = [kind_table] if isinstance(kind_table, str) else list(kind_table)
+    return named, named + [m for m in others if m not in named]
+
+
 def rank_routes(outcomes_df: pd.DataFrame | None, table: Mapping[str, list[str]], rng: Any = None,
-                explore: bool = True, cost_weight: float = COST_WEIGHT, budget_usd: float | None = None,
+                explore: bool = True, budget_usd: float | None = None,
                 min_n: int = MIN_OUTCOMES, prior: Any = None, candidates: Iterable[str] | None = None,
                 price_hint: Mapping[str, float] | None = None) -> dict[str, list[str]]:
     """{kind: candidates, best first} from past outcomes (see the module doc).
@@ -144,33 +191,79 @@ def rank_routes(outcomes_df: pd.DataFrame | None, table: Mapping[str, list[str]]
     (kind, model) counted as at most 10 pseudo-outcomes. `price_hint`: {model: relative
     price} for models without a cost record yet.
     """
-    if cost_weight < 0:
-        raise ValueError(f"cost_weight must be >= 0, got {cost_weight!r}")
     records = _records(route_stats(outcomes_df), prior)
     generator = _rng(rng)
     others = list(dict.fromkeys(candidates or []))
     ranked = {}
     for kind, named in table.items():
-        named = [named] if isinstance(named, str) else list(named)
-        models = named + [m for m in others if m not in named]
+        named, models = _candidates(named, others)
         record = records.get(kind, {})
         seen = sum(wins + losses for wins, losses, _ in record.values())
-        ranked[kind] = models if seen < min_n or len(models) < 2 else \
-            _rank(models, record, generator, explore, cost_weight, budget_usd, named, price_hint)
+        if seen < min_n or len(models) < 2:
+            ranked[kind] = models
+            continue
+        rate, cost, floor = _beliefs(models, record, generator, explore, named, price_hint)
+        ranked[kind] = _rank(models, rate, cost, floor, budget_usd)
     return ranked
 
 
+def _rescue(rescued: tuple[int, int], p_first: float, p_main: float, rng: np.random.Generator,
+            explore: bool) -> float:
+    """P(the main model succeeds | the first failed): from escalated outcomes, starting from the
+    guess that failures nest (what fails on the stronger model fails on the weaker one too)."""
+    guess = float(np.clip((p_main - p_first) / max(1 - p_first, 1e-9), 0.0, 1.0))
+    alpha = RESCUE_PRIOR * guess + rescued[0] + 1e-3
+    beta = RESCUE_PRIOR * (1 - guess) + rescued[1] + 1e-3
+    return float(rng.beta(alpha, beta)) if explore else alpha / (alpha + beta)
+
+
+def cascade_routes(outcomes_df: pd.DataFrame | None, table: Mapping[str, list[str]], rng: Any = None,
+                   explore: bool = True, budget_usd: float | None = None, min_n: int = MIN_OUTCOMES,
+                   prior: Any = None, candidates: Iterable[str] | None = None,
+                   price_hint: Mapping[str, float] | None = None) -> dict[str, list[str]]:
+    """{kind: the models a task tries, in order}: [cheaper model, main] when that cascade is
+    expected to cost less per successful task at no less success than the table's route (a failed
+    first attempt's cost counted), else [main]. The main model, which must carry the success, is
+    ranked on posterior means (it sees only escalated tasks, which say little of its own rate);
+    Thompson sampling explores only the cheap first try, whose failures the main model catches.
+    Arguments as for rank_routes; outcomes may carry `escalated_from` (see the module doc)."""
+    records = _records(route_stats(outcomes_df), prior)
+    rescued = rescues(outcomes_df)
+    generator = _rng(rng)
+    others = list(dict.fromkeys(candidates or []))
+    routes = {}
+    for kind, named in table.items():
+        named, models = _candidates(named, others)
+        record = records.get(kind, {})
+        if sum(w + f for w, f, _ in record.values()) < min_n or len(models) < 2:
+            routes[kind] = models[:1]
+            continue
+        mean, cost, floor = _beliefs(models, record, generator, False, named, price_hint, sure=explore)
+        rate = _beliefs(models, record, generator, explore, named, price_hint)[0]
+        main = models.index(_rank(models, mean, cost, floor, budget_usd)[0])
+        best, best_per_success = [models[main]], cost[main] / max(mean[main], 1e-9)
+        for first in range(len(models)):
+            if cost[first] >= cost[main]:
+                continue
+            fails = 1 - rate[first]
+            rescue = _rescue(rescued.get((kind, models[first], models[main]), (0, 0)), rate[first], mean[main],
+                             generator, explore)
+            success, spent = rate[first] + fails * rescue, cost[first] + fails * cost[main]
+            if success >= floor - 1e-12 and spent / max(success, 1e-9) < best_per_success:
+                best, best_per_success = [models[first], models[main]], spent / success
+        routes[kind] = best
+    return routes
+
+
 def route_report(outcomes_df: pd.DataFrame | None, table: Mapping[str, list[str]],
-                 cost_weight: float = COST_WEIGHT, budget_usd: float | None = None,
-                 prior: Any = None) -> pd.DataFrame:
+                 budget_usd: float | None = None, prior: Any = None) -> pd.DataFrame:
     """Table route against learned route per kind, for `%osqr route`.
 
     Columns: kind, table_route, learned_route (posterior means, no exploration),
     changed, n (outcomes of the kind), then the learned first model's model,
     success_rate, mean_cost_usd and mean_seconds (NaN where it has no outcomes).
     """
-    learned = rank_routes(outcomes_df, table, explore=False, cost_weight=cost_weight, budget_usd=budget_usd,
-                          prior=prior)
+    learned = rank_routes(outcomes_df, table, explore=False, budget_usd=budget_usd, prior=prior)
     stats = route_stats(outcomes_df).set_index(["task_kind", "model"])
     rows = []
     for kind, models in table.items():
