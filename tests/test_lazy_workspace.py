@@ -243,12 +243,21 @@ def test_a_kill_between_making_the_worktree_and_filling_its_index_loses_no_file(
 
 
 def test_tasks_starting_together_each_get_a_whole_worktree(project):
-    """Twenty workspaces opened at once on one repository (git cannot make two worktrees
-    at the same moment: the host takes them in turn)."""
+    """Twenty workspaces opened at once on one repository, with no lock: two `git worktree
+    add` at once fail, so the workspace makes its worktree's admin folder whole and moves
+    it into place; git sees each as a worktree of its own, and none once they are closed."""
     async def main():
         host = LocalHost(project, "run1")
         opened_all = await asyncio.gather(*[opened(project, f"t{i}", host) for i in range(20)])
         texts = await asyncio.gather(*[w.call("read_file", {"path": "app.py"}) for w, _ in opened_all])
-        return texts
+        listed = git(project, "worktree", "list", "--porcelain")
+        await asyncio.gather(*[w.close() for w, _ in opened_all])
+        return texts, listed
 
-    assert all("hello" in text for text in run_async(main()))
+    texts, listed = run_async(main())
+    assert all("hello" in text for text in texts)
+    for i in range(20):     # git knows each one, on its branch
+        assert f"worktree {project}/.osqr/worktrees/run1/t{i}\nHEAD " in listed
+        assert f"branch refs/heads/osqr/run1/t{i}\n" in listed
+    git(project, "worktree", "prune")
+    assert git(project, "worktree", "list", "--porcelain").count("worktree ") == 1    # all gone again

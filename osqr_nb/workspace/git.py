@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +246,74 @@ async def add_worktree(root: Path, path: Path, branch: str, base: str, fresh: bo
     return notes
 
 
+async def add_lazy_worktree(root: Path, path: Path, branch: str, start: str) -> None:
+    """A new worktree at `path` on `branch`, reset to `start`, with nothing checked out and no
+    index yet (`check_out_nothing` fills it): what `git worktree add --no-checkout -B` makes.
+
+    Made as git makes one (gitrepository-layout: `worktrees/<id>/` holding HEAD, commondir
+    and gitdir; a `.git` file in the folder naming it) with one git process for the branch
+    instead of `worktree add`'s three, and its admin folder moved into place whole: two
+    `git worktree add` at once fail reading each other's half-made admin folders, so those
+    need a lock, and this does not.
+    """
+    common = await common_dir(root)
+    await git(root, "update-ref", "-m", "osqr: the task's branch", f"refs/heads/{branch}", start)
+    await asyncio.to_thread(_write_worktree, common, path, branch)
+
+
+def _write_worktree(common: Path, path: Path, branch: str) -> None:
+    worktrees = common / "worktrees"
+    staging = common / "osqr-staging" / uuid.uuid4().hex
+    staging.mkdir(parents=True)
+    (staging / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    (staging / "commondir").write_text("../..\n")
+    (staging / "gitdir").write_text(f"{path}/.git\n")
+    worktrees.mkdir(exist_ok=True)
+    for number in range(1000):
+        admin = worktrees / (f"{path.parent.name}-{path.name}" + (f"-{number}" if number else ""))
+        if admin.exists() and _names(admin, path):
+            _delete_admin(common, admin)                  # a stale one of this very folder
+        path.mkdir(parents=True, exist_ok=True)
+        (path / ".git").write_text(f"gitdir: {admin}\n")
+        try:
+            os.rename(staging, admin)                     # whole, or not at all
+            return
+        except OSError:                                   # the name is another worktree's
+            continue
+    raise GitError(("worktree", "add"), 1, f"no free name for {path} under {worktrees}")
+
+
+def _names(admin: Path, path: Path) -> bool:
+    try:
+        return (admin / "gitdir").read_text().strip() == f"{path}/.git"
+    except OSError:
+        return False
+
+
+def _delete_admin(common: Path, admin: Path) -> None:
+    """Move a worktree's admin folder out of `worktrees/` at once, then delete it: git never
+    reads one half gone."""
+    trash = common / "osqr-staging" / uuid.uuid4().hex
+    trash.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(admin, trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+_common_dirs: dict[Path, Path] = {}
+
+
+async def common_dir(root: Path) -> Path:
+    """The repository's git directory shared by its worktrees (`.git`), asked once."""
+    if root not in _common_dirs:
+        _, out = await git(root, "rev-parse", "--git-common-dir", stderr=False)
+        common = Path(out.strip())
+        _common_dirs[root] = (common if common.is_absolute() else root / common).resolve()
+    return _common_dirs[root]
+
+
 async def check_out_nothing(path: Path) -> None:
     """Fill a `--no-checkout` worktree's index from its HEAD, every entry skip-worktree.
 
@@ -352,7 +421,7 @@ async def remove_worktree(root: Path, path: Path) -> None:
 
 def _delete_both(path: Path, admin: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-    shutil.rmtree(admin, ignore_errors=True)
+    _delete_admin(admin.parent.parent, admin)
 
 
 async def remove_worktrees(root: Path, paths: list[Path]) -> None:

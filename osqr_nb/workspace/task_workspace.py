@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
@@ -82,9 +83,14 @@ class LocalWorkspace:
         return self.tools.sandbox_mode
 
     async def open(self, start: str, fresh: bool) -> list[str]:
-        async with self._lock:   # two `git worktree add` at once fail reading each other's half-made
-            notes = await git.add_worktree(self.root, self.path, self.branch, start,   # admin folders
-                                           fresh=fresh, lazy=self.lazy)
+        if fresh and self.lazy:
+            await asyncio.to_thread(shutil.rmtree, self.path, True)
+            await git.add_lazy_worktree(self.root, self.path, self.branch, start)
+            notes: list[str] = []
+        else:
+            async with self._lock:   # two `git worktree add` at once fail reading each other's
+                notes = await git.add_worktree(self.root, self.path, self.branch, start,  # half-made
+                                               fresh=fresh, lazy=self.lazy)               # admin folders
         admin = git.git_dir(self.path)
         if self.lazy and admin is not None and not (admin / "index").exists():   # made now, or a kill
             await git.check_out_nothing(self.path)                               # came before its index
@@ -134,8 +140,7 @@ class LocalWorkspace:
     async def close(self) -> None:
         """Remove the worktree at once: its branch holds the work, and worktrees left to pile
         up make every later `git worktree add` slower."""
-        async with self._lock:
-            await git.remove_worktree(self.root, self.path)
+        await git.remove_worktree(self.root, self.path)     # no git process, nothing half gone
 
     async def _bring_for(self, name: str, arguments: Any) -> None:
         """Check out what a file tool is about to read, write, list or search, following
