@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -143,11 +144,24 @@ GIT_THREADS = 16     # git processes running at once; each thread only waits on 
 _git_pool: ThreadPoolExecutor | None = None
 
 
+GIT_NICENESS = 10    # git yields the CPU to the kernel's loop: clicks and cells before merges
+
+
 def git_threads() -> ThreadPoolExecutor:
     global _git_pool
     if _git_pool is None:
-        _git_pool = ThreadPoolExecutor(GIT_THREADS, "osqr-git")
+        _git_pool = ThreadPoolExecutor(GIT_THREADS, "osqr-git", initializer=_yield_to_the_kernel)
     return _git_pool
+
+
+def _yield_to_the_kernel() -> None:
+    """Lower this thread's priority, and so that of every git it starts (Linux keeps a nice
+    value per thread, and a child inherits its parent thread's): on a busy machine the
+    kernel's event loop then gets a core before git does. Elsewhere a no-op."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), GIT_NICENESS)
+    except (AttributeError, OSError):
+        pass
 
 
 _version: tuple[int, ...] | None = None
