@@ -83,6 +83,10 @@ class LocalWorkspace:
         return self.tools.sandbox_mode
 
     async def open(self, start: str, fresh: bool) -> list[str]:
+        async with _opening(self.root):
+            return await self._open(start, fresh)
+
+    async def _open(self, start: str, fresh: bool) -> list[str]:
         if fresh and self.lazy:
             await asyncio.to_thread(shutil.rmtree, self.path, True)
             await git.add_lazy_worktree(self.root, self.path, self.branch, start)
@@ -180,6 +184,18 @@ class LocalHost:
 
 
 _worktree_locks: dict[Path, asyncio.Lock] = {}   # one per repository, across the runs of a process
+OPEN_AT_ONCE = 4     # workspaces being made at one time, per repository
+_openings: dict[tuple[Path, asyncio.AbstractEventLoop], asyncio.Semaphore] = {}
+
+
+def _opening(root: Path) -> asyncio.Semaphore:
+    """A few workspaces made at a time: a thousand agents starting together would otherwise
+    all log their first events in one turn of the loop, and a click would wait a second
+    and more behind them; a few at a time, the kernel answers in milliseconds."""
+    key = (root, asyncio.get_running_loop())      # an asyncio primitive serves one loop
+    if key not in _openings:
+        _openings[key] = asyncio.Semaphore(OPEN_AT_ONCE)
+    return _openings[key]
 
 
 async def _in_tool_thread(function: Callable[..., Any], *args: Any) -> Any:
