@@ -346,7 +346,13 @@ class Run:
                                         on_error="skip")
             if self.state.paused:
                 self._scheduler.pause()
-            await self._scheduler.run()
+            premerge = asyncio.get_running_loop().create_task(self._premerge(), name=f"osqr-premerge-{self.id}")
+            try:
+                await self._scheduler.run()
+            except BaseException:
+                premerge.cancel()
+                await asyncio.gather(premerge, return_exceptions=True)
+                raise
         except (asyncio.CancelledError, SchedulerCancelled):
             for task_id, task in self.state.tasks.items():
                 if task.status not in SETTLED:
@@ -356,7 +362,31 @@ class Run:
         for task_id in sorted(self._scheduler.skipped):
             failed = [p for p in nx.ancestors(graph, task_id) if p in self._scheduler.errors]
             self.emit("task_skipped", task_id, because=sorted(failed))
-        await self._integrate()
+        if any(s.status not in SETTLED for s in self.state.tasks.values()):
+            premerge.cancel()
+        premerged = (await asyncio.gather(premerge, return_exceptions=True))[0]
+        await self._integrate(premerged if isinstance(premerged, dict) else {})
+
+    async def _premerge(self) -> dict[tuple[str, str], str]:
+        """Clean merges made ahead, in plan order, while later tasks still work: the integration
+        at the end then finds them done (its own loop, events and resolvers are unchanged),
+        and a person waits for the merges of the last tasks only. Stops at the first merge
+        that needs more than git (a conflict, a check), and never fails the run."""
+        integrator = Integrator(self.root, self.id, self.state.base, self.worktree("_integration"), {},
+                                merge_reviews(self.plan))
+        try:
+            for task in self.state.plan.tasks:
+                await self.settled(task.id)
+                state = self.state.tasks[task.id]
+                if state.status != COMPLETE:
+                    continue
+                if state.start_commit and not self.partial_inputs(task.id):
+                    integrator.starts[task.id] = state.start_commit
+                if not await integrator.merge_ahead(task.id, self.branch(task.id), state.files):
+                    break
+        except (git.GitError, OSError, ValueError):
+            pass                                       # the integration does it all, as before
+        return integrator.premerged
 
     async def _preflight(self) -> None:
         """Tier 1 prevention: files that tasks free to run at once may both write, decided
@@ -418,7 +448,7 @@ class Run:
         frame.attrs.update(precision=precision, recall=recall)
         return frame
 
-    async def _integrate(self) -> None:
+    async def _integrate(self, premerged: dict[tuple[str, str], str] | None = None) -> None:
         done = [t for t in self.state.plan.tasks if self.state.tasks[t.id].status == COMPLETE]
         self.emit("integration_started", tasks=[t.id for t in done])
         intents = {t.id: {"title": t.title, "description": t.description,
@@ -428,6 +458,7 @@ class Run:
                   if self.state.tasks[t.id].start_commit and not self.partial_inputs(t.id)}   # late forks there
         integrator = Integrator(self.root, self.id, self.state.base, self.worktree("_integration"), intents,
                                 merge_reviews(self.plan), starts)
+        integrator.premerged = premerged or {}
         resolution = MergeResolution(self)
         result = await integrator.integrate([(t.id, self.branch(t.id), self.state.tasks[t.id].files)
                                              for t in done], resolve=resolution.resolve)

@@ -93,9 +93,16 @@ class RunView(widgets.VBox):
             self.outputs.value = render_outputs(run)
 
     async def _refresh_loop(self) -> None:
-        while not self.run.done:
-            self.refresh()
-            await asyncio.sleep(1 / REFRESH_HZ)
+        finished = asyncio.ensure_future(_finished(self.run))
+        try:
+            while not self.run.done:
+                self.refresh()
+                if finished.done():           # a run never started: nothing to wake on
+                    await asyncio.sleep(1 / REFRESH_HZ)
+                else:
+                    await asyncio.wait([finished], timeout=1 / REFRESH_HZ)   # the end is drawn at once
+        finally:
+            finished.cancel()
         self.refresh()
 
     def _toggle_pause(self, _button: widgets.Button) -> None:
@@ -235,3 +242,11 @@ class TaskAdder(widgets.VBox):
         self.status.value = f"✓ added <code>{escape(task_id)}</code>"
         self.title.value = self.description.value = ""
         self.refresh_choices()
+
+
+async def _finished(run: "Run") -> None:
+    """Returns when the run ends, however it ends."""
+    try:
+        await run
+    except Exception:
+        pass

@@ -174,6 +174,8 @@ class Integrator:
         self.branch = f"osqr/{run_id}/integration"
         self.intents = intents or {}
         self._known: dict[str, str | None] = {}      # files read ahead for the merge being checked
+        self.premerged: dict[tuple[str, str], str] = {}   # (head, task) -> its clean merge, made ahead
+        self._ahead: tuple[str, dict[str, list[str]]] = (base, {})   # merge_ahead's head and touched
 
     async def integrate(self, branches: list[tuple[str, str, list[str]]],
                         resolve: Resolve | None = None) -> Integration:
@@ -183,7 +185,8 @@ class Integrator:
         touched: dict[str, list[str]] = {}
         head = self.base
         for task_id, branch, files in branches:
-            merged = await self._merge_in_memory(head, task_id, branch, files, touched)
+            merged = self.premerged.get((head, task_id)) \
+                or await self._merge_in_memory(head, task_id, branch, files, touched)
             if merged is None:
                 await self.check_out(head)
                 merged = await self._merge_in_worktree(task_id, branch, files, touched, resolve, result)
@@ -198,6 +201,19 @@ class Integrator:
             await self.check_out(head)
         result.head = head
         return result
+
+    async def merge_ahead(self, task_id: str, branch: str, files: list[str]) -> bool:
+        """Merge one more task, in order, in memory, while the run goes on; False (and nothing
+        kept) when the merge needs more than git: `integrate` takes it from there."""
+        head, touched = self._ahead
+        merged = await self._merge_in_memory(head, task_id, branch, files, touched)
+        if merged is None:
+            return False
+        self.premerged[(head, task_id)] = merged
+        for name in files:
+            touched.setdefault(name, []).append(task_id)
+        self._ahead = (merged, touched)
+        return True
 
     async def check_out(self, head: str) -> None:
         """The integration worktree at `head` (made when first needed: a conflict, a check)."""
