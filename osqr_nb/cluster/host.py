@@ -1,0 +1,259 @@
+"""The kernel's half of a task's workspace on a Dask cluster.
+
+`ClusterHost` plays `LocalHost`'s part for a run: each task attempt gets a
+`ClusterWorkspace`, which places a `WorkspaceActor` on a worker and forwards the
+task's tool calls to it. The conversation, model calls, checkpoints and the event
+log never leave the kernel; what the worker receives is commits (git bundles),
+tool calls and commands. Commits come back the same way and land in the user's
+repository on the task's branch, so the engine merges and integrates as it does
+locally. After each agent turn that changed files, a snapshot of the files comes
+back too (`refs/osqr/wip/<run>/<task>`): a lost worker costs at most one turn.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from ..agents import tools
+from ..agents.commands import CommandResult, extra_environment
+from ..agents.secrets import looks_secret
+from ..models.errors import KEY_VARIABLES
+from ..workspace import git
+from ..workspace.task_workspace import Saved
+from . import bundles
+from .connect import Connection
+from .worker_side import MUTATING, WorkspaceActor
+
+Emit = Callable[..., None]
+MAX_MOVES = 3              # moves of one call before its error is the task's
+KEEP_SEEN = 32             # commits remembered per worker, offered as a bundle's exclusions
+
+
+class ClusterHost:
+    """Makes a run's task workspaces as actors on the workers of a Dask cluster."""
+
+    def __init__(self, connection: Connection, root: Path, run_id: str, sandbox: bool | None = None) -> None:
+        self.connection, self.root, self.run_id, self.sandbox = connection, root, run_id, sandbox
+        self.seen: dict[str, list[str]] = {}          # worker -> commits sent to it or received from it
+        self.lost: set[str] = set()                   # workers a call failed on: not chosen again
+        self.round_trips: collections.deque[tuple[str, float]] = collections.deque(maxlen=100_000)
+
+    def make(self, task_id: str, branch: str, emit: Emit) -> "ClusterWorkspace":
+        return ClusterWorkspace(self, task_id, branch, emit)
+
+    def saw(self, worker: str, *commits: str | None) -> None:
+        known = self.seen.setdefault(worker, [])
+        for commit in commits:
+            if commit and commit not in known:
+                known.insert(0, commit)
+        del known[KEEP_SEEN:]
+
+    async def placement(self) -> dict[str, Any]:
+        """Where the next actor may go: Dask resources the workers declare (`sandbox`), and not
+        on a worker lost before (Dask may not have noticed yet)."""
+        client = await self.connection.client()
+        workers = client.scheduler_info().get("workers", {})
+        where: dict[str, Any] = {}
+        if any("sandbox" in (w.get("resources") or {}) for w in workers.values()):
+            where["resources"] = {"sandbox": 1}
+        if self.lost:
+            alive = [a for a in workers if a not in self.lost]
+            if alive:
+                where.update(workers=alive, allow_other_workers=False)
+        return where
+
+
+def command_settings() -> dict[str, Any]:
+    """The kernel's command settings as a worker needs them, less anything that looks secret:
+    keys stay in the kernel (set such variables on the workers themselves)."""
+    from ..config import settings
+    env = {k: v for k, v in extra_environment().items()
+           if not looks_secret(k) and k not in KEY_VARIABLES.values()}
+    return {"command_env": env, "unsandboxed_commands": settings().unsandboxed_commands}
+
+
+class ClusterWorkspace:
+    """One task's workspace, held by an actor on a worker; moves to another worker if that one is lost."""
+
+    def __init__(self, host: ClusterHost, task_id: str, branch: str, emit: Emit) -> None:
+        self.host, self.task_id, self.branch, self.emit = host, task_id, branch, emit
+        self.root = host.root
+        self.where = "(not placed)"
+        self.wip_ref = f"refs/osqr/wip/{host.run_id}/{task_id}"
+        self._actor: Any = None
+        self._future: Any = None
+        self._sandbox = "none"
+        self._touched = False                 # a tool that may change files ran since the last snapshot
+        self._explainer = tools.Workspace(host.root)
+
+    @property
+    def sandbox_mode(self) -> str:
+        return self._sandbox
+
+    # -- placing ---------------------------------------------------------------------------
+
+    async def open(self, start: str, fresh: bool) -> list[str]:
+        """On a worker, the task's branch at `start` (fresh) or where it was left (resumed: the
+        branch's tip, with the last snapshot's files when it was taken on that tip)."""
+        if fresh or not await git.branch_exists(self.root, self.branch):
+            await git.git(self.root, "update-ref", f"refs/heads/{self.branch}", start)
+        tip = await self._tip()
+        wip = None if fresh else await self._usable_snapshot(tip)
+        for attempt in range(MAX_MOVES + 1):
+            try:
+                await self._place(tip, wip)
+                return []
+            except Exception as exc:
+                if not _worker_lost(exc) or attempt == MAX_MOVES:
+                    raise
+                self.host.lost.add(self.where)
+                await self._drop()
+        return []
+
+    async def _place(self, tip: str, wip: str | None) -> None:
+        client = await self.host.connection.client()
+        key = f"osqr-workspace-{self.host.run_id}-{self.task_id}-{uuid.uuid4().hex[:8]}"
+        self._future = client.submit(WorkspaceActor, self.host.run_id, self.task_id, self.branch,
+                                     self.host.sandbox, command_settings(), actor=True, key=key,
+                                     **await self.host.placement())
+        self._actor = await self._future
+        self.where = self._actor._address
+        haves = await self._actor.haves(self.host.seen.get(self.where, []))
+        bundle = await bundles.make(self.root, f"refs/heads/{self.branch}", haves)
+        wip_bundle = await bundles.make(self.root, self.wip_ref, [*haves, tip]) if wip else None
+        info = await self._actor.open(tip, bundle, wip, wip_bundle)
+        self.where, self._sandbox = info["address"], info["sandbox"]
+        self.host.saw(self.where, tip, wip)
+
+    async def _move(self, error: BaseException) -> None:
+        """Carry on from the last commit or snapshot that reached the kernel, on another worker."""
+        old = self.where
+        self.host.lost.add(old)
+        await self._drop()
+        tip = await self._tip()
+        wip = await self._usable_snapshot(tip)
+        await self._place(tip, wip)
+        self._touched = False
+        self.emit("task_moved", from_worker=old, worker=self.where, commit=tip, snapshot=wip,
+                  error=f"{type(error).__name__}: {error}"[:300])
+
+    async def _remote(self, method: str, *args: Any) -> Any:
+        """A call to the actor, timed; a lost worker moves the workspace and the call is made again."""
+        for attempt in range(MAX_MOVES + 1):
+            started = time.perf_counter()
+            try:
+                result = await getattr(self._actor, method)(*args)
+            except Exception as exc:
+                if not _worker_lost(exc) or attempt == MAX_MOVES:
+                    raise
+                await self._move_until_placed(exc)
+                continue
+            self.host.round_trips.append((method, time.perf_counter() - started))
+            return result
+
+    async def _move_until_placed(self, error: BaseException) -> None:
+        for attempt in range(MAX_MOVES + 1):
+            try:
+                return await self._move(error)
+            except Exception as exc:
+                if not _worker_lost(exc) or attempt == MAX_MOVES:
+                    raise
+                error = exc
+
+    async def _drop(self) -> None:
+        """Forget the actor (its worker is gone, or the task is done): Dask must not re-create it."""
+        future, self._future, self._actor = self._future, None, None
+        if future is not None:
+            try:
+                await (await self.host.connection.client()).cancel(future, force=True)
+            except Exception:          # the cluster may be shutting down: nothing is left to free
+                pass
+
+    async def _tip(self) -> str:
+        return (await git.git(self.root, "rev-parse", f"refs/heads/{self.branch}", stderr=False))[1].strip()
+
+    async def _usable_snapshot(self, tip: str) -> str | None:
+        """The last snapshot, if it was taken on `tip` (a later save makes it stale)."""
+        code, out = await git.git(self.root, "rev-parse", "-q", f"{self.wip_ref}^", self.wip_ref,
+                                  check=False, stderr=False)
+        parent, _, commit = out.strip().partition("\n")
+        return commit.strip() if code == 0 and parent == tip else None
+
+    # -- the seam ----------------------------------------------------------------------------
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> str:
+        self._touched |= name in MUTATING
+        return await self._remote("call", name, arguments)
+
+    async def current_text(self, path: str) -> str | None:
+        return await self._remote("current_text", path)
+
+    async def plan_edit(self, path: str, old: str, new: str, replace_all: bool) -> tuple[str, str]:
+        return await self._remote("plan_edit", path, old, new, replace_all)
+
+    async def run_command(self, command: str | list[str], timeout: float | None) -> CommandResult:
+        self._touched = True
+        return await self._remote("run_command", command, timeout)
+
+    def explain(self, tool: str, exc: BaseException) -> str:
+        return self._explainer.explain(tool, exc)
+
+    async def turn_done(self) -> None:
+        """A snapshot of the files to the kernel when this turn may have changed them."""
+        if not self._touched:
+            return
+        self._touched = False
+        snap = await self._remote("snapshot")
+        if snap is None:
+            return
+        if snap["bundle"] is not None:
+            await bundles.take(self.root, snap["bundle"], f"refs/osqr/wip/{self.task_id}", self.wip_ref)
+        else:
+            await git.git(self.root, "update-ref", self.wip_ref, snap["commit"])
+        self.host.saw(self.where, snap["commit"])
+
+    async def save(self, message: str, author: str) -> Saved:
+        """Commit on the worker; the commit fetched into the user's repository as the task's branch."""
+        result = await self._remote("save", message, author)
+        ref = f"refs/heads/{self.branch}"
+        if result["bundle"] is not None:
+            await bundles.take(self.root, result["bundle"], ref, ref)
+        else:
+            await git.git(self.root, "update-ref", ref, result["commit"])
+        self.host.saw(self.where, result["commit"])
+        self._touched = False
+        return Saved(result["commit"], list(result["left_out"]))
+
+    async def advance(self, commit: str) -> None:
+        """The branch moves to `commit` (made in the kernel) and the worker's worktree with it."""
+        previous = await self._tip()
+        ref = f"refs/heads/{self.branch}"
+        await git.git(self.root, "update-ref", ref, commit)
+        bundle = await bundles.make(self.root, ref, [previous, *self.host.seen.get(self.where, [])])
+        await self._remote("advance", commit, bundle)
+        self.host.saw(self.where, commit)
+
+    async def close(self) -> None:
+        """Free the worker's worktree; the branch holds the work, so the snapshot goes too."""
+        try:
+            if self._actor is not None:
+                await getattr(self._actor, "close")()
+        except Exception as exc:
+            if not _worker_lost(exc):
+                raise
+        finally:
+            await self._drop()
+        await git.git(self.root, "update-ref", "-d", self.wip_ref, check=False)
+
+
+def _worker_lost(exc: BaseException) -> bool:
+    """The actor's worker is gone (a dropped connection, or Dask saying so), not a tool's failure:
+    the worker side turns every error of a tool into a ToolError."""
+    from distributed.scheduler import KilledWorker
+    if isinstance(exc, (OSError, KilledWorker)):
+        return True
+    return isinstance(exc, RuntimeError) and "Worker holding Actor was lost" in str(exc)
