@@ -74,6 +74,8 @@ class Connection:
             raise ClusterError("no cluster given: leave OSQR.cluster at None for local workspaces")
         self._client: asyncio.Task | None = None
         self.cluster: Any = None                # the LocalCluster started for "local:N"
+        self.gone: set[str] = set()             # workers the scheduler removed (or a call found dead)
+        self._losses: dict[str, asyncio.Event] = {}
 
     async def client(self) -> Any:
         if self._client is None:
@@ -86,13 +88,36 @@ class Connection:
         if _is_client(setting):
             if setting.asynchronous and _same_loop(setting):
                 return setting
-            setting = setting.scheduler.address      # a blocking client: its scheduler, asynchronously
-        elif setting.startswith("local:"):
+            # a blocking client: the same scheduler, asynchronously, on this loop
+            return await Client(setting.scheduler.address, security=setting.security, asynchronous=True,
+                                direct_to_workers=setting.direct_to_workers)
+        if setting.startswith("local:"):
             self.cluster = await LocalCluster(
                 n_workers=int(setting[6:]), threads_per_worker=2, processes=True, asynchronous=True,
                 host="127.0.0.1", dashboard_address=":0", env=blank_secrets())
-            setting = self.cluster
+            return await Client(self.cluster, asynchronous=True, direct_to_workers=True)
         return await Client(setting, asynchronous=True)
+
+    def watch(self, client: Any, worker: str) -> None:
+        """Hear from the scheduler when `worker` leaves (its events' topic is its address)."""
+        if worker not in self._losses:
+            self._losses[worker] = asyncio.Event()
+            client.subscribe_topic(worker, lambda event: self._on_event(worker, event))
+
+    def _on_event(self, worker: str, event: tuple[float, Any]) -> None:
+        _, message = event
+        if isinstance(message, dict) and message.get("action") == "remove-worker":
+            self.lose(worker)
+
+    def lose(self, worker: str) -> None:
+        """A worker is gone: calls waiting on it give up at once (the scheduler's own connection
+        to a dead worker may wait for its 30 s connect timeout)."""
+        self.gone.add(worker)
+        self._losses.setdefault(worker, asyncio.Event()).set()
+
+    def lost(self, worker: str) -> asyncio.Event:
+        """Set when `worker` leaves the cluster."""
+        return self._losses.setdefault(worker, asyncio.Event())
 
     async def close(self) -> None:
         """Close what this connection opened (never a Client the user handed over)."""

@@ -12,6 +12,7 @@ back too (`refs/osqr/wip/<run>/<task>`): a lost worker costs at most one turn.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 import uuid
@@ -39,7 +40,8 @@ class ClusterHost:
     def __init__(self, connection: Connection, root: Path, run_id: str, sandbox: bool | None = None) -> None:
         self.connection, self.root, self.run_id, self.sandbox = connection, root, run_id, sandbox
         self.seen: dict[str, list[str]] = {}          # worker -> commits sent to it or received from it
-        self.lost: set[str] = set()                   # workers a call failed on: not chosen again
+        self.lost = connection.gone                   # workers gone or failed: not chosen again
+        self.resources: dict[str, int] | None = None  # what each actor asks of its worker
         self.round_trips: collections.deque[tuple[str, float]] = collections.deque(maxlen=100_000)
 
     def make(self, task_id: str, branch: str, emit: Emit) -> "ClusterWorkspace":
@@ -53,18 +55,24 @@ class ClusterHost:
         del known[KEEP_SEEN:]
 
     async def placement(self) -> dict[str, Any]:
-        """Where the next actor may go: Dask resources the workers declare (`sandbox`), and not
-        on a worker lost before (Dask may not have noticed yet)."""
-        client = await self.connection.client()
-        workers = client.scheduler_info().get("workers", {})
-        where: dict[str, Any] = {}
-        if any("sandbox" in (w.get("resources") or {}) for w in workers.values()):
-            where["resources"] = {"sandbox": 1}
-        if self.lost:
-            alive = [a for a in workers if a not in self.lost]
-            if alive:
-                where.update(workers=alive, allow_other_workers=False)
+        """Where the next actor may go: the Dask resource `sandbox` when the workers declare it
+        (looked up once per run), and not on a worker lost before (Dask may not know yet)."""
+        workers: dict[str, Any] | None = None
+        if self.resources is None or self.lost:
+            workers = await self.workers()
+        if self.resources is None:
+            declared = any("sandbox" in (w.get("resources") or {}) for w in workers.values())
+            self.resources = {"sandbox": 1} if declared else {}
+        where: dict[str, Any] = {"resources": self.resources} if self.resources else {}
+        alive = [a for a in workers or {} if a not in self.lost]
+        if self.lost and alive:
+            where.update(workers=alive, allow_other_workers=False)
         return where
+
+    async def workers(self) -> dict[str, Any]:
+        """The scheduler's workers now (an asynchronous client caches none of them)."""
+        client = await self.connection.client()
+        return (await client.scheduler.identity(n_workers=-1)).get("workers", {})
 
 
 def command_settings() -> dict[str, Any]:
@@ -110,7 +118,7 @@ class ClusterWorkspace:
             except Exception as exc:
                 if not _worker_lost(exc) or attempt == MAX_MOVES:
                     raise
-                self.host.lost.add(self.where)
+                self.host.connection.lose(self.where)
                 await self._drop()
         return []
 
@@ -122,6 +130,7 @@ class ClusterWorkspace:
                                      **await self.host.placement())
         self._actor = await self._future
         self.where = self._actor._address
+        self.host.connection.watch(client, self.where)
         haves = await self._actor.haves(self.host.seen.get(self.where, []))
         bundle = await bundles.make(self.root, f"refs/heads/{self.branch}", haves)
         wip_bundle = await bundles.make(self.root, self.wip_ref, [*haves, tip]) if wip else None
@@ -132,7 +141,7 @@ class ClusterWorkspace:
     async def _move(self, error: BaseException) -> None:
         """Carry on from the last commit or snapshot that reached the kernel, on another worker."""
         old = self.where
-        self.host.lost.add(old)
+        self.host.connection.lose(old)
         await self._drop()
         tip = await self._tip()
         wip = await self._usable_snapshot(tip)
@@ -146,7 +155,7 @@ class ClusterWorkspace:
         for attempt in range(MAX_MOVES + 1):
             started = time.perf_counter()
             try:
-                result = await getattr(self._actor, method)(*args)
+                result = await self._unless_lost(getattr(self._actor, method)(*args))
             except Exception as exc:
                 if not _worker_lost(exc) or attempt == MAX_MOVES:
                     raise
@@ -154,6 +163,23 @@ class ClusterWorkspace:
                 continue
             self.host.round_trips.append((method, time.perf_counter() - started))
             return result
+
+    async def _unless_lost(self, call: Any) -> Any:
+        """The call's answer, or WorkerLost as soon as the scheduler says its worker left."""
+        lost = self.host.connection.lost(self.where)
+        if lost.is_set():
+            raise WorkerLost(f"{self.where} left the cluster")
+        answer = asyncio.ensure_future(call)
+        watch = asyncio.ensure_future(lost.wait())
+        try:
+            await asyncio.wait([answer, watch], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            if not answer.done():
+                answer.cancel()
+        if not answer.done() or answer.cancelled():
+            raise WorkerLost(f"{self.where} left the cluster during the call")
+        return answer.result()
 
     async def _move_until_placed(self, error: BaseException) -> None:
         for attempt in range(MAX_MOVES + 1):
@@ -248,6 +274,10 @@ class ClusterWorkspace:
         finally:
             await self._drop()
         await git.git(self.root, "update-ref", "-d", self.wip_ref, check=False)
+
+
+class WorkerLost(ConnectionError):
+    """The worker holding a workspace left the cluster."""
 
 
 def _worker_lost(exc: BaseException) -> bool:

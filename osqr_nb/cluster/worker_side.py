@@ -10,6 +10,7 @@ commits (bundles), tool calls and commands, and answers with results and bundles
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +23,24 @@ from . import bundles
 
 MUTATING = frozenset({"write_file", "edit_file", "run_command"})   # what makes a turn worth a snapshot
 KEEP_HAVES = 8          # commits the kernel is known to have, offered as a bundle's exclusions
+
+
+class WorkspaceError(RuntimeError):
+    """A failure of the workspace itself on the worker (git, the disk), said in one message:
+    any exception that crosses to the kernel must unpickle there, and a GitError would not."""
+
+
+def _plain_errors(method):
+    """ToolErrors go back as they are (the model reads them); anything else as a WorkspaceError."""
+    @functools.wraps(method)
+    async def run(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except (tools.ToolError, WorkspaceError):
+            raise
+        except Exception as exc:
+            raise WorkspaceError(f"{type(exc).__name__} on {_worker_address()}: {exc}") from None
+    return run
 
 
 class WorkspaceActor:
@@ -45,10 +64,12 @@ class WorkspaceActor:
 
     # -- opening ---------------------------------------------------------------------------
 
+    @_plain_errors
     async def haves(self, commits: list[str]) -> list[str]:
         """Which of the kernel's candidate commits this worker has: the next bundle leaves them out."""
         return await bundles.present(await _run_repo(self.run_id), commits)
 
+    @_plain_errors
     async def open(self, start: str, bundle: bytes | None, wip: str | None = None,
                    wip_bundle: bytes | None = None) -> dict[str, Any]:
         """The worktree on the task's branch at `start` (sent in `bundle` unless this worker has
@@ -58,7 +79,7 @@ class WorkspaceActor:
             if bundle is not None:
                 await bundles.take(repo, bundle, f"refs/heads/{self.branch}", f"refs/osqr/in/{self.task_id}")
             if wip_bundle is not None:
-                await bundles.take(repo, wip_bundle, f"refs/osqr/wip/{self.task_id}",
+                await bundles.take(repo, wip_bundle, f"refs/osqr/wip/{self.run_id}/{self.task_id}",
                                    f"refs/osqr/wip/{self.task_id}")
             self.path = repo.parent / "worktrees" / self.task_id
             await _clear(repo, self.path)
@@ -72,17 +93,21 @@ class WorkspaceActor:
 
     # -- tools -----------------------------------------------------------------------------
 
+    @_plain_errors
     async def call(self, name: str, arguments: dict[str, Any]) -> str:
         self.dirty |= name in MUTATING
         return await self._guarded(name, self.tools.acall(name, arguments))
 
+    @_plain_errors
     async def current_text(self, path: str) -> str | None:
         return await self._guarded("write_file", asyncio.to_thread(self.tools.current_text, path))
 
+    @_plain_errors
     async def plan_edit(self, path: str, old: str, new: str, replace_all: bool) -> tuple[str, str]:
         return await self._guarded("edit_file", asyncio.to_thread(self.tools.plan_edit, path, old, new,
                                                                    replace_all))
 
+    @_plain_errors
     async def run_command(self, command: str | list[str], timeout: float | None) -> CommandResult:
         self.dirty = True
         return await self._guarded("run_command", self.tools.run_command(command, timeout))
@@ -97,6 +122,7 @@ class WorkspaceActor:
 
     # -- commits ---------------------------------------------------------------------------
 
+    @_plain_errors
     async def save(self, message: str, author: str) -> dict[str, Any]:
         """Commit everything on the task's branch; the commit and the bundle the kernel lacks."""
         nested = await asyncio.to_thread(git.nested_repositories, self.path)
@@ -107,6 +133,7 @@ class WorkspaceActor:
         self.dirty, self.snapshot_tree = False, None
         return {"commit": commit, "left_out": nested, "bundle": data}
 
+    @_plain_errors
     async def snapshot(self) -> dict[str, Any] | None:
         """The files as they are now, as a commit on top of the branch (the branch stays where it
         is): what the task continues from if this worker is lost. None when nothing changed."""
@@ -128,6 +155,7 @@ class WorkspaceActor:
         self._reached_kernel(commit)
         return {"commit": commit, "parent": head, "bundle": data}
 
+    @_plain_errors
     async def advance(self, commit: str, bundle: bytes | None) -> None:
         """Move the worktree forward to a commit made in the kernel (its inputs merged in)."""
         if bundle is not None and not await bundles.present(self.path, [commit]):   # not if moved here
@@ -135,6 +163,7 @@ class WorkspaceActor:
         await git.git(self.path, "merge", "--ff-only", "-q", commit)
         self._reached_kernel(commit)
 
+    @_plain_errors
     async def close(self) -> None:
         """Remove the worktree and its refs; the clone's objects stay for the run's next tasks."""
         if self.path is None:
