@@ -17,6 +17,8 @@ from osqr_nb.cluster import ClusterError, bundles, check
 from osqr_nb.config import settings
 from osqr_nb.models.base import Reply, ToolCall
 from osqr_nb.models.scripted import ScriptedModel
+from osqr_nb.ui.dashboard import render_rows
+from osqr_nb.ui.snapshot import describe_run
 from osqr_nb.workspace.git import git as agit
 
 from conftest import git, run_async, seed_run
@@ -135,6 +137,10 @@ def test_the_seed_request_runs_on_the_cluster(repo, cluster_run):
     workers = {e.data["worker"] for e in events(run, "task_started")}
     assert all(w.startswith("tcp://127.0.0.1:") for w in workers)
     assert all(e.data["worker"] in workers for e in events(run, "workspace_ready"))
+    # the dashboard and the sidebar say where each task ran
+    shown = describe_run(run)["tasks"]
+    assert all(t["worker"] in workers and "· 127.0.0.1:" in t["model_text"] for t in shown)
+    assert shown[0]["worker"].split("://")[1] in render_rows(shown)
     assert not any(answer[SECRET] for answer in seen.values())
     # nothing of the workers' is left in the user's repository: the snapshots' refs went with the tasks
     assert git(repo, "for-each-ref", "refs/osqr/") == ""

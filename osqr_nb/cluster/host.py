@@ -96,6 +96,7 @@ class ClusterWorkspace:
         self._future: Any = None
         self._sandbox = "none"
         self._touched = False                 # a tool that may change files ran since the last snapshot
+        self._journal: list[tuple[str, tuple[Any, ...]]] = []   # changes made since then, to replay
         self._explainer = tools.Workspace(host.root)
 
     @property
@@ -138,17 +139,22 @@ class ClusterWorkspace:
         self.where, self._sandbox = info["address"], info["sandbox"]
         self.host.saw(self.where, tip, wip)
 
-    async def _move(self, error: BaseException) -> None:
-        """Carry on from the last commit or snapshot that reached the kernel, on another worker."""
-        old = self.where
+    async def _move(self, error: BaseException, old: str) -> None:
+        """Carry on, on another worker, from the last commit or snapshot that reached the kernel,
+        with the changes made since then made again: the files match the conversation."""
         self.host.connection.lose(old)
         await self._drop()
         tip = await self._tip()
         wip = await self._usable_snapshot(tip)
         await self._place(tip, wip)
-        self._touched = False
+        for method, args in self._journal:
+            try:
+                await self._unless_lost(getattr(self._actor, method)(*args))
+            except tools.ToolError:
+                pass                     # it failed the same way the first time, or the model was told
+        self._touched = True
         self.emit("task_moved", from_worker=old, worker=self.where, commit=tip, snapshot=wip,
-                  error=f"{type(error).__name__}: {error}"[:300])
+                  replayed=len(self._journal), error=f"{type(error).__name__}: {error}"[:300])
 
     async def _remote(self, method: str, *args: Any) -> Any:
         """A call to the actor, timed; a lost worker moves the workspace and the call is made again."""
@@ -182,9 +188,10 @@ class ClusterWorkspace:
         return answer.result()
 
     async def _move_until_placed(self, error: BaseException) -> None:
+        old = self.where
         for attempt in range(MAX_MOVES + 1):
             try:
-                return await self._move(error)
+                return await self._move(error, old)
             except Exception as exc:
                 if not _worker_lost(exc) or attempt == MAX_MOVES:
                     raise
@@ -212,8 +219,10 @@ class ClusterWorkspace:
     # -- the seam ----------------------------------------------------------------------------
 
     async def call(self, name: str, arguments: dict[str, Any]) -> str:
-        self._touched |= name in MUTATING
-        return await self._remote("call", name, arguments)
+        result = await self._remote("call", name, arguments)
+        if name in MUTATING:
+            self._changed("call", name, arguments)
+        return result
 
     async def current_text(self, path: str) -> str | None:
         return await self._remote("current_text", path)
@@ -222,8 +231,14 @@ class ClusterWorkspace:
         return await self._remote("plan_edit", path, old, new, replace_all)
 
     async def run_command(self, command: str | list[str], timeout: float | None) -> CommandResult:
+        result = await self._remote("run_command", command, timeout)
+        self._changed("run_command", command, timeout)
+        return result
+
+    def _changed(self, method: str, *args: Any) -> None:
+        """A change made on the worker since the last snapshot: made again if the worker is lost."""
         self._touched = True
-        return await self._remote("run_command", command, timeout)
+        self._journal.append((method, args))
 
     def explain(self, tool: str, exc: BaseException) -> str:
         return self._explainer.explain(tool, exc)
@@ -232,15 +247,17 @@ class ClusterWorkspace:
         """A snapshot of the files to the kernel when this turn may have changed them."""
         if not self._touched:
             return
-        self._touched = False
         snap = await self._remote("snapshot")
+        self._touched = False
         if snap is None:
+            self._journal.clear()
             return
         if snap["bundle"] is not None:
             await bundles.take(self.root, snap["bundle"], f"refs/osqr/wip/{self.task_id}", self.wip_ref)
         else:
             await git.git(self.root, "update-ref", self.wip_ref, snap["commit"])
         self.host.saw(self.where, snap["commit"])
+        self._journal.clear()
 
     async def save(self, message: str, author: str) -> Saved:
         """Commit on the worker; the commit fetched into the user's repository as the task's branch."""
@@ -252,6 +269,7 @@ class ClusterWorkspace:
             await git.git(self.root, "update-ref", ref, result["commit"])
         self.host.saw(self.where, result["commit"])
         self._touched = False
+        self._journal.clear()
         return Saved(result["commit"], list(result["left_out"]))
 
     async def advance(self, commit: str) -> None:
