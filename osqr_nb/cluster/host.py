@@ -97,6 +97,7 @@ class ClusterWorkspace:
         self._sandbox = "none"
         self._touched = False                 # a tool that may change files ran since the last snapshot
         self._journal: list[tuple[str, tuple[Any, ...]]] = []   # changes made since then, to replay
+        self._snapshot: asyncio.Task | None = None   # the last turn's snapshot, on its way to the kernel
         self._explainer = tools.Workspace(host.root)
 
     @property
@@ -219,18 +220,22 @@ class ClusterWorkspace:
     # -- the seam ----------------------------------------------------------------------------
 
     async def call(self, name: str, arguments: dict[str, Any]) -> str:
+        await self._settled()
         result = await self._remote("call", name, arguments)
         if name in MUTATING:
             self._changed("call", name, arguments)
         return result
 
     async def current_text(self, path: str) -> str | None:
+        await self._settled()
         return await self._remote("current_text", path)
 
     async def plan_edit(self, path: str, old: str, new: str, replace_all: bool) -> tuple[str, str]:
+        await self._settled()
         return await self._remote("plan_edit", path, old, new, replace_all)
 
     async def run_command(self, command: str | list[str], timeout: float | None) -> CommandResult:
+        await self._settled()
         result = await self._remote("run_command", command, timeout)
         self._changed("run_command", command, timeout)
         return result
@@ -244,11 +249,19 @@ class ClusterWorkspace:
         return self._explainer.explain(tool, exc)
 
     async def turn_done(self) -> None:
-        """A snapshot of the files to the kernel when this turn may have changed them."""
+        """A snapshot of the files on its way to the kernel when this turn may have changed them.
+
+        It travels while the agent waits for its model; the workspace's next call waits for it
+        (one call at a time reaches the worker, as the agent makes them).
+        """
+        await self._settled()
         if not self._touched:
             return
-        snap = await self._remote("snapshot")
         self._touched = False
+        self._snapshot = asyncio.create_task(self._take_snapshot(), name=f"osqr-snapshot-{self.task_id}")
+
+    async def _take_snapshot(self) -> None:
+        snap = await self._remote("snapshot")
         if snap is None:
             self._journal.clear()
             return
@@ -259,8 +272,15 @@ class ClusterWorkspace:
         self.host.saw(self.where, snap["commit"])
         self._journal.clear()
 
+    async def _settled(self) -> None:
+        """Wait for the snapshot under way; its failure is the caller's (the worker side failed)."""
+        pending, self._snapshot = self._snapshot, None
+        if pending is not None:
+            await pending
+
     async def save(self, message: str, author: str) -> Saved:
         """Commit on the worker; the commit fetched into the user's repository as the task's branch."""
+        await self._settled()
         result = await self._remote("save", message, author)
         ref = f"refs/heads/{self.branch}"
         if result["bundle"] is not None:
@@ -274,6 +294,7 @@ class ClusterWorkspace:
 
     async def advance(self, commit: str) -> None:
         """The branch moves to `commit` (made in the kernel) and the worker's worktree with it."""
+        await self._settled()
         previous = await self._tip()
         ref = f"refs/heads/{self.branch}"
         await git.git(self.root, "update-ref", ref, commit)
@@ -283,6 +304,10 @@ class ClusterWorkspace:
 
     async def close(self) -> None:
         """Free the worker's worktree; the branch holds the work, so the snapshot goes too."""
+        if self._snapshot is not None:
+            self._snapshot.cancel()
+            await asyncio.gather(self._snapshot, return_exceptions=True)
+            self._snapshot = None
         try:
             if self._actor is not None:
                 await getattr(self._actor, "close")()

@@ -143,17 +143,16 @@ class WorkspaceActor:
         nested = await asyncio.to_thread(git.nested_repositories, self.path)
         await git.git(self.path, "add", "-A", "--", ".", *[f":(exclude,top){p}" for p in nested])
         tree = (await git.git(self.path, "write-tree", stderr=False))[1].strip()
-        head = await git.head(self.path)
         if tree == self.snapshot_tree:
             return None
         self.snapshot_tree = tree
-        _, out = await git.git(self.path, "commit-tree", tree, "-p", head, "-m",
+        _, out = await git.git(self.path, "commit-tree", tree, "-p", "HEAD", "-m",
                                f"osqr: work in progress of {self.task_id}", stderr=False)
         commit, ref = out.strip(), f"refs/osqr/wip/{self.task_id}"
         await git.git(self.path, "update-ref", ref, commit)
         data = await bundles.make(self.path, ref, self.kernel_has)
         self._reached_kernel(commit)
-        return {"commit": commit, "parent": head, "bundle": data}
+        return {"commit": commit, "bundle": data}
 
     @_plain_errors
     async def advance(self, commit: str, bundle: bytes | None) -> None:
