@@ -221,14 +221,46 @@ def test_bundles_carry_only_what_the_other_side_lacks(tmp_path, repo):
         await agit(tmp_path, "init", "-q", "--bare", str(other))
         base = git(repo, "rev-parse", "HEAD").strip()
         full = await bundles.make(repo, "refs/heads/main", [])
-        assert await bundles.take(other, full, "refs/heads/main", "refs/heads/main") == base
+        await bundles.take(other, full, "refs/heads/main", "refs/heads/main")
+        assert git(other, "rev-parse", "refs/heads/main").strip() == base
         (repo / "new.txt").write_text("new\n")
         git(repo, "add", "new.txt")
         git(repo, "commit", "-q", "-m", "new")
         tip = git(repo, "rev-parse", "HEAD").strip()
-        thin = await bundles.make(repo, "refs/heads/main", [base, "0" * 40])
+        thin = await bundles.make(repo, "refs/heads/main", [base])
         assert len(thin) < len(full) + 200
-        assert await bundles.take(other, thin, "refs/heads/main", "refs/osqr/in") == tip
+        await bundles.take(other, thin, "refs/heads/main", "refs/osqr/in")
+        assert git(other, "rev-parse", "refs/osqr/in").strip() == tip
         assert await bundles.make(repo, "refs/heads/main", [tip]) is None
         assert await bundles.present(other, [tip, "1" * 40]) == [tip]
     asyncio.run(body())
+
+
+def test_a_blocking_client_the_person_made_is_reopened_on_the_loop(repo, dask_cluster):
+    with distributed.Client(dask_cluster.scheduler_address, direct_to_workers=True) as blocking:
+        async def body():
+            run = osqr_nb.start(plan=layered_plan(3), repo=repo, model=Turns(writes=1), tier=4,
+                                cluster=blocking)
+            await run
+            await run.workspaces.connection.close()     # its own asynchronous client; not the person's
+            return run
+        run = run_async(body())
+        assert blocking.status == "running"
+    assert run.status == "complete", run.state.error
+    assert all(e.data["worker"].startswith("tcp://") for e in events(run, "task_started"))
+
+
+def test_local_n_starts_workers_without_the_kernels_keys(repo, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+
+    async def body():
+        run = osqr_nb.start(plan=layered_plan(2), repo=repo, model=Turns(writes=1), tier=4, cluster="local:1")
+        await run
+        connection = run.workspaces.connection
+        client = await connection.client()
+        seen = await client.run(lambda: os.environ.get("ANTHROPIC_API_KEY"))
+        await connection.close()
+        return run, seen
+    run, seen = run_async(body())
+    assert run.status == "complete", run.state.error
+    assert list(seen.values()) == [""]

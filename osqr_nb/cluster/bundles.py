@@ -20,14 +20,13 @@ EMPTY = "Refusing to create empty bundle"
 async def make(repo: Path, ref: str, haves: list[str]) -> bytes | None:
     """The commits of `ref` that none of `haves` reaches, as a bundle; None when there are none.
 
-    `haves` may name commits `repo` does not have: they are dropped first, since rev-list
-    would refuse them.
+    Every one of `haves` must be in `repo` (rev-list refuses a missing one): callers pass
+    commits that came from this repository or reached it, or ask `present` first.
     """
-    known = await present(repo, haves)
     fd, name = tempfile.mkstemp(prefix="osqr-bundle-", suffix=".bundle")
     os.close(fd)
     try:
-        code, out = await git.git(repo, "bundle", "create", "-q", name, ref, *[f"^{c}" for c in known],
+        code, out = await git.git(repo, "bundle", "create", "-q", name, ref, *[f"^{c}" for c in haves],
                                   check=False)
         if code:
             if EMPTY in out:
@@ -38,15 +37,14 @@ async def make(repo: Path, ref: str, haves: list[str]) -> bytes | None:
         await asyncio.to_thread(_remove, name)
 
 
-async def take(repo: Path, data: bytes, ref: str, into: str) -> str:
-    """Fetch `ref` of the bundle `data` into the ref `into` of `repo` (forced); its commit."""
+async def take(repo: Path, data: bytes, ref: str, into: str) -> None:
+    """Fetch `ref` of the bundle `data` into the ref `into` of `repo` (forced)."""
     fd, name = tempfile.mkstemp(prefix="osqr-bundle-", suffix=".bundle")
     try:
         await asyncio.to_thread(_write, fd, data)
         await git.git(repo, "fetch", "-q", "--no-tags", "--no-write-fetch-head", name, f"+{ref}:{into}")
     finally:
         await asyncio.to_thread(_remove, name)
-    return (await git.git(repo, "rev-parse", into, stderr=False))[1].strip()
 
 
 async def present(repo: Path, commits: list[str]) -> list[str]:

@@ -119,9 +119,16 @@ class Connection:
         """Set when `worker` leaves the cluster."""
         return self._losses.setdefault(worker, asyncio.Event())
 
+    def usable(self) -> bool:
+        """Not failed or closed (a new connection is made for the setting otherwise)."""
+        if self._client is None or not self._client.done():
+            return True
+        return not self._client.cancelled() and self._client.exception() is None and self._client.result().status == "running"
+
     async def close(self) -> None:
         """Close what this connection opened (never a Client the user handed over)."""
-        if self._client is None or not self._client.done() or self._client.exception():
+        if self._client is None or not self._client.done() or self._client.cancelled() \
+                or self._client.exception():
             return
         client = self._client.result()
         if client is not self.setting:
@@ -154,6 +161,6 @@ def connection(setting: Any) -> Connection | None:
     loop = asyncio.get_running_loop()
     key = (setting if isinstance(setting, str) else id(setting), id(loop))
     found = _connections.get(key)
-    if found is None or found._client is not None and found._client.done() and found._client.exception():
+    if found is None or not found.usable():
         found = _connections[key] = Connection(setting)
     return found

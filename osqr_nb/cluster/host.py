@@ -31,6 +31,8 @@ from .worker_side import MUTATING, WorkspaceActor
 
 Emit = Callable[..., None]
 MAX_MOVES = 3              # moves of one call before its error is the task's
+JOURNAL_CALLS = 16         # file changes kept to make again before a snapshot is taken anyway
+JOURNAL_BYTES = 1 << 20
 KEEP_SEEN = 32             # commits remembered per worker, offered as a bundle's exclusions
 
 
@@ -95,7 +97,7 @@ class ClusterWorkspace:
         self._actor: Any = None
         self._future: Any = None
         self._sandbox = "none"
-        self._touched = False                 # a tool that may change files ran since the last snapshot
+        self._touched = False                 # a command ran, or the journal is long: snapshot this turn
         self._journal: list[tuple[str, tuple[Any, ...]]] = []   # changes made since then, to replay
         self._snapshot: asyncio.Task | None = None   # the last turn's snapshot, on its way to the kernel
         self._explainer = tools.Workspace(host.root)
@@ -241,15 +243,22 @@ class ClusterWorkspace:
         return result
 
     def _changed(self, method: str, *args: Any) -> None:
-        """A change made on the worker since the last snapshot: made again if the worker is lost."""
-        self._touched = True
+        """A change made on the worker since the last snapshot: made again if the worker is lost.
+
+        A file written or edited is cheap to make again from here; a command may not be (a
+        build), so a turn that ran one, or a long journal, is snapshotted when the turn ends.
+        """
         self._journal.append((method, args))
+        size = sum(len(str(a)) for _, args in self._journal for a in args)
+        if method == "run_command" or len(self._journal) >= JOURNAL_CALLS or size >= JOURNAL_BYTES:
+            self._touched = True
 
     def explain(self, tool: str, exc: BaseException) -> str:
         return self._explainer.explain(tool, exc)
 
     async def turn_done(self) -> None:
-        """A snapshot of the files on its way to the kernel when this turn may have changed them.
+        """A snapshot of the files on its way to the kernel when this turn ran a command (or the
+        file changes to make again pile up): a lost worker then costs no turn's work.
 
         It travels while the agent waits for its model; the workspace's next call waits for it
         (one call at a time reaches the worker, as the agent makes them).
