@@ -1,7 +1,7 @@
 """Scale-out on Dask: what putting tasks' workspaces on workers costs, beside the local path.
 
 Everything runs in this process's event loop (the kernel's part) against a
-LocalCluster of worker processes over TCP on loopback, and the same work runs
+scheduler and worker processes over TCP on loopback (SubprocessCluster), and the same work runs
 locally in the same invocation, so each figure has its baseline next to it:
 
 1. the same plan (default 200 tasks in layers of 20, each after one task of the
@@ -76,9 +76,12 @@ def layered(n: int, width: int = 20):
 
 
 async def cluster_client(workers: int):
-    from distributed import Client, LocalCluster
-    cluster = await LocalCluster(n_workers=workers, threads_per_worker=2, processes=True, protocol="tcp",
-                                 host="127.0.0.1", dashboard_address=":0", asynchronous=True, silence_logs=40)
+    """A scheduler and `workers` worker processes on loopback, none in this process: like a real
+    cluster, the kernel's loop runs only the client (a LocalCluster would run its scheduler here)."""
+    from distributed import Client
+    from distributed.deploy.subprocess import SubprocessCluster
+    cluster = await SubprocessCluster(n_workers=workers, threads_per_worker=2, host="127.0.0.1",
+                                      dashboard_address=None, asynchronous=True, silence_logs=40)
     return cluster, await Client(cluster, asynchronous=True, direct_to_workers=True)
 
 

@@ -92,6 +92,8 @@ class Connection:
             return await Client(setting.scheduler.address, security=setting.security, asynchronous=True,
                                 direct_to_workers=setting.direct_to_workers)
         if setting.startswith("local:"):
+            # The scheduler runs on this loop and the workers die with the kernel. (SubprocessCluster
+            # keeps the scheduler off the loop but leaves its processes behind a killed kernel.)
             self.cluster = await LocalCluster(
                 n_workers=int(setting[6:]), threads_per_worker=2, processes=True, asynchronous=True,
                 host="127.0.0.1", dashboard_address=":0", env=blank_secrets())

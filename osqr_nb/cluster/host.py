@@ -100,6 +100,7 @@ class ClusterWorkspace:
         self._touched = False                 # a command ran, or the journal is long: snapshot this turn
         self._journal: list[tuple[str, tuple[Any, ...]]] = []   # changes made since then, to replay
         self._snapshot: asyncio.Task | None = None   # the last turn's snapshot, on its way to the kernel
+        self._snapshotted = False                    # a snapshot ref is in the kernel's repository
         self._explainer = tools.Workspace(host.root)
 
     @property
@@ -111,10 +112,14 @@ class ClusterWorkspace:
     async def open(self, start: str, fresh: bool) -> list[str]:
         """On a worker, the task's branch at `start` (fresh) or where it was left (resumed: the
         branch's tip, with the last snapshot's files when it was taken on that tip)."""
-        if fresh or not await git.branch_exists(self.root, self.branch):
+        if fresh:
             await git.git(self.root, "update-ref", f"refs/heads/{self.branch}", start)
-        tip = await self._tip()
-        wip = None if fresh else await self._usable_snapshot(tip)
+            tip, wip = start, None
+        else:
+            if not await git.branch_exists(self.root, self.branch):
+                await git.git(self.root, "update-ref", f"refs/heads/{self.branch}", start)
+            tip = await self._tip()
+            wip = await self._usable_snapshot(tip)
         for attempt in range(MAX_MOVES + 1):
             try:
                 await self._place(tip, wip)
@@ -136,8 +141,9 @@ class ClusterWorkspace:
         self.where = self._actor._address
         self.host.connection.watch(client, self.where)
         haves = await self._actor.haves(self.host.seen.get(self.where, []))
-        bundle = await bundles.make(self.root, f"refs/heads/{self.branch}", haves)
+        bundle = None if tip in haves else await bundles.make(self.root, f"refs/heads/{self.branch}", haves)
         wip_bundle = await bundles.make(self.root, self.wip_ref, [*haves, tip]) if wip else None
+        self._snapshotted |= wip is not None
         info = await self._actor.open(tip, bundle, wip, wip_bundle)
         self.where, self._sandbox = info["address"], info["sandbox"]
         self.host.saw(self.where, tip, wip)
@@ -278,6 +284,7 @@ class ClusterWorkspace:
             await bundles.take(self.root, snap["bundle"], f"refs/osqr/wip/{self.task_id}", self.wip_ref)
         else:
             await git.git(self.root, "update-ref", self.wip_ref, snap["commit"])
+        self._snapshotted = True
         self.host.saw(self.where, snap["commit"])
         self._journal.clear()
 
@@ -325,7 +332,8 @@ class ClusterWorkspace:
                 raise
         finally:
             await self._drop()
-        await git.git(self.root, "update-ref", "-d", self.wip_ref, check=False)
+        if self._snapshotted:
+            await git.git(self.root, "update-ref", "-d", self.wip_ref, check=False)
 
 
 class WorkerLost(ConnectionError):
