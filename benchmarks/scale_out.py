@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import subprocess
@@ -80,6 +81,7 @@ async def cluster_client(workers: int):
     cluster, the kernel's loop runs only the client (a LocalCluster would run its scheduler here)."""
     from distributed import Client
     from distributed.deploy.subprocess import SubprocessCluster
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"     # the scheduler's stderr is a pipe nobody reads
     cluster = await SubprocessCluster(n_workers=workers, threads_per_worker=2, host="127.0.0.1",
                                       dashboard_address=None, asynchronous=True, silence_logs=40)
     return cluster, await Client(cluster, asynchronous=True, direct_to_workers=True)

@@ -207,13 +207,11 @@ class ClusterWorkspace:
                 error = exc
 
     async def _drop(self) -> None:
-        """Forget the actor (its worker is gone, or the task is done): Dask must not re-create it."""
+        """Forget the actor (its worker is gone, or the task is done): once no client wants its
+        key, Dask neither keeps the actor nor makes it again on another worker."""
         future, self._future, self._actor = self._future, None, None
         if future is not None:
-            try:
-                await (await self.host.connection.client()).cancel(future, force=True)
-            except Exception:          # the cluster may be shutting down: nothing is left to free
-                pass
+            future.release()
 
     async def _tip(self) -> str:
         return (await git.git(self.root, "rev-parse", f"refs/heads/{self.branch}", stderr=False))[1].strip()
