@@ -264,3 +264,27 @@ def test_local_n_starts_workers_without_the_kernels_keys(repo, monkeypatch):
     run, seen = run_async(body())
     assert run.status == "complete", run.state.error
     assert list(seen.values()) == [""]
+
+
+def test_placement_asks_for_a_sandbox_where_workers_declare_one_and_avoids_lost_workers(tmp_path):
+    from osqr_nb.cluster.host import ClusterHost
+
+    class Scheduler:
+        async def identity(self, n_workers):
+            return {"workers": {"tcp://a:1": {"resources": {"sandbox": 2}}, "tcp://b:1": {"resources": {}},
+                                "tcp://c:1": {"resources": {"sandbox": 1}}}}
+
+    class Client:
+        scheduler = Scheduler()
+
+    class Connection:
+        gone: set = set()
+
+        async def client(self):
+            return Client()
+
+    host = ClusterHost(Connection(), tmp_path, "r")
+    assert asyncio.run(host.placement()) == {"resources": {"sandbox": 1}}
+    host.lost.add("tcp://a:1")
+    assert asyncio.run(host.placement()) == {"resources": {"sandbox": 1}, "workers": ["tcp://c:1"],
+                                             "allow_other_workers": False}

@@ -66,7 +66,8 @@ class ClusterHost:
             declared = any("sandbox" in (w.get("resources") or {}) for w in workers.values())
             self.resources = {"sandbox": 1} if declared else {}
         where: dict[str, Any] = {"resources": self.resources} if self.resources else {}
-        alive = [a for a in workers or {} if a not in self.lost]
+        alive = [a for a, w in (workers or {}).items() if a not in self.lost
+                 and all(k in (w.get("resources") or {}) for k in self.resources)]
         if self.lost and alive:
             where.update(workers=alive, allow_other_workers=False)
         return where
