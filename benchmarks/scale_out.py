@@ -142,7 +142,7 @@ def show(label: str, local: dict, remote: dict) -> None:
     for key, name, unit in (("makespan", "makespan", "s"), ("bound", "max(critical path, work/limit)", "s"),
                             ("mean_task", "mean task time", "s"), ("late_p99", "kernel loop p99 lateness", "ms")):
         scale = 1000 if unit == "ms" else 1
-        print(f"  {name:<34}{local[key] * scale:>11.3f}{unit[0]}{remote[key] * scale:>11.3f}{unit[0]}")
+        print(f"  {name:<34}{local[key] * scale:>10.3f}{unit:<2}{remote[key] * scale:>10.3f}{unit:<2}")
     print(f"  {'makespan / bound':<34}{local['makespan'] / local['bound']:>12.3f}"
           f"{remote['makespan'] / remote['bound']:>12.3f}")
 

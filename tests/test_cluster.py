@@ -288,3 +288,21 @@ def test_placement_asks_for_a_sandbox_where_workers_declare_one_and_avoids_lost_
     host.lost.add("tcp://a:1")
     assert asyncio.run(host.placement()) == {"resources": {"sandbox": 1}, "workers": ["tcp://c:1"],
                                              "allow_other_workers": False}
+
+
+def test_the_scale_out_benchmark_runs_and_prints(capsys):
+    """benchmarks/scale_out.py at a small size (CI runs it; its figures are printed, not timed)."""
+    from conftest import load_benchmark
+    bench = load_benchmark("scale_out")
+    settings().learn_thresholds = settings().learn_routes = False
+    try:
+        asyncio.run(bench.part_plan(10, 4))
+        asyncio.run(bench.part_round_trip(20))
+        asyncio.run(bench.part_bundles([20]))
+        asyncio.run(bench.part_simulated(20, 2, 10, (0.0, 0.05)))
+    finally:
+        settings().learn_thresholds = settings().learn_routes = True
+    out = capsys.readouterr().out
+    print(out)
+    for line in ("cluster overhead per task", "cluster  p50", "kernel loop p99 lateness on the cluster"):
+        assert line in out
