@@ -128,7 +128,7 @@ class ClusterWorkspace:
             except Exception as exc:
                 if not _worker_lost(exc) or attempt == MAX_MOVES:
                     raise
-                self.host.connection.lose(self.where)
+                self._lost_here()
                 await self._drop()
         return []
 
@@ -205,7 +205,12 @@ class ClusterWorkspace:
             except Exception as exc:
                 if not _worker_lost(exc) or attempt == MAX_MOVES:
                     raise
+                self._lost_here()            # the worker it was moving to went too
                 error = exc
+
+    def _lost_here(self) -> None:
+        if "://" in self.where:
+            self.host.connection.lose(self.where)
 
     async def _drop(self) -> None:
         """Forget the actor (its worker is gone, or the task is done): once no client wants its
