@@ -14,6 +14,7 @@ from .config import settings
 from .engine.run import Run
 from .engine.state import RunState
 from .models.base import ModelClient
+from .cluster.connect import check as check_cluster, connection
 from .engine.budget import check_budget
 from .models.errors import KEY_VARIABLES
 from .plan.decompose import ModelPlanner, OfflinePlanner
@@ -50,11 +51,13 @@ def _check_parallel(max_parallel: object) -> int | None:
 def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: int = 2,
           max_parallel: int | None = 4, plan: Plan | None = None,
           model: str | ModelClient | None = None, budget: float | None = None,
-          check: str | None = None) -> Run:
+          check: str | None = None, cluster: object = None) -> Run:
     """Plan the request and start its agents in the background; returns the `Run` at once.
 
     `model` forces one model for every task (a name, or a ModelClient); by default
     each task is routed by its kind. `budget` is in US dollars for the whole run.
+    `cluster` puts the tasks' workspaces on a Dask cluster ("local:N", a scheduler
+    address, a distributed.Client; "none": this machine); default OSQR.cluster.
     """
     global _last_repo
     check_tier(tier)
@@ -64,6 +67,7 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
     budget = check_budget(config.budget if budget is None else budget)
     task_budget = check_budget(config.task_budget, "OSQR.task_budget")
     router = config.router(model if isinstance(model, str) else None)
+    cluster = check_cluster(config.cluster if cluster is None else cluster)
     if isinstance(model, str) and not router.available(router.forced):
         variable = KEY_VARIABLES.get(router.forced.provider, "a base URL in OSQR.providers")
         raise ValueError(f"model {model!r} needs {variable}: set it (or OSQR.providers), "
@@ -88,12 +92,20 @@ def start(request: str | None = None, *, repo: str | os.PathLike = ".", tier: in
     if info.warning:
         run.warnings.append(info.warning)
         warnings.warn(info.warning, OsqrWarning, stacklevel=2)
+    _place_workspaces(run, cluster)
     run.check = (check if check is not None else config.check) or None
     if run.check:
         run.emit("check_configured", command=run.check)
     _live[run.id] = run
     _last_repo = info.root
     return run.start(keep_worktrees=settings().keep_worktrees)
+
+
+def _place_workspaces(run: Run, cluster: object) -> None:
+    """Tasks' workspaces on the cluster's workers (see osqr_nb/cluster/), or left local."""
+    if cluster is not None:
+        from .cluster.host import ClusterHost
+        run.workspaces = ClusterHost(connection(cluster), run.root, run.id)
 
 
 def model_planner(router, request: str):
@@ -167,8 +179,9 @@ def resume(run_id: str | None = None, *, repo: str | os.PathLike | None = None,
         raise ValueError(f"run {state.run_id} is still being run by process {state.owner_pid}; "
                          "resume it there, stop that kernel, or pass force=True")
     _running_loop()
-    run = Run.reopen(state, info.root, log, settings().router(), model).start(
-        keep_worktrees=settings().keep_worktrees)
+    run = Run.reopen(state, info.root, log, settings().router(), model)
+    _place_workspaces(run, check_cluster(settings().cluster))
+    run.start(keep_worktrees=settings().keep_worktrees)
     _live[run.id] = run
     _last_repo = info.root
     return run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, Union, default, observe, validate
+from traitlets import Any as AnyTrait, Bool, Dict, Float, Int, List, TraitError, Unicode, Union, default, observe, validate
 from traitlets.config import SingletonConfigurable
 
 from .autonomy.policy import AutonomyPolicy, Thresholds
@@ -98,6 +98,10 @@ class OSQR(SingletonConfigurable):
     offline = Unicode("direct", help="With no provider configured, the scripted model answers: 'direct' "
                       "in-process, or 'wire' through the real anthropic SDK and a loopback server that "
                       "speaks its protocol.").tag(config=True)
+    cluster = AnyTrait(None, allow_none=True, help="Where tasks' workspaces live: None on this machine; "
+                       "'local:N' a Dask LocalCluster of N worker processes started for this kernel; a "
+                       "scheduler address ('tcp://host:8786'); or a distributed.Client you made. Models, "
+                       "keys and the event log stay in the kernel.").tag(config=True)
     checkpoint_cells = Bool(True, help="In JupyterLab with the OSQR Agents sidebar, put each new checkpoint "
                             "in a cell of its own (%osqr checkpoint <id>) below the one you work in.").tag(config=True)
 
@@ -155,6 +159,14 @@ class OSQR(SingletonConfigurable):
     def _fetch_priors(self, change) -> None:
         """A service just configured: fetch its priors now, in the background, for the next run."""
         prefetch_priors()
+
+    @validate("cluster")
+    def _check_cluster(self, proposal):
+        from .cluster.connect import ClusterError, check
+        try:
+            return check(proposal["value"])
+        except ClusterError as exc:
+            raise TraitError(f"OSQR.cluster: {exc}") from None
 
     @validate("tier")
     def _check_tier(self, proposal):

@@ -35,7 +35,7 @@ LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints", "checkpo
                  "go", "share")
 CELL = "%%osqr"
 # What each form takes; anything else given on its line is refused rather than ignored.
-TAKES = {CELL: {"repo", "tier", "max_parallel", "model", "budget", "check", "dry_run"},
+TAKES = {CELL: {"repo", "tier", "max_parallel", "model", "budget", "check", "dry_run", "cluster"},
          "status": {"run_id"}, "pause": {"run_id"}, "cost": {"run_id"}, "resume": {"run_id", "repo"},
          "history": {"repo"}, "share": {"repo", "preview", "pull"},
          "checkpoints": set(), "checkpoint": {"run_id"}, "route": set(), "models": set(), "go": set()}
@@ -56,6 +56,9 @@ class OsqrMagics(Magics):
     @argument("--model", default=None, help="one model for every task (a route name or model id)")
     @argument("--budget", type=float, default=None, help="US dollars the run may spend")
     @argument("--check", default=None, help='a command that verifies the merged result, e.g. "pytest -q"')
+    @argument("--cluster", default=None, help="tasks' workspaces on Dask: local:N, a scheduler address "
+                                              "(tcp://host:8786), a variable holding a distributed.Client, "
+                                              "or none (this machine); default OSQR.cluster")
     @argument("--dry-run", action="store_true", help="show the plan and its graph; run nothing")
     @argument("--preview", action="store_true", help="with `share`: show exactly what would be sent")
     @argument("--pull", action="store_true", help="with `share`: only fetch the global priors (no runs needed)")
@@ -63,7 +66,8 @@ class OsqrMagics(Magics):
     def osqr(self, line: str, cell: str | None = None):
         """Run a request with parallel agents (cell form) or manage runs (line form).
 
-        %%osqr [--repo PATH] [--tier 1-4] [--max-parallel N] [--model NAME] [--budget USD] [--check CMD] [--dry-run]
+        %%osqr [--repo PATH] [--tier 1-4] [--max-parallel N] [--model NAME] [--budget USD] [--check CMD]
+               [--cluster local:N|tcp://host:8786|CLIENT] [--dry-run]
         <request, e.g. Build the auth module, update the API docs, and refactor the database schema>
 
         %osqr status | pause | resume [RUN_ID] | history | checkpoints | route | models | cost [RUN_ID]
@@ -81,6 +85,8 @@ class OsqrMagics(Magics):
         if cell is None:
             return self._line(args)
         options = run_options(args)
+        if args.cluster and args.cluster.isidentifier() and args.cluster in self.shell.user_ns:
+            options["cluster"] = self.shell.user_ns[args.cluster]     # a Client the person made
         with _usage_errors():
             if args.dry_run:
                 return self._dry_run(cell, options)
@@ -292,9 +298,15 @@ def _check_values(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-parallel must be at least 1, got {args.max_parallel}")
     if args.budget is not None and not (math.isfinite(args.budget) and args.budget >= 0):
         raise UsageError(f"--budget must be a number of US dollars (0 for no limit), got {args.budget}")
-    for name in ("repo", "model"):
+    for name in ("repo", "model", "cluster"):
         if getattr(args, name) is not None and not getattr(args, name).strip():
             raise UsageError(f"{_flag(name)} needs a value, got an empty string")
+    if args.cluster is not None and not args.cluster.isidentifier():
+        from .cluster.connect import ClusterError, check
+        try:
+            check(args.cluster)
+        except ClusterError as exc:
+            raise UsageError(f"--cluster: {exc}") from None
 
 
 def run_options(args: argparse.Namespace) -> dict:
@@ -304,7 +316,8 @@ def run_options(args: argparse.Namespace) -> dict:
     if parallel < 1:
         raise UsageError(f"OSQR.max_parallel must be at least 1, got {parallel}; pass --max-parallel")
     return dict(repo=args.repo or ".", tier=tier, max_parallel=parallel, model=args.model,
-                budget=args.budget, check=args.check.strip("\"'") if args.check else None)
+                budget=args.budget, check=args.check.strip("\"'") if args.check else None,
+                **({"cluster": args.cluster} if args.cluster else {}))
 
 
 @contextmanager

@@ -210,7 +210,7 @@ BAD_CELL_LINES = [
     ("--budget 1e400", "got inf"),
     ("--budget -2", "got -2.0"),
     ("--budget ten", "argument --budget: invalid float value: 'ten'"),
-    ("--preview", "--preview does not apply to %%osqr; it takes --budget, --check, --dry-run"),
+    ("--preview", "--preview does not apply to %%osqr; it takes --budget, --check, --cluster, --dry-run"),
     ("status", "%%osqr takes options only (got 'status')"),
     ("--bogus", "unrecognized arguments: --bogus"),
 ]

@@ -157,7 +157,9 @@ function taskRow(task: ITaskSnapshot): HTMLElement {
   const title = el('span', 'osqr-task-title', task.title);
   title.title = task.title;
   row.appendChild(title);
-  row.appendChild(el('span', 'osqr-task-model', task.model ?? ''));
+  const model = el('span', 'osqr-task-model', task.model_text ?? task.model ?? '');
+  model.title = task.worker ?? '';
+  row.appendChild(model);
   const bar = el('span', 'osqr-progress');
   bar.title = task.progress_note;
   const fill = el('span', `osqr-progress-fill osqr-status-${task.shown}`);

@@ -24,6 +24,8 @@ export interface ITaskSnapshot {
   progress_text: string;
   progress_note: string;
   depends_on: string[];
+  worker?: string | null; // "local", or the Dask worker holding the task's files
+  model_text?: string; // the model, and the worker when not local
 }
 
 export interface ICheckpointSnapshot {

@@ -47,6 +47,7 @@ class TaskState:
     cost_usd: float = 0.0            # known costs only
     cost_unknown: bool = False       # some call of this task has no known price
     budget: float | None = None      # a raised per-task cap
+    worker: str | None = None        # where its workspace is: "local", or a Dask worker's address
 
     def budget_cap(self, default: float) -> float:
         return self.budget or default
@@ -222,6 +223,7 @@ class RunState:
         task.status, task.attempt = RUNNING, d.get("attempt", 1)
         task.model = d.get("model") or task.model
         task.started_at, task.error = e.ts, None
+        task.worker = d.get("worker") or task.worker
         if any(c["task_id"] == e.task_id for c in self.open_checkpoints.values()):
             self._before_asking[e.task_id] = RUNNING        # a question re-shown after a restart
             task.status = NEEDS_INPUT
@@ -229,6 +231,9 @@ class RunState:
     def _on_workspace_ready(self, e: Event, d: dict[str, Any]) -> None:
         task = self._task(e)
         task.start_commit = task.start_commit or d["head"]
+
+    def _on_task_moved(self, e: Event, d: dict[str, Any]) -> None:
+        self._task(e).worker = d["worker"]          # its worker was lost: it goes on on another
 
     def _on_model_reply(self, e: Event, d: dict[str, Any]) -> None:
         task = self._task(e)

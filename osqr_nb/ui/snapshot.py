@@ -57,7 +57,15 @@ def describe_task(task_id: str, state, spec, paused: bool) -> dict[str, Any]:
             "progress_text": f"{int(share * 100)}%",
             "progress_note": (f"{state.turns} of {TURN_BUDGET} turns used (the agent's turn budget); "
                               "100% only when the task has finished"),
-            "depends_on": list(spec.depends_on) if spec else []}
+            "depends_on": list(spec.depends_on) if spec else [],
+            "worker": state.worker, "model_text": model_text(state.model, state.worker)}
+
+
+def model_text(model: str | None, worker: str | None) -> str:
+    """The model, and the Dask worker holding the task's files when it is not this machine."""
+    if not worker or worker == "local":
+        return model or ""
+    return f"{model or ''} · {worker.split('://')[-1]}"
 
 
 def count_text(counts: dict[str, int]) -> str:

@@ -1,0 +1,308 @@
+"""Tasks' workspaces on a real Dask cluster: a scheduler and two worker processes over TCP on
+loopback, started by these tests. The agents stay here; their files live on the workers."""
+
+import asyncio
+import os
+import signal
+import sys
+
+import cloudpickle
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+import osqr_nb
+from osqr_nb import Plan, Task
+from osqr_nb.cluster import ClusterError, bundles, check
+from osqr_nb.config import settings
+from osqr_nb.models.base import Reply, ToolCall
+from osqr_nb.models.scripted import ScriptedModel
+from osqr_nb.ui.dashboard import render_rows
+from osqr_nb.ui.snapshot import describe_run
+from osqr_nb.workspace.git import git as agit
+
+from conftest import git, run_async, seed_run
+
+SECRET = "osqr-test-secret-XYZ-4f1c9a"          # planted in the kernel; must never reach a worker
+MARKER = "osqr-visible-marker-7d2e"              # a string the workers must receive (the recorder works)
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])    # the recorder below runs on the workers
+
+
+# -- the cluster and what its workers receive --------------------------------------------------------
+
+class Recorder(distributed.WorkerPlugin):
+    """On each worker: keeps every frame the worker process reads from the network."""
+
+    name = "osqr-test-recorder"
+
+    def setup(self, worker):
+        import distributed.comm.tcp as tcp
+        if getattr(tcp.from_frames, "recording", False):
+            return
+        original, tcp.received_frames = tcp.from_frames, []     # kept on a module the worker imported
+
+        async def from_frames(frames, *args, **kwargs):
+            tcp.received_frames.append(b"".join(bytes(f) for f in frames))
+            return await original(frames, *args, **kwargs)
+
+        from_frames.recording = True
+        tcp.from_frames = from_frames
+
+
+def _search(reversed_needles):
+    """Run on a worker: which needles its received frames hold (sent reversed, so that asking is
+    not itself a message holding them)."""
+    import distributed.comm.tcp as tcp
+    data = b"".join(tcp.received_frames)
+    return {n[::-1]: n[::-1].encode() in data for n in reversed_needles} | {"bytes": len(data)}
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True, protocol="tcp",
+                                       host="127.0.0.1", dashboard_address=":0")
+    with distributed.Client(cluster) as client:
+        client.register_plugin(Recorder())
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def cluster_run(dask_cluster, monkeypatch):
+    """Runs a coroutine with an asynchronous client on its loop, the secret planted in the kernel."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    settings().providers = {"anthropic": {"api_key": SECRET}}
+
+    def go(body, timeout=120):
+        async def main():
+            async with distributed.Client(dask_cluster.scheduler_address, asynchronous=True,
+                                          direct_to_workers=True) as client:
+                return await body(client)
+        return run_async(main(), timeout)
+    yield go
+    settings().providers = {}
+
+
+async def received(client) -> dict:
+    answers = await client.run(_search, [SECRET[::-1], MARKER[::-1]])
+    return answers
+
+
+# -- a scripted model ------------------------------------------------------------------------------
+
+class Turns:
+    """Plays, per task, a write per turn, a command, then finish; `delay` seconds per reply."""
+
+    name = "test model"
+
+    def __init__(self, writes=2, delay=0.0):
+        self.writes, self.delay = writes, delay
+
+    async def complete(self, system, messages, tools):
+        await asyncio.sleep(self.delay)
+        task_id = next(line[4:] for line in messages[0]["content"].splitlines() if line.startswith("id: "))
+        step = sum(1 for m in messages if m["role"] == "assistant")
+        if step < self.writes:
+            call = ("write_file", {"path": f"out/{task_id}/{step}.txt", "content": f"{MARKER} {task_id} {step}\n"})
+        elif step == self.writes:
+            call = ("run_command", {"command": ["python3", "-c", "print(sum(range(10000)))"]})
+        else:
+            call = ("finish", {"summary": f"{task_id} done"})
+        return Reply(tool_calls=[ToolCall(f"c{step}", *call)], stop_reason="tool_use")
+
+
+def layered_plan(count: int) -> Plan:
+    """`count` tasks in layers of five, each depending on one task of the layer before."""
+    tasks = [Task(f"t{i:02d}", f"Task {i}", "code", f"Write the files of task {i}",
+                  depends_on=[f"t{i - 5:02d}"] if i >= 5 else []) for i in range(count)]
+    return Plan(tasks)
+
+
+def events(run, kind):
+    return [e for e in run.log.read(run.id) if e.type == kind]
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+def test_the_seed_request_runs_on_the_cluster(repo, cluster_run):
+    async def body(client):
+        run = await seed_run(repo, cluster=client, model=ScriptedModel())   # the key planted: no routing
+        return run, await received(client)
+    run, seen = cluster_run(body)
+    assert run.status == "complete", run.state.error
+    files = set(git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration").split())
+    assert {"db/schema.sql", "auth/sessions.py", "docs/API.md", "app.py"} <= files
+    workers = {e.data["worker"] for e in events(run, "task_started")}
+    assert all(w.startswith("tcp://127.0.0.1:") for w in workers)
+    assert all(e.data["worker"] in workers for e in events(run, "workspace_ready"))
+    # the dashboard and the sidebar say where each task ran
+    shown = describe_run(run)["tasks"]
+    assert all(t["worker"] in workers and "· 127.0.0.1:" in t["model_text"] for t in shown)
+    assert shown[0]["worker"].split("://")[1] in render_rows(shown)
+    assert not any(answer[SECRET] for answer in seen.values())
+    # nothing of the workers' is left in the user's repository: the snapshots' refs went with the tasks
+    assert git(repo, "for-each-ref", "refs/osqr/") == ""
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_twenty_tasks_on_both_workers_and_no_key_reaches_a_worker(repo, cluster_run):
+    async def body(client):
+        run = osqr_nb.start(plan=layered_plan(20), repo=repo, model=Turns(), max_parallel=8, tier=4,
+                            cluster=client)
+        await run
+        return run, await received(client), list((await client.scheduler.identity(n_workers=-1))["workers"])
+    run, seen, workers = cluster_run(body)
+    assert run.status == "complete", run.state.error
+    files = set(git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration").split())
+    assert {f"out/t{i:02d}/{s}.txt" for i in range(20) for s in (0, 1)} <= files
+    placed = {e.data["worker"] for e in events(run, "task_started")}
+    assert placed == set(workers), "tasks ran on both workers"
+    assert {e.data["sandbox"] for e in events(run, "command")} <= {"bwrap", "none"}
+    # what the workers received: the agents' tool calls (the marker), never the kernel's key
+    assert all(answer[MARKER] for answer in seen.values()), seen
+    assert not any(answer[SECRET] for answer in seen.values()), seen
+    # a dependent started from its input's commit, fetched back from the worker that made it
+    for i in range(5, 20):
+        git(repo, "merge-base", "--is-ancestor", f"osqr/{run.id}/t{i - 5:02d}", f"osqr/{run.id}/t{i:02d}")
+
+
+def test_a_killed_worker_costs_no_task(repo, cluster_run):
+    async def body(client):
+        pids = await client.run(os.getpid)
+        run = osqr_nb.start(plan=layered_plan(12), repo=repo, model=Turns(writes=4, delay=0.15),
+                            max_parallel=6, tier=4, cluster=client)
+        victim = None
+        while victim is None and not run.done:
+            await asyncio.sleep(0.05)
+            running = [e.data["worker"] for e in events(run, "task_started")
+                       if run.tasks[e.task_id].status == "running"]
+            busy = [w for w in set(running) if running.count(w) >= 2 and w in pids]
+            if busy and len(events(run, "model_reply")) >= 6:
+                victim = busy[0]
+                os.kill(pids[victim], signal.SIGKILL)
+        await run
+        return run, victim
+    run, victim = cluster_run(body, timeout=180)
+    assert victim is not None, "the run ended before a worker could be killed"
+    assert run.status == "complete", run.state.error
+    moved = events(run, "task_moved")
+    assert moved and all(e.data["from_worker"] == victim and e.data["worker"] != victim for e in moved)
+    assert not events(run, "task_failed")
+    assert all(s.attempt == 1 for s in run.tasks.values()), "moved tasks went on; none started again"
+    files = set(git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration").split())
+    assert {f"out/t{i:02d}/{s}.txt" for i in range(12) for s in range(4)} <= files
+
+
+def test_bad_cluster_settings_say_what_works():
+    for bad in ("local:0", "local:x", "my-cluster", 8786):
+        with pytest.raises(ClusterError, match="local:N"):
+            check(bad)
+    assert check("none") is None and check(None) is None and check("tls://10.0.0.1:8786")
+    with pytest.raises(Exception, match="OSQR.cluster"):
+        settings().cluster = "kubernetes"
+    assert settings().cluster is None
+
+
+def test_the_magic_refuses_a_bad_cluster():
+    from IPython.core.error import UsageError
+    from osqr_nb.magics import parse_line, run_options
+    with pytest.raises(UsageError, match="--cluster"):
+        parse_line("--cluster local:0", cell=True)
+    with pytest.raises(UsageError, match="cluster"):
+        parse_line("status --cluster local:2", cell=False)
+    assert run_options(parse_line("--cluster local:2", cell=True))["cluster"] == "local:2"
+
+
+def test_bundles_carry_only_what_the_other_side_lacks(tmp_path, repo):
+    async def body():
+        other = tmp_path / "other.git"
+        await agit(tmp_path, "init", "-q", "--bare", str(other))
+        base = git(repo, "rev-parse", "HEAD").strip()
+        full = await bundles.make(repo, "refs/heads/main", [])
+        await bundles.take(other, full, "refs/heads/main", "refs/heads/main")
+        assert git(other, "rev-parse", "refs/heads/main").strip() == base
+        (repo / "new.txt").write_text("new\n")
+        git(repo, "add", "new.txt")
+        git(repo, "commit", "-q", "-m", "new")
+        tip = git(repo, "rev-parse", "HEAD").strip()
+        thin = await bundles.make(repo, "refs/heads/main", [base])
+        assert len(thin) < len(full) + 200
+        await bundles.take(other, thin, "refs/heads/main", "refs/osqr/in")
+        assert git(other, "rev-parse", "refs/osqr/in").strip() == tip
+        assert await bundles.make(repo, "refs/heads/main", [tip]) is None
+        assert await bundles.present(other, [tip, "1" * 40]) == [tip]
+    asyncio.run(body())
+
+
+def test_a_blocking_client_the_person_made_is_reopened_on_the_loop(repo, dask_cluster):
+    with distributed.Client(dask_cluster.scheduler_address, direct_to_workers=True) as blocking:
+        async def body():
+            run = osqr_nb.start(plan=layered_plan(3), repo=repo, model=Turns(writes=1), tier=4,
+                                cluster=blocking)
+            await run
+            await run.workspaces.connection.close()     # its own asynchronous client; not the person's
+            return run
+        run = run_async(body())
+        assert blocking.status == "running"
+    assert run.status == "complete", run.state.error
+    assert all(e.data["worker"].startswith("tcp://") for e in events(run, "task_started"))
+
+
+def test_local_n_starts_workers_without_the_kernels_keys(repo, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+
+    async def body():
+        run = osqr_nb.start(plan=layered_plan(2), repo=repo, model=Turns(writes=1), tier=4, cluster="local:1")
+        await run
+        connection = run.workspaces.connection
+        client = await connection.client()
+        seen = await client.run(lambda: os.environ.get("ANTHROPIC_API_KEY"))
+        await connection.close()
+        return run, seen
+    run, seen = run_async(body())
+    assert run.status == "complete", run.state.error
+    assert list(seen.values()) == [""]
+
+
+def test_placement_asks_for_a_sandbox_where_workers_declare_one_and_avoids_lost_workers(tmp_path):
+    from osqr_nb.cluster.host import ClusterHost
+
+    class Scheduler:
+        async def identity(self, n_workers):
+            return {"workers": {"tcp://a:1": {"resources": {"sandbox": 2}}, "tcp://b:1": {"resources": {}},
+                                "tcp://c:1": {"resources": {"sandbox": 1}}}}
+
+    class Client:
+        scheduler = Scheduler()
+
+    class Connection:
+        gone: set = set()
+
+        async def client(self):
+            return Client()
+
+    host = ClusterHost(Connection(), tmp_path, "r")
+    assert asyncio.run(host.placement()) == {"resources": {"sandbox": 1}}
+    host.lost.add("tcp://a:1")
+    assert asyncio.run(host.placement()) == {"resources": {"sandbox": 1}, "workers": ["tcp://c:1"],
+                                             "allow_other_workers": False}
+
+
+def test_the_scale_out_benchmark_runs_and_prints(capsys):
+    """benchmarks/scale_out.py at a small size (CI runs it; its figures are printed, not timed)."""
+    from conftest import load_benchmark
+    bench = load_benchmark("scale_out")
+    settings().learn_thresholds = settings().learn_routes = False
+    try:
+        asyncio.run(bench.part_plan(10, 4))
+        asyncio.run(bench.part_round_trip(20))
+        asyncio.run(bench.part_bundles([20]))
+        asyncio.run(bench.part_simulated(20, 2, 10, (0.0, 0.05)))
+    finally:
+        settings().learn_thresholds = settings().learn_routes = True
+    out = capsys.readouterr().out
+    print(out)
+    for line in ("cluster overhead per task", "cluster  p50", "kernel loop p99 lateness on the cluster"):
+        assert line in out
