@@ -609,8 +609,8 @@ class Run:
                   if self.state.tasks[p].status == COMPLETE]
         start, notes = await TaskInputs(self, task_id).start_from(inputs)
         await workspace.open(start, fresh=True)
-        self.emit("workspace_ready", task_id, head=start, worktree=str(self.worktree(task_id)),
-                   worker=workspace.where)
+        self.emit("workspace_ready", task_id, head=start, worker=workspace.where,   # a worker's folder
+                   worktree=str(self.worktree(task_id)) if workspace.where == "local" else None)  # is its own
         return notes
 
     def _emitter(self, task_id: str):
