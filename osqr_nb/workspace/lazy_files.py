@@ -69,11 +69,6 @@ class LazyFiles:
         async with self._lock:
             await self._settle()
 
-    @property
-    def complete(self) -> bool:
-        """Whether every file is known to be on disk."""
-        return self._absent is not None and not self._absent
-
     async def _waiting(self) -> set[str]:
         if self._absent is None:
             await self._load()

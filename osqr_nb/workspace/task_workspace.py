@@ -165,15 +165,20 @@ class LocalHost:
     def __init__(self, root: Path, run_id: str, sandbox: bool | None = None, lazy: bool = True) -> None:
         self.root, self.run_id, self.sandbox, self.lazy = root, run_id, sandbox, lazy
         self.lock = _worktree_locks.setdefault(root, asyncio.Lock())
-        self._listings: dict[str, frozenset[str]] = {}
+        self._listings: dict[str, frozenset[str]] = {}    # the latest few, newest last
 
     async def files_at(self, commit: str) -> frozenset[str]:
-        """The paths of a commit's tree, read once for all the tasks that start there."""
-        if commit not in self._listings:
+        """The paths of a commit's tree, read once for all the tasks that start there (most start
+        at the run's base; a task with inputs starts at a merge of its own, so few are kept)."""
+        listing = self._listings.pop(commit, None)
+        if listing is None:
             _, out = await git.git(self.root, "ls-tree", "-r", "-z", "--name-only", "--full-tree", commit,
                                    stderr=False)
-            self._listings[commit] = frozenset(p for p in out.split("\0") if p)
-        return self._listings[commit]
+            listing = frozenset(p for p in out.split("\0") if p)
+        self._listings[commit] = listing
+        while len(self._listings) > LISTINGS_KEPT:
+            del self._listings[next(iter(self._listings))]
+        return listing
 
     def path(self, task_id: str) -> Path:
         return self.root / ".osqr" / "worktrees" / self.run_id / task_id
@@ -185,6 +190,7 @@ class LocalHost:
 
 _worktree_locks: dict[Path, asyncio.Lock] = {}   # one per repository, across the runs of a process
 OPEN_AT_ONCE = 4     # workspaces being made at one time, per repository
+LISTINGS_KEPT = 8    # tree listings a host keeps (each as long as the repository's file list)
 _openings: dict[tuple[Path, asyncio.AbstractEventLoop], asyncio.Semaphore] = {}
 
 
