@@ -141,10 +141,8 @@ class _GitChild:
 
 
 GIT_THREADS = 16     # git processes running at once; each thread only waits on its process
-_git_pool: ThreadPoolExecutor | None = None
-
-
 GIT_NICENESS = 10    # git yields the CPU to the kernel's loop: clicks and cells before merges
+_git_pool: ThreadPoolExecutor | None = None
 
 
 def git_threads() -> ThreadPoolExecutor:
