@@ -26,10 +26,11 @@ new file and is told so) and parallel (mark the pair for merge review).
 from __future__ import annotations
 
 import ast
-import keyword
 import fnmatch
 import itertools
+import keyword
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Literal
@@ -162,6 +163,7 @@ class RepoIndex:
                 facts[path] = _facts_of(root / path)
             except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
                 continue
+            time.sleep(0)    # hand the GIL over: built in a thread, this must not starve the kernel's loop
         for path, (defined, _) in facts.items():
             for name in defined:
                 index.defines.setdefault(name, set()).add(path)
