@@ -12,6 +12,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -128,16 +129,22 @@ class _GitChild:
         self.process = subprocess.Popen(
             ["git", *SAFE_CONFIG, *self.args], cwd=self.cwd, env=_env(self.env),
             stdin=subprocess.PIPE if self.input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT if self.stderr else subprocess.DEVNULL)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT if self.stderr else subprocess.DEVNULL,
+            process_group=0)              # its own group: a kill reaches what git started too
         if self.killed:                   # killed between the check above and the start
-            self.process.kill()
+            self.kill()
         out, _ = self.process.communicate(self.input)
         return self.process.returncode, out
 
     def kill(self) -> None:
+        """Kill git and whatever it started (a filter, an alias's shell): those hold its output
+        open, and a kill of git alone would leave them running and this call waiting on them."""
         self.killed = True
         if self.process is not None and self.process.returncode is None:
-            self.process.kill()
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 GIT_THREADS = 16     # git processes running at once; each thread only waits on its process
