@@ -4,15 +4,13 @@ what the task changed: never a file it did not bring out as deleted."""
 
 import asyncio
 import os
-import shutil
-import subprocess
+import time
 
 import pytest
 
 import osqr_nb
 from osqr_nb.config import settings
 from osqr_nb.plan.task import Plan, Task
-from osqr_nb.workspace import git as gitlib
 from osqr_nb.workspace.task_workspace import LocalHost
 
 from conftest import git, run_async
@@ -261,3 +259,23 @@ def test_tasks_starting_together_each_get_a_whole_worktree(project):
         assert f"branch refs/heads/osqr/run1/t{i}\n" in listed
     git(project, "worktree", "prune")
     assert git(project, "worktree", "list", "--porcelain").count("worktree ") == 1    # all gone again
+
+
+def test_admin_folders_a_kill_left_half_written_are_cleared_by_the_next_run(project):
+    from test_run_git import ListModel, finish
+
+    staging = project / ".git" / "osqr-staging"
+    old, new = staging / "left-by-a-kill", staging / "being-written-now"
+    for folder in (old, new):
+        folder.mkdir(parents=True)
+        (folder / "HEAD").write_text("ref: refs/heads/x\n")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+
+    async def main():
+        run = osqr_nb.start(plan=Plan([Task("t", "T", "code")]), repo=project, tier=4,
+                            model=ListModel({"t": [finish()]}))
+        await run
+        return run
+
+    assert run_async(main()).status == "complete"
+    assert not old.exists() and new.exists()

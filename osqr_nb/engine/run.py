@@ -332,6 +332,7 @@ class Run:
 
     async def _orchestrate(self) -> None:
         await git.git(self.root, "worktree", "prune")     # forget worktrees whose folders were deleted
+        await asyncio.to_thread(git.clear_staging, await git.common_dir(self.root))   # and half-made ones
         try:
             if self.state.plan is None:
                 if self.planner is None:     # reopened while planning: plan again, offline

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -319,6 +320,24 @@ def _delete_admin(common: Path, admin: Path) -> None:
     except OSError:
         return
     shutil.rmtree(trash, ignore_errors=True)
+
+
+STAGING_KEPT_SECONDS = 3600    # a younger folder there may be another kernel's, being written now
+
+
+def clear_staging(common: Path) -> None:
+    """Delete what a kill left in `osqr-staging/`: admin folders never moved into place, or
+    moved out and not yet deleted."""
+    staging = common / "osqr-staging"
+    if not staging.is_dir():
+        return
+    old = time.time() - STAGING_KEPT_SECONDS
+    for entry in staging.iterdir():
+        try:
+            if entry.lstat().st_mtime < old:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            continue
 
 
 _common_dirs: dict[Path, Path] = {}
