@@ -18,12 +18,14 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..agents.secrets import looks_secret
 from ..models.errors import KEY_VARIABLES
+from . import libgit
 
 AGENT_IDENTITY = {
     "GIT_AUTHOR_NAME": "osqr-nb agent",
@@ -277,7 +279,7 @@ async def add_lazy_worktree(root: Path, path: Path, branch: str, start: str) -> 
     need a lock, and this does not.
     """
     common = await common_dir(root)
-    await git(root, "update-ref", "-m", "osqr: the task's branch", f"refs/heads/{branch}", start)
+    await set_ref(root, f"refs/heads/{branch}", start, "osqr: the task's branch")
     await asyncio.to_thread(_write_worktree, common, path, branch)
 
 
@@ -358,11 +360,19 @@ async def check_out_nothing(path: Path) -> None:
     One git process: read-tree applies a sparse pattern given for this call only, so
     neither the repository's config nor the worktree's is left in sparse mode. The
     index appears at once (git renames it into place), so a worktree without one is
-    a worktree this never finished in.
+    a worktree this never finished in. Such an index holds no trace of its worktree
+    (nothing checked out, so no file's stat data), so the next worktree at the same
+    tree gets a copy of the one git wrote, moved into place the same way: no process.
     """
     admin = git_dir(path)
     if admin is None:
         raise GitError(("read-tree",), 1, f"{path} is not a worktree")
+    tree = libgit.tree(path, "HEAD")
+    key = (str(admin.parent.parent), tree)
+    if tree and key in _empty_indexes:
+        _empty_indexes.move_to_end(key)
+        await asyncio.to_thread(_place, admin / "index", _empty_indexes[key])
+        return
     patterns = admin / "info" / "sparse-checkout"
     patterns.parent.mkdir(exist_ok=True)
     patterns.write_text("/.osqr-no-file-matches-this\n")
@@ -371,6 +381,21 @@ async def check_out_nothing(path: Path) -> None:
                   "read-tree", "-m", "-u", "HEAD")
     finally:
         patterns.unlink(missing_ok=True)
+    if tree:
+        _empty_indexes[key] = await asyncio.to_thread((admin / "index").read_bytes)
+        while len(_empty_indexes) > INDEXES_KEPT:
+            _empty_indexes.popitem(last=False)
+
+
+INDEXES_KEPT = 4       # (repository, tree) -> the all-skip-worktree index git wrote for it
+_empty_indexes: "OrderedDict[tuple[str, str], bytes]" = OrderedDict()
+
+
+def _place(target: Path, content: bytes) -> None:
+    """`content` at `target`, whole or not at all (written beside it, then renamed)."""
+    scratch = target.with_name(f"{target.name}.osqr-{uuid.uuid4().hex}")
+    scratch.write_bytes(content)
+    os.replace(scratch, target)
 
 
 async def _forget_worktree(root: Path, path: Path) -> None:
@@ -469,7 +494,26 @@ async def remove_worktrees(root: Path, paths: list[Path]) -> None:
 
 
 async def head(path: Path) -> str:
-    return (await git(path, "rev-parse", "HEAD"))[1].strip()
+    return libgit.rev(path, "HEAD") or (await git(path, "rev-parse", "HEAD"))[1].strip()
+
+
+async def set_ref(root: Path, ref: str, target: str, message: str) -> None:
+    """Point `ref` at `target` (libgit2 in process; `git update-ref` where it cannot)."""
+    if not libgit.set_ref(root, ref, target, message):
+        await git(root, "update-ref", "-m", message, ref, target)
+
+
+async def commit_tree(root: Path, tree: str, parents: list[str], message: str, author: str | None = None) -> str:
+    """A commit of `tree` on `parents`, by the agents' identity (`git commit-tree`, in process)."""
+    made = libgit.commit_tree(root, tree, parents, message,
+                              (author or AGENT_IDENTITY["GIT_AUTHOR_NAME"], AGENT_IDENTITY["GIT_AUTHOR_EMAIL"]),
+                              (AGENT_IDENTITY["GIT_COMMITTER_NAME"], AGENT_IDENTITY["GIT_COMMITTER_EMAIL"]))
+    if made:
+        return made
+    env = {"GIT_AUTHOR_NAME": author} if author else None
+    _, out = await git(root, "commit-tree", tree, *[a for p in parents for a in ("-p", p)], "-m", message,
+                       env=env, stderr=False)
+    return out.strip()
 
 
 def nested_repositories(path: Path) -> list[str]:
@@ -508,6 +552,9 @@ async def commit_all(path: Path, message: str, author: str | None = None,
 async def changed_files(path: Path, base: str, tip: str = "HEAD", two_dot: bool = False) -> dict[str, str]:
     """{path: status letter} of what `tip` changed since `base` (A added, M modified, D deleted);
     `two_dot`: everything that differs between the two, whichever side changed it."""
+    known = libgit.changed(path, base, tip, two_dot)
+    if known is not None:
+        return known
     _, out = await git(path, "diff", "--name-status", "--no-renames", "-z", f"{base}{'..' if two_dot else '...'}{tip}")
     parts = out.split("\0")
     return {name: status[:1] for status, name in zip(parts[::2], parts[1::2]) if name}
@@ -587,10 +634,7 @@ async def commit_merge(root: Path, merge: TreeMerge, resolved: dict[str, str | N
     tree = merge.tree
     if resolved:
         tree = await _tree_with(root, merge, resolved)
-    env = {"GIT_AUTHOR_NAME": author} if author else None
-    args = ["commit-tree", tree, *[a for p in parents for a in ("-p", p)], "-m", message]
-    _, out = await git(root, *args, env=env, stderr=False)
-    return out.strip()
+    return await commit_tree(root, tree, parents, message, author)
 
 
 async def _tree_with(root: Path, merge: TreeMerge, resolved: dict[str, str | None]) -> str:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from . import git
+from . import git, libgit
 from .checks import check_merged
 from .imports import BrokenImport, Version, broken_imports, wanted_paths
 
@@ -148,6 +148,9 @@ class _Merged:
             return set()
         if self.tree is None:
             return {n for n in names if git.has_markers(await self.read(n) or "")}
+        found = libgit.with_markers(self.root, self.tree, names)
+        if found is not None:
+            return found
         code, out = await git.git(self.root, "grep", "-l", "-z", "-I", "-E", "^(<<<<<<<|>>>>>>>) ",
                                   self.tree, "--", *names, check=False)
         prefix = f"{self.tree}:"
@@ -234,9 +237,8 @@ class Integrator:
             if await git.version() >= (2, 40):
                 sides = [f"--merge-base={start}", head, branch]
             else:
-                _, stand_in = await git.git(self.root, "commit-tree", f"{head}^{{tree}}", "-p", start,
-                                            "-m", "osqr: integration so far", stderr=False)
-                sides = [stand_in.strip(), branch]
+                stand_in = await git.commit_tree(self.root, f"{head}^{{tree}}", [start], "osqr: integration so far")
+                sides = [stand_in, branch]
         return await git.git(self.root, "merge-tree", "--write-tree", "--no-messages", *sides,
                              check=False, stderr=False)
 
@@ -249,9 +251,8 @@ class Integrator:
         tree = out.split()[0]
         if await self._checked(task_id, branch, files, touched, _Merged(self.root, self.worktree, head, tree)):
             return None
-        _, commit = await git.git(self.root, "commit-tree", tree, "-p", head, "-p", branch,   # a branch with
-                                  "-m", f"osqr: merge {task_id}", stderr=False)  # nothing new: one parent
-        return commit.strip()
+        return await git.commit_tree(self.root, tree, [head, branch], f"osqr: merge {task_id}")   # a branch
+        # with nothing new (its tip is head): one parent
 
     async def _merge_in_worktree(self, task_id: str, branch: str, files: list[str], touched: dict[str, list[str]],
                                  resolve: Resolve | None, result: Integration) -> str | None:
