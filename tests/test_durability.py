@@ -319,6 +319,44 @@ def test_events_journalled_by_a_process_that_died_while_the_log_was_locked_are_r
     assert len(list(EventLog(path).read("r1"))) == 2
 
 
+def test_a_body_lands_in_the_transaction_of_the_event_that_names_it(tmp_path, monkeypatch):
+    """A body costs no commit of its own: it is written with the next event, all or none, and
+    readable in between; a body whose event a crash cut off is simply never stored."""
+    import sqlite3
+
+    path = tmp_path / ".osqr" / "osqr.db"
+    log = EventLog(path)
+    digest = log.put_blob("a long reply " * 100)
+    assert log.get_blob(digest) == "a long reply " * 100
+    other = sqlite3.connect(path)
+    assert other.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 0
+    statements = []
+    log._db.set_trace_callback(statements.append)
+    log.append(Event("r", "model_reply", "a", {"reply": digest}))
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT" and len(statements) == 4
+    assert other.execute("SELECT body FROM blobs").fetchone()[0] == "a long reply " * 100
+    statements.clear()
+    log.append(Event("r", "tool_call", "a", {}))
+    assert len(statements) == 1                       # a lone event: one statement, its own transaction
+    lost = log.put_blob("never named")                # then the process dies
+    assert EventLog(path).get_blob(digest) and lost not in {r[0] for r in other.execute("SELECT hash FROM blobs")}
+
+
+def test_a_body_stored_while_another_process_holds_the_log_waits_with_its_event(tmp_path):
+    import sqlite3
+
+    path = tmp_path / ".osqr" / "osqr.db"
+    log = EventLog(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    digest = log.put_blob("body")
+    log.append(Event("r", "model_reply", "a", {"reply": digest}))
+    assert log.get_blob(digest) == "body" and [e.type for e in log.read("r")] == ["model_reply"]
+    holder.execute("COMMIT")
+    assert log.flush(30)
+    assert EventLog(path).get_blob(digest) == "body"
+
+
 def test_a_malformed_row_is_reported_and_the_rest_of_the_log_still_loads(repo):
     plan = Plan([Task("a", "A", "code")])
     run, _ = run_plan(repo, plan, {"a": [("write_file", {"path": "a.txt", "content": "a"}), finish()]})

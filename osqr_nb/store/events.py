@@ -80,6 +80,7 @@ class EventLog:
         self._pending: list[Event] = []        # appended, journalled, not yet in SQLite
         self._flusher: threading.Thread | None = None
         self._parked_blobs: dict[str, str] = {}        # bodies waiting with the parked events
+        self._unwritten_blobs: dict[str, str] = {}     # bodies the next append writes, ahead of its events
         self.malformed: list[tuple[int, str]] = []    # (seq, why) of rows that could not be read
         try:
             self._db = self._connect(BUSY_TIMEOUT * 50)
@@ -101,18 +102,31 @@ class EventLog:
         return self.append_all([event])[0]
 
     def append_all(self, events: list[Event]) -> list[Event]:
-        """Write events that belong together in one transaction: after a crash, all or none."""
+        """Write events that belong together in one transaction: after a crash, all or none.
+        Bodies stored since the last append (`put_blob`) go first in the same transaction."""
         if not events:
             return []
         with self._lock:
-            if not self._pending:
-                try:
-                    return _insert(self._db, events)
-                except sqlite3.OperationalError as exc:
-                    if not any(word in str(exc) for word in _LOCKED):
-                        raise LogError(f"cannot write the event log {self.path}: {exc}") from None
-            self._park(events)
-        return events
+            written = self._write_or_park(self._take_blobs() + events)
+        return events if written is None else written
+
+    def _write_or_park(self, rows: list[Event]) -> list[Event] | None:
+        """Commit `rows` (the lock held), or park them when another process holds SQLite's lock."""
+        if not self._pending:
+            try:
+                return _insert(self._db, rows)
+            except sqlite3.OperationalError as exc:
+                if not any(word in str(exc) for word in _LOCKED):
+                    raise LogError(f"cannot write the event log {self.path}: {exc}") from None
+        self._parked_blobs.update((b.data["hash"], b.data["body"]) for b in rows if b.type == "_blob")
+        self._park(rows)
+        return None
+
+    def _take_blobs(self) -> list[Event]:
+        blobs = [Event("", "_blob", None, {"hash": digest, "body": body})
+                 for digest, body in self._unwritten_blobs.items()]
+        self._unwritten_blobs.clear()
+        return blobs
 
     def _park(self, events: list[Event]) -> None:
         """Journal the events (one write of whole lines) and let the flusher commit them."""
@@ -173,23 +187,22 @@ class EventLog:
             journal.unlink(missing_ok=True)
 
     def put_blob(self, body: str) -> str:
-        """Store a large body once, by content hash (conversations repeat themselves)."""
+        """Store a large body once, by content hash (conversations repeat themselves).
+
+        The body is written with the next append, in its transaction: the event that names
+        it, which always follows, never lands without it, and a body costs no commit of its
+        own (a commit on the kernel's loop is the log's whole cost)."""
         digest = hashlib.sha256(body.encode()).hexdigest()[:32]
         with self._lock:
-            if digest in self._parked_blobs:
-                return digest
-            try:
-                self._db.execute("INSERT OR IGNORE INTO blobs (hash, body) VALUES (?, ?)", (digest, body))
-            except sqlite3.OperationalError:
-                # locked: the body rides along with the parked events (a blob row of its own)
-                self._parked_blobs[digest] = body
-                self._park([Event("", "_blob", None, {"hash": digest, "body": body})])
+            if digest not in self._parked_blobs:
+                self._unwritten_blobs.setdefault(digest, body)
         return digest
 
     def get_blob(self, digest: str) -> str:
         with self._lock:
-            if digest in self._parked_blobs:
-                return self._parked_blobs[digest]
+            for waiting in (self._unwritten_blobs, self._parked_blobs):
+                if digest in waiting:
+                    return waiting[digest]
             row = self._db.execute("SELECT body FROM blobs WHERE hash = ?", (digest,)).fetchone()
         if row is None:
             raise KeyError(f"no stored body {digest!r} in {self.path}")
@@ -232,6 +245,10 @@ class EventLog:
         return ids + [r for r in dict.fromkeys(parked) if r not in ids]
 
     def close(self) -> None:
+        with self._lock:
+            blobs = self._take_blobs()
+            if blobs:
+                self._write_or_park(blobs)
         self.flush()
         with self._lock:
             self._db.close()
@@ -261,9 +278,12 @@ def _from_row(row: dict[str, Any]) -> Event:
 
 
 def _insert(db: sqlite3.Connection, events: list[Event], skip_present: bool = False) -> list[Event]:
-    """One transaction; `skip_present` leaves out events already there (a journal replayed twice)."""
+    """One transaction; `skip_present` leaves out events already there (a journal replayed twice).
+    A lone event is one statement, which SQLite commits as its own transaction."""
+    alone = len(events) == 1 and not skip_present
     written = []
-    db.execute("BEGIN IMMEDIATE")
+    if not alone:
+        db.execute("BEGIN IMMEDIATE")
     try:
         for event in events:
             if event.type == "_blob":
@@ -278,7 +298,8 @@ def _insert(db: sqlite3.Connection, events: list[Event], skip_present: bool = Fa
             cur = db.execute("INSERT INTO events (run_id, type, task_id, ts, data) VALUES (?, ?, ?, ?, ?)",
                              (event.run_id, event.type, event.task_id, event.ts, payload))
             written.append(Event(event.run_id, event.type, event.task_id, event.data, event.ts, cur.lastrowid))
-        db.execute("COMMIT")
+        if not alone:
+            db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
