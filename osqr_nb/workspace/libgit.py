@@ -20,27 +20,29 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-
-try:
-    import pygit2
-except ImportError:                 # pragma: no cover - pygit2 is a dependency; git still works without it
-    pygit2 = None
+from typing import Any
 
 MARKERS = re.compile(rb"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)    # as merge.py's `git grep -E` looks
-_FAILURES = (KeyError, ValueError, TypeError, OSError) + ((pygit2.GitError,) if pygit2 else ())
+pygit2: Any = None                  # imported at first use: 40 ms that `%load_ext` need not wait for
+_FAILURES: tuple[type[BaseException], ...] = (KeyError, ValueError, TypeError, OSError)
 
 
-def open_repo(path: str | Path) -> "pygit2.Repository | None":
+def open_repo(path: str | Path) -> "Any | None":
     """The repository (or worktree) at `path`, or None where libgit2 cannot read it."""
+    global pygit2, _FAILURES
     if pygit2 is None:
-        return None
+        try:
+            import pygit2 as module
+        except ImportError:          # a dependency, but git alone still does every job
+            return None
+        pygit2, _FAILURES = module, _FAILURES + (module.GitError,)
     try:
         return pygit2.Repository(str(path), pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
     except _FAILURES:
         return None
 
 
-def _commit(repo: "pygit2.Repository", spec: str) -> "pygit2.Commit":
+def _commit(repo: Any, spec: str) -> Any:
     return repo.revparse_single(spec).peel(pygit2.Commit)
 
 
