@@ -2,13 +2,16 @@
 
 Checks that must answer before a cell returns (is this a repository?) run
 synchronously and take milliseconds; everything else is a subprocess awaited on
-the event loop, so git never blocks the kernel. The user's working tree and
+the event loop, so git never blocks the kernel. The small calls a task makes
+(a branch, a commit object, a tip, a diff's file list) go through libgit2 in
+process instead (libgit.py), falling back to git where libgit2 cannot. The user's working tree and
 current branch are never touched: agents work in worktrees under `.osqr/`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import shutil
@@ -22,11 +25,13 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 from ..agents.secrets import looks_secret
 from ..models.errors import KEY_VARIABLES
 from . import libgit
 
+T = TypeVar("T")
 AGENT_IDENTITY = {
     "GIT_AUTHOR_NAME": "osqr-nb agent",
     "GIT_AUTHOR_EMAIL": "agent@osqr-nb.invalid",
@@ -160,6 +165,12 @@ def git_threads() -> ThreadPoolExecutor:
     if _git_pool is None:
         _git_pool = ThreadPoolExecutor(GIT_THREADS, "osqr-git", initializer=_yield_to_the_kernel)
     return _git_pool
+
+
+async def off_the_loop(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in one of `git_threads()`: libgit2 work that grows with the repository
+    (a diff, a scan of files), which would otherwise hold the loop for as long as it takes."""
+    return await asyncio.get_running_loop().run_in_executor(git_threads(), functools.partial(function, *args))
 
 
 def _yield_to_the_kernel() -> None:
@@ -552,7 +563,7 @@ async def commit_all(path: Path, message: str, author: str | None = None,
 async def changed_files(path: Path, base: str, tip: str = "HEAD", two_dot: bool = False) -> dict[str, str]:
     """{path: status letter} of what `tip` changed since `base` (A added, M modified, D deleted);
     `two_dot`: everything that differs between the two, whichever side changed it."""
-    known = libgit.changed(path, base, tip, two_dot)
+    known = await off_the_loop(libgit.changed, path, base, tip, two_dot)    # 20,000 files: 50-100 ms
     if known is not None:
         return known
     _, out = await git(path, "diff", "--name-status", "--no-renames", "-z", f"{base}{'..' if two_dot else '...'}{tip}")

@@ -148,7 +148,7 @@ class _Merged:
             return set()
         if self.tree is None:
             return {n for n in names if git.has_markers(await self.read(n) or "")}
-        found = libgit.with_markers(self.root, self.tree, names)
+        found = await git.off_the_loop(libgit.with_markers, self.root, self.tree, names)
         if found is not None:
             return found
         code, out = await git.git(self.root, "grep", "-l", "-z", "-I", "-E", "^(<<<<<<<|>>>>>>>) ",
