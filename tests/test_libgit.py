@@ -165,3 +165,12 @@ def test_a_run_starts_git_only_for_what_needs_git(repo, tmp_path, monkeypatch):
 
     small, large = run_async(main(4)), run_async(main(24))
     assert (large - small) / 20 <= 3.05                      # add, commit, merge-tree
+
+
+def test_ancestry_is_answered_as_git_answers_it(history):
+    repo, before, after = history
+    for ancestor, tip in [(before, after), (after, before), (after, after), ("HEAD", before)]:
+        git_says = subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, tip], cwd=repo).returncode == 0
+        assert libgit.is_ancestor(repo, ancestor, tip) is git_says
+        assert run_async(gitlib.is_merged(repo, ancestor, tip)) is git_says
+    assert run_async(gitlib.rev_parse(repo, "HEAD~1")) == before

@@ -71,7 +71,7 @@ class TaskInputs:
         if await git.is_merged(self.root, branch, head):
             return head
         if await git.is_merged(self.root, head, branch):
-            merged = (await git.git(self.root, "rev-parse", branch))[1].strip()
+            merged = await git.rev_parse(self.root, branch)
             conflicted: list[str] = []
         else:
             merge = await git.merge_trees(self.root, head, branch)

@@ -505,7 +505,12 @@ async def remove_worktrees(root: Path, paths: list[Path]) -> None:
 
 
 async def head(path: Path) -> str:
-    return libgit.rev(path, "HEAD") or (await git(path, "rev-parse", "HEAD"))[1].strip()
+    return await rev_parse(path, "HEAD")
+
+
+async def rev_parse(path: Path, spec: str) -> str:
+    """The commit `spec` names (libgit2 in process; `git rev-parse` where it cannot)."""
+    return libgit.rev(path, spec) or (await git(path, "rev-parse", f"{spec}^{{commit}}"))[1].strip()
 
 
 async def set_ref(root: Path, ref: str, target: str, message: str) -> None:
@@ -578,6 +583,9 @@ async def conflicted_files(path: Path) -> list[str]:
 
 async def is_merged(path: Path, branch: str, tip: str = "HEAD") -> bool:
     """`branch` is already part of `tip`'s history (merging it again changes nothing)."""
+    known = await off_the_loop(libgit.is_ancestor, path, branch, tip)      # a walk of history
+    if known is not None:
+        return known
     code, _ = await git(path, "merge-base", "--is-ancestor", branch, tip, check=False)
     return code == 0
 

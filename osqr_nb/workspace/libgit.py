@@ -57,6 +57,18 @@ def rev(path: str | Path, spec: str) -> str | None:
         return None
 
 
+def is_ancestor(path: str | Path, ancestor: str, tip: str) -> bool | None:
+    """Whether `ancestor` is `tip` or in its history, as `git merge-base --is-ancestor`."""
+    repo = open_repo(path)
+    if repo is None:
+        return None
+    try:
+        old, new = _commit(repo, ancestor).id, _commit(repo, tip).id
+        return old == new or repo.descendant_of(new, old)
+    except _FAILURES:
+        return None
+
+
 def tree(path: str | Path, spec: str) -> str | None:
     """The tree `spec` names or peels to (`HEAD`, a commit, a tree), as `git rev-parse spec^{tree}`."""
     repo = open_repo(path)
