@@ -36,6 +36,7 @@ def history(repo: Path) -> tuple[Path, str, str]:
     (repo / "sub" / "new.py").write_text("<<<<<<< ours\nx = 1\n=======\nx = 2\n>>>>>>> theirs\n")
     (repo / "sub" / "blob.bin").write_bytes(b"\0\1<<<<<<< not text\n")
     (repo / "sub" / "quote.md").write_text("text that quotes\n    <<<<<<< a marker, indented\n")
+    (repo / "sub" / "ctl.txt").write_bytes(bytes(range(1, 9)) * 50 + b"\n>>>>>>> theirs\n")   # text to git: no NUL
     sh(repo, "add", "-A")
     sh(repo, "commit", "-q", "-m", "after")
     return repo, before, sh(repo, "rev-parse", "HEAD")
@@ -50,7 +51,7 @@ def test_changed_files_match_gits_name_status(history):
     repo, before, after = history
     expected = git_changes(repo, f"{before}...{after}")
     assert expected == {"gone.txt": "D", "kept.txt": "M", "link": "T", "sub/new.py": "A",
-                        "sub/blob.bin": "A", "sub/quote.md": "A"}
+                        "sub/blob.bin": "A", "sub/quote.md": "A", "sub/ctl.txt": "A"}
     assert libgit.changed(repo, before, after, two_dot=False) == expected
     assert libgit.changed(repo, after, before, two_dot=True) == git_changes(repo, f"{after}..{before}")
     assert run_async(gitlib.changed_files(repo, before, after)) == expected
@@ -68,11 +69,11 @@ def test_three_dots_measure_from_the_merge_base(history):
 
 def test_markers_are_found_as_git_grep_finds_them(history):
     repo, _, after = history
-    names = ["sub/new.py", "sub/blob.bin", "sub/quote.md", "kept.txt", "missing.txt"]
+    names = ["sub/new.py", "sub/blob.bin", "sub/quote.md", "sub/ctl.txt", "kept.txt", "missing.txt"]
     found = libgit.with_markers(repo, f"{after}^{{tree}}", names)
     grep = subprocess.run(["git", "grep", "-l", "-z", "-I", "-E", "^(<<<<<<<|>>>>>>>) ", f"{after}^{{tree}}", "--",
                            *names[:-1]], cwd=repo, capture_output=True, text=True).stdout
-    assert found == {n.split(":", 1)[1] for n in grep.split("\0") if n} == {"sub/new.py"}
+    assert found == {n.split(":", 1)[1] for n in grep.split("\0") if n} == {"sub/new.py", "sub/ctl.txt"}
 
 
 def test_a_commit_written_in_process_is_the_commit_git_writes(history):
