@@ -186,7 +186,7 @@ def test_a_killed_worker_costs_no_task(repo, cluster_run):
         return run, victim
     run, victim = cluster_run(body, timeout=180)
     assert victim is not None, "the run ended before a worker could be killed"
-    assert run.status == "complete", run.state.error
+    assert run.status == "complete", (run.state.error, [e.data for e in events(run, "task_failed")])
     moved = events(run, "task_moved")
     assert moved and all(e.data["from_worker"] == victim and e.data["worker"] != victim for e in moved)
     assert not events(run, "task_failed")
