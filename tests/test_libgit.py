@@ -175,3 +175,25 @@ def test_ancestry_is_answered_as_git_answers_it(history):
         assert libgit.is_ancestor(repo, ancestor, tip) is git_says
         assert run_async(gitlib.is_merged(repo, ancestor, tip)) is git_says
     assert run_async(gitlib.rev_parse(repo, "HEAD~1")) == before
+
+
+def test_a_repository_kept_open_sees_what_git_did_since(history, tmp_path):
+    """Kept open between calls, libgit2 still sees commits and branches git made since, and a
+    worktree removed and made again at the same folder on another branch."""
+    repo, before, after = history
+    assert libgit.rev(repo, "HEAD") == after
+    (repo / "later.txt").write_text("later\n")
+    sh(repo, "add", "-A")
+    sh(repo, "commit", "-q", "-m", "later")
+    sh(repo, "branch", "made-by-git", before)
+    assert libgit.rev(repo, "HEAD") == sh(repo, "rev-parse", "HEAD") != after
+    assert libgit.rev(repo, "made-by-git") == before
+    folder = tmp_path / "wt" / "t1"
+    run_async(gitlib.add_lazy_worktree(repo, folder, "osqr/r/one", before))
+    assert libgit.rev(folder, "HEAD") == before
+    run_async(gitlib.remove_worktree(repo, folder))
+    run_async(gitlib.add_lazy_worktree(repo, folder, "osqr/r/two", after))
+    assert libgit.rev(folder, "HEAD") == after
+    sh(repo, "gc", "-q", "--prune=now")                  # loose objects and refs packed away
+    assert libgit.rev(repo, "made-by-git") == before
+    assert libgit.changed(repo, before, after, two_dot=True) == git_changes(repo, f"{before}..{after}")
