@@ -422,7 +422,7 @@ def test_route_report_compares_table_and_learned():
                                                             "docs": ["claude-sonnet", "gpt-4o"],
                                                             "review": ["claude-opus"]}).set_index("kind")
     assert list(report.columns) == ["table_route", "learned_route", "changed", "n", "model", "success_rate",
-                                    "mean_cost_usd", "mean_seconds"]
+                                    "mean_cost_usd", "mean_seconds", "cascade"]
     # codex succeeds less often but costs less per successful task: the table's route stands
     assert report.loc["code", "learned_route"] == "codex → claude-sonnet" and not report.loc["code", "changed"]
     failing = pd.concat([synthetic_outcomes(400, seed=0), outcomes({("code", "codex"): (5, 45, 0.4)})])

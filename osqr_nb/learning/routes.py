@@ -1,7 +1,8 @@
 """Routes that learn: which model each task kind should go to, from how past routes went.
 
-An outcome is one finished task: task_kind, model, success (accepted without
-change and its checks passed), cost_usd, seconds. Per kind, every candidate
+An outcome is one attempt at a task: task_kind, model, success (accepted
+without change and its checks passed), cost_usd, seconds, and escalated_from
+when it took over from a cheaper model's failed attempt. Per kind, every candidate
 competes: the table's models and, with `candidates`, every other reachable
 model. The aim is the cheapest successful task at no less success than the
 table's route: per kind, each model draws a success rate from its Beta
@@ -24,7 +25,7 @@ after every model within it, as fallbacks only. Until a kind has `min_n`
 outcomes (own, or global pseudo-outcomes from GPKV's route priors, at most 10
 per route) its table order stands. Time is reported, not scored.
 
-`cascade_routes` adds a FrugalGPT-style cascade: a cheaper
+`cascade_routes` adds a FrugalGPT-style cascade, which runs use: a cheaper
 model tries first and a task whose attempt fails in the run goes on to the
 cascade's last model, the failed attempt's cost counted. That last model is
 the table's first model, or one whose posterior makes it at least as likely to
@@ -326,9 +327,11 @@ def route_report(outcomes_df: pd.DataFrame | None, table: Mapping[str, list[str]
 
     Columns: kind, table_route, learned_route (posterior means, no exploration),
     changed, n (outcomes of the kind), then the learned first model's model,
-    success_rate, mean_cost_usd and mean_seconds (NaN where it has no outcomes).
+    success_rate, mean_cost_usd and mean_seconds (NaN where it has no outcomes),
+    and cascade: the models a run's task tries (cascade_routes on posterior means).
     """
     learned = rank_routes(outcomes_df, table, explore=False, budget_usd=budget_usd, prior=prior)
+    chains = cascade_routes(outcomes_df, table, explore=False, budget_usd=budget_usd, prior=prior)
     stats = route_stats(outcomes_df).set_index(["task_kind", "model"])
     rows = []
     for kind, models in table.items():
@@ -340,5 +343,6 @@ def route_report(outcomes_df: pd.DataFrame | None, table: Mapping[str, list[str]
                      "changed": learned[kind] != models, "n": int(mine["n"].sum()), "model": first,
                      "success_rate": np.nan if best is None else float(best["success_rate"]),
                      "mean_cost_usd": np.nan if best is None else float(best["mean_cost_usd"]),
-                     "mean_seconds": np.nan if best is None else float(best["mean_seconds"])})
+                     "mean_seconds": np.nan if best is None else float(best["mean_seconds"]),
+                     "cascade": " → ".join(chains[kind])})
     return pd.DataFrame(rows)
