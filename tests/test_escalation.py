@@ -146,9 +146,12 @@ def test_a_failed_cheap_attempt_goes_on_to_the_main_model_from_the_same_commit(r
     assert set(cheap.model.calls) == {"guide"} and "guide" in main.model.calls
     # what the route learner gets: the cheap model's failure, the main model's escalated success
     rows = PKV().outcomes().query("task_kind == 'docs'")
-    assert rows[["model", "success", "escalated_from"]].values.tolist() == [
-        ["gpt-4o-mini", False, None], ["claude-sonnet", True, "gpt-4o-mini"]]
+    assert rows[["model", "success", "escalated_from", "escalate_to"]].values.tolist() == [
+        ["gpt-4o-mini", False, None, "claude-sonnet"], ["claude-sonnet", True, "gpt-4o-mini", None]]
     assert rows.cost_usd.tolist() == pytest.approx([costs[1], costs[2]])
+    code = PKV().outcomes().query("task_kind == 'code'")                 # no cascade for code
+    assert code[["model", "success", "escalated_from", "escalate_to"]].values.tolist() == [
+        ["claude-sonnet", True, None, None]]
 
 
 CHILD = """
@@ -274,7 +277,7 @@ def test_an_older_personal_store_gains_the_escalation_column(tmp_path):
     pkv = PKV(path)
     pkv.record_outcome("docs", "claude-sonnet", True, 0.1, 5.0, escalated_from="gpt-4o-mini")
     frame = pkv.outcomes()
-    assert frame[["model", "escalated_from"]].values.tolist() == [["claude-sonnet", None],
-                                                                  ["claude-sonnet", "gpt-4o-mini"]]
+    assert frame[["model", "escalated_from", "escalate_to"]].values.tolist() == [
+        ["claude-sonnet", None, None], ["claude-sonnet", "gpt-4o-mini", None]]
     routes = pkv.aggregates()["routes"]                      # what is shared: first attempts only
     assert [(r["model"], r["n"]) for r in routes] == [("claude-sonnet", 1)]

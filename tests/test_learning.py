@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from osqr_nb.autonomy.policy import Action, AutonomyPolicy, Thresholds
-from osqr_nb.learning.routes import OUTSIDER_PRIOR, TABLE_NEXT_PRIOR, TABLE_PRIOR
+from osqr_nb.learning.routes import OUTSIDER_PRIOR, TABLE_NEXT_PRIOR, TABLE_PRIOR, noticing
 from osqr_nb.learning import (PKV, apply_thresholds, calibrate, cascade_routes, evidence_counts, explain,
                               priors_from, rank_routes, recommend_thresholds, route_report, route_stats,
                               synthetic_history, synthetic_outcomes, whatif)
@@ -596,6 +596,27 @@ def test_a_cascade_tries_a_cheap_model_first_only_when_it_pays():
         escalated_from="gpt-4o-mini")])
     assert cascade_routes(never, table, explore=False, candidates=everyone)["code"] == ["claude-sonnet"]
     assert route_stats(never).set_index("model").loc["claude-sonnet", "n"] == 100   # first attempts only
+
+
+def test_a_cascade_whose_failures_the_run_does_not_see_is_dropped():
+    """A failure found only later (an override) is never escalated: a cascade that misses many
+    loses success its last model alone would have, so it is not taken."""
+    table = {"code": ["claude-sonnet"]}
+    everyone = ["claude-sonnet", "gpt-4o-mini"]
+    main = outcomes({("code", "claude-sonnet"): (86, 14, 0.26)})
+    tries = outcomes({("code", "gpt-4o-mini"): (55, 45, 0.018)}).assign(escalate_to="claude-sonnet")
+
+    def escalated(n):
+        rescued = outcomes({("code", "claude-sonnet"): (round(n * 0.7), n - round(n * 0.7), 0.26)})
+        return rescued.assign(escalated_from="gpt-4o-mini")
+    seen = pd.concat([main, tries, escalated(45)])             # every failure seen and escalated
+    assert noticing(seen) == {("code", "gpt-4o-mini", "claude-sonnet"): (45, 0)}
+    assert cascade_routes(seen, table, explore=False, candidates=everyone)["code"] == ["gpt-4o-mini",
+                                                                                        "claude-sonnet"]
+    missed = pd.concat([main, tries, escalated(5)])             # 40 of 45 failures found only later
+    assert noticing(missed) == {("code", "gpt-4o-mini", "claude-sonnet"): (5, 40)}
+    assert cascade_routes(missed, table, explore=False, candidates=everyone)["code"] == ["claude-sonnet"]
+    assert route_stats(missed).set_index("model").loc["gpt-4o-mini", "n"] == 100
 
 
 def posterior_mean(frame: pd.DataFrame, kind: str, model: str, table: list[str]) -> float:

@@ -732,14 +732,17 @@ class Run:
 
 def _outcome_rows(kind: str, task: TaskState, success: bool) -> list[dict[str, Any]]:
     """What a task teaches the route learner: its attempt, or an escalated task's two (the first
-    model's failure, then the last model's attempt, marked with the model it took over from)."""
+    model's failure, then the last model's attempt, marked with the model it took over from).
+    A cascade's first try names the model it would have gone on to: a failure the run did not
+    see (an override, a failed check) shows how often a cascade misses one."""
     cost = None if task.cost_unknown else task.cost_usd
     seconds = (task.finished_at - task.started_at) if task.finished_at and task.started_at else None
     if not task.escalated_from:
-        return [{"task_kind": kind, "model": task.route, "success": success, "cost_usd": cost, "seconds": seconds}]
+        return [{"task_kind": kind, "model": task.route, "success": success, "cost_usd": cost, "seconds": seconds,
+                 "escalate_to": task.escalate_to}]
     first = None if task.cost_unknown or task.escalation_cost_usd is None else task.escalation_cost_usd
     return [{"task_kind": kind, "model": task.escalated_from, "success": False, "cost_usd": first,
-             "seconds": task.escalation_seconds},
+             "seconds": task.escalation_seconds, "escalate_to": task.route},
             {"task_kind": kind, "model": task.route, "success": success, "seconds": seconds,
              "cost_usd": None if cost is None or first is None else cost - first,
              "escalated_from": task.escalated_from}]

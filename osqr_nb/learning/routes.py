@@ -55,11 +55,13 @@ FLOOR_QUANTILE = 0.75            # how sure "as good as the table's model" must 
 FLOOR_SLACK = 0.01                # ranked on means: a point below the table's model still counts as as good
 RESCUE_PRIOR = 2.0                # pseudo-outcomes behind the guess that failures nest (cascades)
 RESCUE_SURE = 0.9                 # a cascade is dropped when escalations fail this surely below the guess
+NOTICE_PRIOR = (5.0, 0.01)        # pseudo (seen, unseen) failures of a cascade's first try: seen, until shown
+MISSED_LOSS = 0.002               # success a cascade may lose to failures the run misses (0.2 points)
 MAIN_SURE = 0.99                  # P(as good as the table's model) a cascade's last model needs
 MAIN_EVIDENCE = 20                # first attempts of the table's model before another may replace it
 GRID = 2000                       # points over [0, 1] for P(one success rate >= another)
 PRIOR_CAP = 10.0
-OUTCOME_COLUMNS = ["task_kind", "model", "success", "cost_usd", "seconds", "escalated_from"]
+OUTCOME_COLUMNS = ["task_kind", "model", "success", "cost_usd", "seconds", "escalated_from", "escalate_to"]
 STAT_COLUMNS = ["task_kind", "model", "n", "successes", "failures", "success_rate", "mean_cost_usd",
                 "mean_seconds"]
 
@@ -101,6 +103,22 @@ def rescues(outcomes: pd.DataFrame | None) -> dict[tuple[str, str, str], tuple[i
     frame = frame[frame["escalated_from"].notna()]
     grouped = frame.groupby(["task_kind", "escalated_from", "model"])["success"]
     return {key: (int(ok), int(n - ok)) for key, ok, n in zip(grouped.groups, grouped.sum(), grouped.size())}
+
+
+def noticing(outcomes: pd.DataFrame | None) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """{(kind, first model, escalated to): (failures the run saw and escalated, failures it did
+    not see)} of cascades' first tries. A first try's row names the model its failure would go on
+    to (`escalate_to`); a failure with no escalation behind it was found only later (the person
+    overrode the task, the run's check failed)."""
+    frame = _outcomes(outcomes)
+    tried = frame[frame["escalate_to"].notna() & frame["escalated_from"].isna() & ~frame["success"]]
+    failed = tried.groupby(["task_kind", "model", "escalate_to"]).size()
+    escalated = rescues(outcomes)
+    result = {}
+    for key, n in failed.items():
+        seen = min(int(n), sum(escalated.get(key, (0, 0))))
+        result[key] = (seen, int(n) - seen)
+    return result
 
 
 def _rng(rng: Any) -> np.random.Generator:
@@ -249,6 +267,12 @@ def rank_routes(outcomes_df: pd.DataFrame | None, table: Mapping[str, list[str]]
     return ranked
 
 
+def _noticed(counts: tuple[int, int]) -> float:
+    """The share of a first try's failures the run sees (and so escalates), posterior mean, from
+    the guess that it sees them all."""
+    return (NOTICE_PRIOR[0] + counts[0]) / (NOTICE_PRIOR[0] + NOTICE_PRIOR[1] + counts[0] + counts[1])
+
+
 def _rescue(rescued: tuple[int, int], p_first: float, p_main: float, rng: np.random.Generator | None
             ) -> tuple[float, float]:
     """P(the main model succeeds | the first failed), drawn (with rng) or its mean; and the
@@ -278,7 +302,7 @@ def cascade_routes(outcomes_df: pd.DataFrame | None, table: Mapping[str, list[st
     that the cascade would succeed less often than the table's model. Arguments as for
     rank_routes; outcomes may carry `escalated_from` (see the module doc)."""
     records = _records(route_stats(outcomes_df), prior)
-    rescued = rescues(outcomes_df)
+    rescued, seen = rescues(outcomes_df), noticing(outcomes_df)
     generator = _rng(rng)
     others = list(dict.fromkeys(candidates or []))
     routes = {}
@@ -293,16 +317,19 @@ def cascade_routes(outcomes_df: pd.DataFrame | None, table: Mapping[str, list[st
         rate = _beliefs(models, record, generator, explore, named, price_hint)[0] if explore else mean
         wins, losses, _ = record.get(models[0], (0.0, 0.0, np.nan))
         mains = _as_good(alpha, beta, cost, budget_usd, wins + losses)
-        routes[kind] = _cheapest_chain(kind, models, mean, rate, cost, mains, rescued,
+        routes[kind] = _cheapest_chain(kind, models, mean, rate, cost, mains, rescued, seen,
                                        generator if explore else None)
     return routes
 
 
 def _cheapest_chain(kind: str, models: list[str], mean: np.ndarray, rate: np.ndarray, cost: np.ndarray,
                     mains: list[int], rescued: dict[tuple[str, str, str], tuple[int, int]],
-                    rng: np.random.Generator | None) -> list[str]:
+                    seen: dict[tuple[str, str, str], tuple[int, int]], rng: np.random.Generator | None
+                    ) -> list[str]:
     """The route of least expected cost per success among [main] and [cheaper first, main], for
-    each main allowed; a first try whose escalations surely lose success is left out."""
+    each main allowed. Only the failures the run sees are escalated, so a first try whose
+    failures are missed, or whose escalations are not rescued, surely enough to lose success
+    against the table's model is left out."""
     best, best_per_success = [models[0]], np.inf
     for main in mains:
         if cost[main] / max(mean[main], 1e-9) < best_per_success:
@@ -310,12 +337,16 @@ def _cheapest_chain(kind: str, models: list[str], mean: np.ndarray, rate: np.nda
         for first in range(len(models)):
             if first == main or cost[first] >= cost[main]:
                 continue
+            key = (kind, models[first], models[main])
             fails = 1 - rate[first]
-            rescue, optimistic = _rescue(rescued.get((kind, models[first], models[main]), (0, 0)),
-                                         rate[first], mean[main], rng)
+            rescue, optimistic = _rescue(rescued.get(key, (0, 0)), rate[first], mean[main], rng)
+            noticed = _noticed(seen.get(key, (0, 0)))
             if rate[first] + fails * optimistic < mean[0] - 1e-9:
-                continue                       # escalations say it would lose success: not tried
-            success, spent = rate[first] + fails * rescue, cost[first] + fails * cost[main]
+                continue                       # escalations are not rescued enough: it would lose success
+            if fails * (1 - noticed) * rescue > MISSED_LOSS:
+                continue                       # failures the run misses would cost success the last model has
+            success = rate[first] + fails * noticed * rescue
+            spent = cost[first] + fails * noticed * cost[main]
             if spent / max(success, 1e-9) < best_per_success:
                 best, best_per_success = [models[first], models[main]], spent / max(success, 1e-9)
     return best
