@@ -38,6 +38,9 @@ the model that failed first), starting from the pessimistic guess that
 failures nest (the stronger model succeeds only where it would have anyway).
 Only failures seen in the run are escalated (an agent that gives up); a task
 the person overrides later was not, and counts as the cheap model's failure.
+How many a cascade misses is learned from its first tries' outcomes (each
+names the model it would go on to, `escalate_to`), and a cascade that would
+lose more than MISSED_LOSS of success to them is not taken.
 """
 
 from __future__ import annotations
