@@ -302,8 +302,9 @@ def cascade_routes(outcomes_df: pd.DataFrame | None, table: Mapping[str, list[st
     succeed with probability MAIN_SURE (see the module doc), so the route's success is not
     below the table's. Thompson sampling explores the cheap first try only, whose failures the
     last model catches. A cheap first try is dropped when escalations show, at RESCUE_SURE,
-    that the cascade would succeed less often than the table's model. Arguments as for
-    rank_routes; outcomes may carry `escalated_from` (see the module doc)."""
+    that the cascade would succeed less often than the table's model, or when the failures a
+    run misses (see `noticing`) would cost more than MISSED_LOSS of success. Arguments as for
+    rank_routes; outcomes may carry `escalated_from` and `escalate_to` (see the module doc)."""
     records = _records(route_stats(outcomes_df), prior)
     rescued, seen = rescues(outcomes_df), noticing(outcomes_df)
     generator = _rng(rng)
