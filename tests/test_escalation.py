@@ -139,6 +139,10 @@ def test_a_failed_cheap_attempt_goes_on_to_the_main_model_from_the_same_commit(r
     report = run.cost_report().set_index("task")
     assert report.loc["guide", "cost_usd"] == pytest.approx(costs[1] + costs[2])
     assert report.loc["guide", "route"] == "gpt-4o-mini → claude-sonnet"
+    from osqr_nb.ui.snapshot import describe_run
+    shown = {t["id"]: t for t in describe_run(run)["tasks"]}                 # dashboard and sidebar
+    assert shown["guide"]["model_text"].startswith("gpt-4o-mini → ") and shown["guide"]["escalated_from"]
+    assert "→" not in shown["use"]["model_text"]
     assert run.state.total_cost >= costs[1] + costs[2]
     # the dependent got the main model's output, and the cheap model was asked about nothing else
     message = next(m for m in run.messages if m.to_task == "use")
