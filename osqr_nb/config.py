@@ -111,7 +111,8 @@ class OSQR(SingletonConfigurable):
                         offline=self.offline)
         if self.learn_routes and not self.routes:
             from .learning.wiring import learned_routes
-            router.routes, router.learned = learned_routes(router.routes, reachable=router.reachable())
+            router.routes, router.learned, router.escalations = learned_routes(router.routes,
+                                                                                reachable=router.reachable())
         return router
 
     def policy(self, tier: int | None = None) -> AutonomyPolicy:

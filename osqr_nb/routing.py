@@ -3,7 +3,9 @@
 The default table is the seed's. Each route is an ordered list; the first model
 whose provider is configured (a key, or a base URL for an OpenAI-compatible
 server) is used, later ones are fallbacks, and with no provider at all the
-scripted offline model runs, saying so.
+scripted offline model runs, saying so. A learned cascade (`escalations`) names,
+per kind, the model a task goes on to when its attempt on the route's first
+model fails in the run.
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ FALLBACKS = ["claude-sonnet", "gpt-4o"]
 class Route:
     kind: str
     model: ModelInfo
-    reason: str               # table | fallback | forced | offline
+    reason: str               # table | learned | fallback | forced | offline
     candidates: tuple[str, ...]
+    escalate_to: str | None = None   # where a failed attempt goes on (a learned cascade's last model)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.name, "model_id": self.model.model_id, "provider": self.model.provider,
-                "reason": self.reason, "candidates": list(self.candidates)}
+                "reason": self.reason, "candidates": list(self.candidates), "escalate_to": self.escalate_to}
 
 
 class Router:
@@ -58,6 +61,7 @@ class Router:
         self.forced = self.info(forced) if forced else None
         self.scripted_delay = scripted_delay
         self.learned: set[str] = set()       # kinds whose order past outcomes changed
+        self.escalations: dict[str, str] = {}   # kind -> the model a failed first attempt goes on to
         self._clients: dict[str, ModelClient] = {}
 
     def _checked(self, routes: Mapping[str, list[str]]) -> dict[str, list[str]]:
@@ -97,13 +101,22 @@ class Router:
         for position, name in enumerate(candidates):
             info = self.info(name)
             if self.available(info):
-                first = "learned" if kind in self.learned else "table"
-                return Route(kind, info, first if position == 0 else "fallback", candidates)
+                if position:
+                    return Route(kind, info, "fallback", candidates)
+                return Route(kind, info, "learned" if kind in self.learned else "table", candidates,
+                             self._escalation(kind, info))
         for name in FALLBACKS + self.providers.get("compatible", {}).get("models", []):
             info = self.info(name)
             if self.available(info):
                 return Route(kind, info, "fallback", candidates)
         return Route(kind, CATALOG["scripted"], "offline", candidates)
+
+    def _escalation(self, kind: str, first: ModelInfo) -> str | None:
+        """The cascade's last model for the kind, if it is another model and reachable."""
+        target = self.escalations.get(kind)
+        if target is None or target == first.name or not self.available(self.info(target)):
+            return None
+        return target
 
     def reachable(self) -> list[str]:
         """Every model this router can reach now (catalog and compatible server), for learned routes:
@@ -155,7 +168,8 @@ class Router:
         for kind in (k.value for k in TaskKind):
             route = self.route(kind)
             rows.append({"kind": kind, "route": " → ".join(route.candidates), "uses now": route.model.name,
-                         "model id": route.model.model_id, "why": route.reason,
+                         "escalates to": route.escalate_to or "", "model id": route.model.model_id,
+                         "why": route.reason,
                          "provider": route.model.provider, "key": self.key_state(route.model.provider)})
         return pd.DataFrame(rows)
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from osqr_nb.autonomy.policy import Action, AutonomyPolicy, Thresholds
+from osqr_nb.learning.routes import OUTSIDER_PRIOR, TABLE_NEXT_PRIOR, TABLE_PRIOR, noticing
 from osqr_nb.learning import (PKV, apply_thresholds, calibrate, cascade_routes, evidence_counts, explain,
                               priors_from, rank_routes, recommend_thresholds, route_report, route_stats,
                               synthetic_history, synthetic_outcomes, whatif)
@@ -421,7 +422,7 @@ def test_route_report_compares_table_and_learned():
                                                             "docs": ["claude-sonnet", "gpt-4o"],
                                                             "review": ["claude-opus"]}).set_index("kind")
     assert list(report.columns) == ["table_route", "learned_route", "changed", "n", "model", "success_rate",
-                                    "mean_cost_usd", "mean_seconds"]
+                                    "mean_cost_usd", "mean_seconds", "cascade"]
     # codex succeeds less often but costs less per successful task: the table's route stands
     assert report.loc["code", "learned_route"] == "codex → claude-sonnet" and not report.loc["code", "changed"]
     failing = pd.concat([synthetic_outcomes(400, seed=0), outcomes({("code", "codex"): (5, 45, 0.4)})])
@@ -595,6 +596,62 @@ def test_a_cascade_tries_a_cheap_model_first_only_when_it_pays():
         escalated_from="gpt-4o-mini")])
     assert cascade_routes(never, table, explore=False, candidates=everyone)["code"] == ["claude-sonnet"]
     assert route_stats(never).set_index("model").loc["claude-sonnet", "n"] == 100   # first attempts only
+
+
+def test_a_cascade_whose_failures_the_run_does_not_see_is_dropped():
+    """A failure found only later (an override) is never escalated: a cascade that misses many
+    loses success its last model alone would have, so it is not taken."""
+    table = {"code": ["claude-sonnet"]}
+    everyone = ["claude-sonnet", "gpt-4o-mini"]
+    main = outcomes({("code", "claude-sonnet"): (86, 14, 0.26)})
+    tries = outcomes({("code", "gpt-4o-mini"): (55, 45, 0.018)}).assign(escalate_to="claude-sonnet")
+
+    def escalated(n):
+        rescued = outcomes({("code", "claude-sonnet"): (round(n * 0.7), n - round(n * 0.7), 0.26)})
+        return rescued.assign(escalated_from="gpt-4o-mini")
+    seen = pd.concat([main, tries, escalated(45)])             # every failure seen and escalated
+    assert noticing(seen) == {("code", "gpt-4o-mini", "claude-sonnet"): (45, 0)}
+    assert cascade_routes(seen, table, explore=False, candidates=everyone)["code"] == ["gpt-4o-mini",
+                                                                                        "claude-sonnet"]
+    missed = pd.concat([main, tries, escalated(5)])             # 40 of 45 failures found only later
+    assert noticing(missed) == {("code", "gpt-4o-mini", "claude-sonnet"): (5, 40)}
+    assert cascade_routes(missed, table, explore=False, candidates=everyone)["code"] == ["claude-sonnet"]
+    assert route_stats(missed).set_index("model").loc["gpt-4o-mini", "n"] == 100
+
+
+def posterior_mean(frame: pd.DataFrame, kind: str, model: str, table: list[str]) -> float:
+    """A model's posterior mean success for a kind, on the prior the route learner gives it."""
+    first = frame[(frame.task_kind == kind) & (frame.model == model) & frame.get(
+        "escalated_from", pd.Series(None, index=frame.index)).isna()]
+    a, b = TABLE_PRIOR if model == table[0] else TABLE_NEXT_PRIOR if model in table else OUTSIDER_PRIOR
+    return (first.success.sum() + a) / (len(first) + a + b)
+
+
+def test_a_cascade_never_ends_on_a_model_less_likely_to_succeed_than_the_tables():
+    """Records where a cheaper model is a point or two below the table's: ranked on means it would
+    pass as good enough (FLOOR_SLACK), but a cascade's success is its last model's at worst."""
+    table = {"code": ["codex", "claude-sonnet"], "docs": ["claude-sonnet"], "review": ["claude-opus"]}
+    everyone = ["codex", "claude-sonnet", "claude-opus", "claude-haiku", "gpt-4o", "gpt-4o-mini"]
+    rng = np.random.default_rng(7)
+    chosen_last = set()
+    for case in range(60):
+        rates = {m: rng.uniform(0.5, 0.95) for m in everyone}
+        costs = {m: rng.uniform(0.01, 0.5) for m in everyone}
+        n = int(rng.integers(5, 400))
+        wins = {m: int(np.clip(round(n * rates[m]) + rng.integers(-3, 4), 0, n)) for m in everyone}
+        frame = outcomes({(kind, m): (wins[m], n - wins[m], costs[m]) for kind in table for m in everyone})
+        for explore in (False, True):
+            routes = cascade_routes(frame, table, rng=case, explore=explore, candidates=everyone)
+            for kind, chain in routes.items():
+                last = chain[-1]
+                chosen_last.add(last)
+                assert posterior_mean(frame, kind, last, table[kind]) >= \
+                    posterior_mean(frame, kind, table[kind][0], table[kind]) - 1e-12, (case, kind, chain)
+    assert chosen_last - {"codex", "claude-sonnet", "claude-opus"}     # others do end cascades when sure
+    # a table model with a near tie: the cheaper rival never ends the cascade, however cheap
+    near = outcomes({("docs", "claude-sonnet"): (890, 110, 0.09), ("docs", "claude-haiku"): (880, 120, 0.01)})
+    assert cascade_routes(near, {"docs": ["claude-sonnet"]}, explore=False,
+                          candidates=["claude-sonnet", "claude-haiku"])["docs"] == ["claude-haiku", "claude-sonnet"]
 
 
 @pytest.mark.kernel

@@ -21,9 +21,9 @@ from ..models.base import Reply
 from ..models.catalog import CATALOG, ModelInfo, describe_client
 from ..models.pricing import price
 from ..store.events import Event
-from .state import RunState
+from .state import RunState, TaskState
 
-COLUMNS = ["task", "title", "model", "status", "input_tokens", "output_tokens", "cache_read_tokens",
+COLUMNS = ["task", "title", "model", "route", "status", "input_tokens", "output_tokens", "cache_read_tokens",
            "cost_usd", "seconds", "human_hours_estimate", "human_cost_estimate_usd",
            "kind", "waiting_seconds", "agent_seconds", "human_hours_source"]
 # A person's hours per task when the plan gives none: a rough default, always labelled as one.
@@ -106,6 +106,11 @@ def _hours(task: Any) -> tuple[float | None, str | None]:
     return DEFAULT_HOURS.get(task.kind.value), DEFAULT_ESTIMATE
 
 
+def route_text(task: TaskState) -> str | None:
+    """The models a task went to: one, or the cascade's two when its first attempt failed."""
+    return f"{task.escalated_from} → {task.route}" if task.escalated_from else task.route
+
+
 def cost_report(state: RunState, human_rate: float, events: Iterable[Event] | None = None) -> pd.DataFrame:
     """One row per task; `attrs["summary"]` the run's totals, `attrs["by_model"]` and
     `attrs["by_kind"]` the cost per model and per task kind (with the planner's and the merge
@@ -119,7 +124,8 @@ def cost_report(state: RunState, human_rate: float, events: Iterable[Event] | No
         mine = _minus(span, waited.get(task.id, [])) if span else []
         busy += mine
         hours, source = _hours(task)
-        rows.append({"task": task.id, "title": task.title, "model": t.model, "status": t.status,
+        rows.append({"task": task.id, "title": task.title, "model": t.model, "route": route_text(t),
+                     "status": t.status,
                      "input_tokens": t.input_tokens, "output_tokens": t.output_tokens,
                      "cache_read_tokens": t.cache_read_tokens,
                      "cost_usd": float("nan") if t.cost_unknown and not t.cost_usd else t.cost_usd,

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import networkx as nx
 import pandas as pd
 
-from ..agents.agent import Agent
+from ..agents.agent import Agent, AgentError, AgentResult, AgentStopped
 from ..agents.messages import Mediator, Message
 from ..autonomy.checkpoints import COLLISION, CONFLICT, DECISION, LET_ME_THINK, Checkpoint
 from ..autonomy.policy import AutonomyPolicy
@@ -427,11 +427,9 @@ class Run:
         history = history_frame(self.log.read(self.id))
         overridden = set(history[(history.chosen != history.proposed)
                                  & history.decided_by.isin(["human", "code"])].task_id)
-        outcomes = [{"task_kind": self.plan[t].kind.value, "model": s.route or "unknown",
-                     "success": s.status == COMPLETE and t not in overridden and not check_failed,
-                     "cost_usd": None if s.cost_unknown else s.cost_usd,
-                     "seconds": (s.finished_at - s.started_at) if s.finished_at and s.started_at else None}
-                    for t, s in self.state.tasks.items() if s.route]
+        outcomes = [row for t, s in self.state.tasks.items() if s.route
+                    for row in _outcome_rows(self.plan[t].kind.value, s,
+                                             s.status == COMPLETE and t not in overridden and not check_failed)]
         models = {t: s.route for t, s in self.state.tasks.items() if s.route}
         try:
             await asyncio.to_thread(record_run, history, outcomes, models)
@@ -503,42 +501,74 @@ class Run:
         return self.root / ".osqr" / "worktrees" / self.id / task_id
 
     async def _run_task(self, task_id: str) -> None:
-        task_state = self.state.tasks[task_id]
-        if task_state.status == COMPLETE:
+        if self.state.tasks[task_id].status == COMPLETE:
             return                                   # finished before a restart
-        task = self.state.plan[task_id]
-        resumed = task_state.attempt > 0
-        workspace = self.workspaces.make(task_id, self.branch(task_id), self._emitter(task_id))
-        self._workspaces[task_id] = workspace
-        try:
-            notes = await self._open_workspace(task_id, workspace)
-            info, client = self._model_for(task_id)
-            self.emit("task_started", task_id, attempt=task_state.attempt + 1, model=info.display,
-                       branch=self.branch(task_id), worker=workspace.where)
-            agent = Agent(task, workspace, client,
-                          inbox=self.mediator.inbox(task_id), titles=self.titles,
-                          supervisor=TaskSupervisor(self, task_id, task_state.attempt, info),
-                          emit=self._emitter(task_id),
-                          gate=self._gate, resumed=resumed, notes=notes)
-            result = await agent.run()
-            await self._gate.wait()
-            payload = await self._commit_result(task_id, workspace, result)
-            messages = self.mediator.route(task_id, payload)
-        except asyncio.CancelledError:
-            self.emit("task_cancelled", task_id)
-            self._close_checkpoints("the task was cancelled", task_id)
-            raise
-        except Exception as exc:
-            self.emit("task_failed", task_id, error=f"{type(exc).__name__}: {exc}")
-            self._close_checkpoints("the task failed", task_id)
-            raise
-        finally:
-            self._workspaces.pop(task_id, None)
+        while True:
+            workspace = self.workspaces.make(task_id, self.branch(task_id), self._emitter(task_id))
+            self._workspaces[task_id] = workspace
+            try:
+                result = await self._attempt(task_id, workspace)
+                await self._gate.wait()
+                payload = await self._commit_result(task_id, workspace, result)
+                messages = self.mediator.route(task_id, payload)
+                break
+            except asyncio.CancelledError:
+                self.emit("task_cancelled", task_id)
+                self._close_checkpoints("the task was cancelled", task_id)
+                raise
+            except Exception as exc:
+                target = self._escalation(task_id, exc)
+                if target is None:
+                    self.emit("task_failed", task_id, error=f"{type(exc).__name__}: {exc}")
+                    self._close_checkpoints("the task failed", task_id)
+                    raise
+                await self._escalate(task_id, workspace, target, exc)
+            finally:
+                self._workspaces.pop(task_id, None)
         # One transaction: a crash can never leave a finished task whose dependents lack its output.
         self.emit_all([("task_finished", task_id, dict(payload, turns=result.turns))]
                        + [("message", task_id, m.to_dict()) for m in messages])
         if not self.keep_worktrees and "not_committed" not in payload:
             await workspace.close()       # the branch holds the work
+
+    async def _attempt(self, task_id: str, workspace: TaskWorkspace) -> AgentResult:
+        """One agent's go at the task in its workspace, on the model routed for it now."""
+        task_state = self.state.tasks[task_id]
+        resumed = task_state.attempt > 0 and not task_state.fresh_start
+        notes = await self._open_workspace(task_id, workspace)
+        info, client = self._model_for(task_id)
+        self.emit("task_started", task_id, attempt=task_state.attempt + 1, model=info.display,
+                   branch=self.branch(task_id), worker=workspace.where)
+        agent = Agent(self.plan[task_id], workspace, client,
+                      inbox=self.mediator.inbox(task_id), titles=self.titles,
+                      supervisor=TaskSupervisor(self, task_id, task_state.attempt, info),
+                      emit=self._emitter(task_id),
+                      gate=self._gate, resumed=resumed, notes=notes)
+        return await agent.run()
+
+    def _escalation(self, task_id: str, error: Exception) -> str | None:
+        """Where a failed attempt goes on: the cascade's last model, when the agent itself failed
+        (no finish, no tools: the signals a run sees), not when the person, the policy or a budget
+        stopped it, nor when git or a workspace failed (another model would not help); once."""
+        task = self.state.tasks[task_id]
+        if not isinstance(error, AgentError) or isinstance(error, AgentStopped):
+            return None
+        if task.escalated_from or not task.escalate_to or task.escalate_to == task.route:
+            return None
+        return task.escalate_to
+
+    async def _escalate(self, task_id: str, workspace: TaskWorkspace, target: str, error: Exception) -> None:
+        """Log the escalation, then drop the failed attempt's workspace: the next attempt starts
+        from the same commit, and nothing of this one (files, commits) reaches the result."""
+        task = self.state.tasks[task_id]
+        self._close_checkpoints("the task went on to another model", task_id)
+        self.emit("task_escalated", task_id, from_model=task.route, to_model=target,
+                   reason=f"{type(error).__name__}: {error}", attempt=task.attempt,
+                   cost_usd=task.cost_usd, cost_unknown=task.cost_unknown)
+        try:
+            await workspace.close()
+        except (git.GitError, OSError):
+            pass                        # the next attempt's fresh workspace clears the folder anyway
 
     async def _commit_result(self, task_id: str, workspace: TaskWorkspace, result: Any) -> dict[str, Any]:
         """Commit the agent's work on its branch; the output its dependents receive."""
@@ -583,12 +613,19 @@ class Run:
         return await TaskInputs(self, task_id).bring_in(self._workspaces[task_id], inputs)
 
     def _model_for(self, task_id: str) -> tuple[ModelInfo, ModelClient]:
-        """The task's model: the one given to the run, or the route for its kind (an event)."""
+        """The task's model: the one given to the run, the model an escalated task went on to
+        (after a restart too), or the route for its kind (an event)."""
         if self.model is not None:
             info = describe_client(self.model)
             self.emit("task_routed", task_id, model=info.name, model_id=info.model_id,
                        provider=info.provider, reason="given")
             return info, self.model
+        task = self.state.tasks[task_id]
+        if task.escalated_from and task.route and self.router.available(self.router.info(task.route)):
+            info = self.router.info(task.route)
+            self.emit("task_routed", task_id, model=info.name, model_id=info.model_id, provider=info.provider,
+                       reason="escalated", escalated_from=task.escalated_from)
+            return info, self.router.client(info, on_delta=self._streamed_to(task_id))
         route = self.router.route(self.plan[task_id].kind.value)
         self.emit("task_routed", task_id, **route.to_dict())
         return route.model, self.router.client(route.model, on_delta=self._streamed_to(task_id))
@@ -602,16 +639,20 @@ class Run:
     async def _open_workspace(self, task_id: str, workspace: TaskWorkspace) -> list[str]:
         """The task's workspace on its branch: the run's base plus its inputs' results, merged in
         memory first (partial inputs still running come in at the end). A resumed task keeps
-        what its workspace holds (repaired); one that never started is simply made again."""
-        fresh = self.state.tasks[task_id].start_commit is None
-        if not fresh:
-            return await workspace.open(self.state.tasks[task_id].start_commit, fresh=False)
-        inputs = [p for p in self.state.plan.graph.predecessors(task_id)
-                  if self.state.tasks[p].status == COMPLETE]
-        start, notes = await TaskInputs(self, task_id).start_from(inputs)
+        what its workspace holds (repaired); one that never started is simply made again; an
+        escalated one starts again, fresh, from the commit its first attempt started from."""
+        task = self.state.tasks[task_id]
+        if task.start_commit is not None and not task.fresh_start:
+            return await workspace.open(task.start_commit, fresh=False)
+        if task.start_commit is not None:
+            start, notes = task.start_commit, list(task.start_notes)
+        else:
+            inputs = [p for p in self.state.plan.graph.predecessors(task_id)
+                      if self.state.tasks[p].status == COMPLETE]
+            start, notes = await TaskInputs(self, task_id).start_from(inputs)
         await workspace.open(start, fresh=True)
-        self.emit("workspace_ready", task_id, head=start, worker=workspace.where,   # a worker's folder
-                   worktree=str(self.worktree(task_id)) if workspace.where == "local" else None)  # is its own
+        self.emit("workspace_ready", task_id, head=start, worker=workspace.where, notes=notes,  # a worker's
+                   worktree=str(self.worktree(task_id)) if workspace.where == "local" else None)  # folder is its own
         return notes
 
     def _emitter(self, task_id: str):
@@ -687,6 +728,24 @@ class Run:
         for checkpoint in self._checkpoints.values():
             if task_id is None or checkpoint.task_id == task_id:
                 checkpoint.close(why)
+
+
+def _outcome_rows(kind: str, task: TaskState, success: bool) -> list[dict[str, Any]]:
+    """What a task teaches the route learner: its attempt, or an escalated task's two (the first
+    model's failure, then the last model's attempt, marked with the model it took over from).
+    A cascade's first try names the model it would have gone on to: a failure the run did not
+    see (an override, a failed check) shows how often a cascade misses one."""
+    cost = None if task.cost_unknown else task.cost_usd
+    seconds = (task.finished_at - task.started_at) if task.finished_at and task.started_at else None
+    if not task.escalated_from:
+        return [{"task_kind": kind, "model": task.route, "success": success, "cost_usd": cost, "seconds": seconds,
+                 "escalate_to": task.escalate_to}]
+    first = None if task.cost_unknown or task.escalation_cost_usd is None else task.escalation_cost_usd
+    return [{"task_kind": kind, "model": task.escalated_from, "success": False, "cost_usd": first,
+             "seconds": task.escalation_seconds, "escalate_to": task.route},
+            {"task_kind": kind, "model": task.route, "success": success, "seconds": seconds,
+             "cost_usd": None if cost is None or first is None else cost - first,
+             "escalated_from": task.escalated_from}]
 
 
 def _merge_check(data: dict[str, Any]):

@@ -48,6 +48,12 @@ class TaskState:
     cost_unknown: bool = False       # some call of this task has no known price
     budget: float | None = None      # a raised per-task cap
     worker: str | None = None        # where its workspace is: "local", or a Dask worker's address
+    escalate_to: str | None = None   # the model a failed attempt goes on to (a learned cascade)
+    escalated_from: str | None = None   # the model whose failed attempt this task went on from
+    escalation_cost_usd: float | None = None   # what that failed attempt cost (known prices)
+    escalation_seconds: float | None = None    # and how long it ran
+    fresh_start: bool = False        # the next workspace starts again from start_commit (escalated)
+    start_notes: list[str] = field(default_factory=list)   # what the agent was told of its inputs
 
     def budget_cap(self, default: float) -> float:
         return self.budget or default
@@ -204,7 +210,17 @@ class RunState:
     def _on_task_routed(self, e: Event, d: dict[str, Any]) -> None:
         task = self._task(e)
         task.model, task.model_id, task.route_reason = d["model"], d.get("model_id"), d.get("reason")
-        task.route = d["model"]
+        task.route, task.escalate_to = d["model"], d.get("escalate_to")
+
+    def _on_task_escalated(self, e: Event, d: dict[str, Any]) -> None:
+        """The attempt on the cascade's first model failed: the task starts again on the last one,
+        from the same commit, its cost so far counted."""
+        task = self._task(e)
+        task.escalated_from, task.route, task.escalate_to = d["from_model"], d["to_model"], None
+        task.escalation_cost_usd = d.get("cost_usd")
+        task.escalation_seconds = e.ts - task.started_at if task.started_at else None
+        task.fresh_start = True
+        self._drop_checkpoints(e.task_id)
 
     def _on_cost_unknown(self, e: Event, d: dict[str, Any]) -> None:
         self.unpriced.add(d["model"])
@@ -231,6 +247,8 @@ class RunState:
     def _on_workspace_ready(self, e: Event, d: dict[str, Any]) -> None:
         task = self._task(e)
         task.start_commit = task.start_commit or d["head"]
+        task.fresh_start = False
+        task.start_notes = d.get("notes", task.start_notes)
 
     def _on_task_moved(self, e: Event, d: dict[str, Any]) -> None:
         self._task(e).worker = d["worker"]          # its worker was lost: it goes on on another

@@ -35,7 +35,8 @@ import pandas as pd
 from .calibration import BINS, PERSON, S_GUESS, BinPrior, confidence_bin, decisions, spread, strength
 
 DECISION_COLUMNS = ["task_kind", "category", "model", "confidence", "proposed_was_accepted", "decided_by", "at"]
-OUTCOME_COLUMNS = ["task_kind", "model", "success", "cost_usd", "seconds", "at"]
+OUTCOME_COLUMNS = ["task_kind", "model", "success", "cost_usd", "seconds", "at", "escalated_from", "escalate_to"]
+ADDED_COLUMNS = {"outcomes": {"escalated_from": "TEXT", "escalate_to": "TEXT"}}   # since the first schema
 PRIOR_COLUMNS = ["category", "task_kind", "model", "bin", "accepted", "overridden"]
 SPREAD_COLUMNS = ("contributors", "sum_a2_over_n", "sum_n2")   # per group, over its contributors
 
@@ -47,7 +48,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS decision_once
     ON decisions (at, category, task_kind, IFNULL(confidence, -1), decided_by);
 CREATE TABLE IF NOT EXISTS outcomes (
     task_kind TEXT NOT NULL, model TEXT NOT NULL, success INTEGER NOT NULL,
-    cost_usd REAL, seconds REAL, at REAL NOT NULL);
+    cost_usd REAL, seconds REAL, at REAL NOT NULL, escalated_from TEXT, escalate_to TEXT);
 CREATE TABLE IF NOT EXISTS shared (name TEXT PRIMARY KEY, upto INTEGER NOT NULL);
 """
 
@@ -86,6 +87,7 @@ class PKV:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db, db:
             db.executescript(SCHEMA)
+            _migrate(db)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path)
@@ -129,10 +131,14 @@ class PKV:
                    int(bool(accepted)), name(row["decided_by"]), at)
 
     def record_outcome(self, task_kind: str, model: str, success: bool, cost_usd: float | None = None,
-                       seconds: float | None = None, at: float | None = None) -> None:
-        """One finished task: did its route succeed (accepted without change, checks passed)?"""
+                       seconds: float | None = None, at: float | None = None,
+                       escalated_from: str | None = None, escalate_to: str | None = None) -> None:
+        """One attempt at a task: did its route succeed (accepted without change, checks passed)?
+        Cascades: `escalated_from` the model whose failed attempt this one took over;
+        `escalate_to` the model this attempt's failure would go on to, had the run seen it."""
         self.record_outcomes([dict(task_kind=task_kind, model=model, success=success, cost_usd=cost_usd,
-                                   seconds=seconds, at=at)])
+                                   seconds=seconds, at=at, escalated_from=escalated_from,
+                                   escalate_to=escalate_to)])
 
     def record_outcomes(self, outcomes: Iterable[Mapping[str, Any]]) -> None:
         """A run's finished tasks, in one connection and one transaction (a run of 1,000 tasks is one
@@ -141,9 +147,12 @@ class PKV:
         rows = [(name(o["task_kind"]), name(o["model"]), int(bool(o["success"])),
                  None if o.get("cost_usd") is None else float(o["cost_usd"]),
                  None if o.get("seconds") is None else float(o["seconds"]),
-                 now if o.get("at") is None else float(o["at"])) for o in outcomes]
+                 now if o.get("at") is None else float(o["at"]),
+                 _optional_name(o.get("escalated_from")), _optional_name(o.get("escalate_to")))
+                for o in outcomes]
+        marks = ", ".join("?" * len(OUTCOME_COLUMNS))
         with closing(self._connect()) as db, db:
-            db.executemany("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(f"INSERT INTO outcomes ({', '.join(OUTCOME_COLUMNS)}) VALUES ({marks})", rows)
 
     # --- reading ---
 
@@ -164,9 +173,14 @@ class PKV:
         return frame
 
     def outcomes(self) -> pd.DataFrame:
-        """Stored route outcomes: task_kind, model, success, cost_usd, seconds, at (for rank_routes)."""
+        """Stored route outcomes: task_kind, model, success, cost_usd, seconds, at, escalated_from
+        (None for a first attempt) and escalate_to (None outside a cascade), for rank_routes and
+        cascade_routes."""
         frame = self._frame("outcomes", OUTCOME_COLUMNS)
         frame["success"] = frame["success"].astype(bool)
+        for column in ("escalated_from", "escalate_to"):
+            values = frame[column].astype(object)
+            frame[column] = values.where(values.notna(), None)
         return frame
 
     # --- sharing and priors ---
@@ -198,6 +212,20 @@ class PKV:
         return priors_from(global_priors, m)
 
 
+def _optional_name(value: Any) -> str | None:
+    """A name, or None for a missing value (None, NaN, empty)."""
+    return None if value is None or value == "" or (isinstance(value, float) and np.isnan(value)) else name(value)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Columns added since a store was made: an older file stays readable and gains them."""
+    for table, added in ADDED_COLUMNS.items():
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column, kind in added.items():
+            if column not in columns:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 def _decision_counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
     answered = frame[frame["decided_by"].isin(PERSON) & frame["confidence"].notna()]
     if answered.empty:
@@ -212,6 +240,10 @@ def _decision_counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _route_counts(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per (kind, model), first attempts only: an escalated attempt took on a task a cheaper model
+    had failed, which says how the model rescues, not how it does on the kind."""
+    if "escalated_from" in frame.columns:
+        frame = frame[frame["escalated_from"].isna()]
     if frame.empty:
         return []
     table = frame.groupby(["task_kind", "model"], as_index=False).agg(

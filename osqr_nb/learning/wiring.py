@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from .pkv import PKV, priors_from
-from .routes import rank_routes
+from .routes import cascade_routes
 from .thresholds import apply_thresholds, explanations, recommend_thresholds
 
 log = logging.getLogger(__name__)
@@ -113,19 +113,24 @@ def learn_into(policy: Any, target_wrong_rate: float = 0.05, pkv: PKV | None = N
         return False
 
 
-def learned_routes(table: dict[str, list[str]], pkv: PKV | None = None,
-                   reachable: Iterable[str] | None = None) -> tuple[dict[str, list[str]], set[str]]:
-    """The table re-ranked by past outcomes, every reachable model competing, and the kinds whose
-    order changed (see rank_routes)."""
+def learned_routes(table: dict[str, list[str]], pkv: PKV | None = None, reachable: Iterable[str] | None = None
+                   ) -> tuple[dict[str, list[str]], set[str], dict[str, str]]:
+    """The routes runs take, learned from past outcomes with every reachable model competing
+    (see cascade_routes): per kind the cascade, then the table's models and the other reachable
+    ones as fallbacks; the kinds whose first model changed; and {kind: the model a failed first
+    attempt is escalated to}."""
     try:
         pkv = pkv or PKV()
         candidates = [m for m in reachable or [] if not is_demo(m)]
-        ranked = rank_routes(pkv.outcomes(), table, prior=cached_priors(pkv), candidates=candidates,
-                             price_hint=price_hint(candidates + [m for ms in table.values() for m in ms]))
+        chains = cascade_routes(pkv.outcomes(), table, prior=cached_priors(pkv), candidates=candidates,
+                                price_hint=price_hint(candidates + [m for ms in table.values() for m in ms]))
     except (ValueError, OSError, KeyError) as exc:
         log.info("no learned routes: %s", exc)
-        return table, set()
-    return ranked, {k for k in table if ranked.get(k, [None])[0] != (table[k] or [None])[0]}
+        return table, set(), {}
+    routes = {kind: list(dict.fromkeys([*chains.get(kind, []), *models, *candidates]))
+              for kind, models in table.items()}
+    learned = {k for k in table if routes[k][:1] != list(table[k])[:1]}
+    return routes, learned, {k: chain[-1] for k, chain in chains.items() if len(chain) > 1}
 
 
 def price_hint(models: Iterable[str]) -> dict[str, float]:
@@ -149,7 +154,7 @@ def real_only(history: pd.DataFrame, outcomes: list[dict[str, Any]], models_by_t
               ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """What a run may teach: nothing from demo models; a decision of no task counts only when the
     run used some real model."""
-    outcomes = [o for o in outcomes if not is_demo(o.get("model"))]
+    outcomes = [o for o in outcomes if not is_demo(o.get("model")) and not is_demo(o.get("escalated_from"))]
     if history.empty:
         return history, outcomes
     models = history["model"] if "model" in history.columns else history["task_id"].map(models_by_task)

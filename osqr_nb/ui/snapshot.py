@@ -58,14 +58,17 @@ def describe_task(task_id: str, state, spec, paused: bool) -> dict[str, Any]:
             "progress_note": (f"{state.turns} of {TURN_BUDGET} turns used (the agent's turn budget); "
                               "100% only when the task has finished"),
             "depends_on": list(spec.depends_on) if spec else [],
-            "worker": state.worker, "model_text": model_text(state.model, state.worker)}
+            "worker": state.worker, "escalated_from": state.escalated_from,
+            "model_text": model_text(state.model, state.worker, state.escalated_from)}
 
 
-def model_text(model: str | None, worker: str | None) -> str:
-    """The model, and the Dask worker holding the task's files when it is not this machine."""
+def model_text(model: str | None, worker: str | None, escalated_from: str | None = None) -> str:
+    """The model (after the one whose failed attempt it took over), and the Dask worker holding
+    the task's files when it is not this machine."""
+    shown = f"{escalated_from} → {model or ''}" if escalated_from else model or ""
     if not worker or worker == "local":
-        return model or ""
-    return f"{model or ''} · {worker.split('://')[-1]}"
+        return shown
+    return f"{shown} · {worker.split('://')[-1]}"
 
 
 def count_text(counts: dict[str, int]) -> str:
