@@ -108,3 +108,49 @@ def test_routes_learn_from_outcomes(monkeypatch):
     assert order.index("gpt-4o") < order.index("claude-sonnet")   # proven better and cheaper
     assert router.route("architecture").reason == "table"
     assert set(router.routes["architecture"]) >= {"claude-opus", "claude-haiku", "gpt-4o-mini"}   # all compete
+
+
+def test_a_store_a_newer_version_wrote_still_takes_this_ones_rows(tmp_path, monkeypatch):
+    """Rows are written by column name: a store with columns this version does not know (a newer
+    osqr-nb opened it) still records, and its readers still read."""
+    import sqlite3
+
+    path = tmp_path / "newer.sqlite"
+    PKV(path).outcomes()                                            # made by this version
+    with sqlite3.connect(path) as db:
+        for table in ("decisions", "outcomes"):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN added_later TEXT")
+    store = PKV(path)
+    store.record_outcome("code", "claude-sonnet", True, 0.1, 3.0)
+    store.record_history(synthetic_history(n=5, seed=1), {})
+    assert len(store.outcomes()) == 1 and len(store.history()) == 5
+
+
+def test_a_personal_store_that_cannot_be_written_never_fails_the_run(repo, tmp_path, monkeypatch):
+    import sqlite3
+
+    from osqr_nb.models.base import Reply, ToolCall
+    from osqr_nb.plan.task import Plan, Task
+
+    broken = tmp_path / "broken.sqlite"
+    with sqlite3.connect(broken) as db:
+        db.execute("CREATE TABLE outcomes (only_one_column TEXT NOT NULL)")
+    monkeypatch.setenv("OSQR_PKV", str(broken))
+
+    class Writer:                               # not a demo model: its outcomes are worth keeping
+        name = "writer"
+
+        async def complete(self, system, messages, tools):
+            if len(messages) == 1:
+                return Reply(tool_calls=[ToolCall("w", "write_file", {"path": "out.txt", "content": "x"})])
+            return Reply(tool_calls=[ToolCall("f", "finish", {"summary": "done"})])
+
+    async def main():
+        run = osqr_nb.start(plan=Plan([Task("t1", "Write", "code")]), repo=repo, tier=4, model=Writer())
+        await run
+        return run
+
+    run = run_async(main())
+    assert run.status == "complete", run.state.error
+    skipped = run.events().query("type == 'learning_skipped'")
+    assert len(skipped) == 1 and "outcomes" in skipped.iloc[0]["data"]["error"]

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -434,7 +435,7 @@ class Run:
         try:
             await asyncio.to_thread(record_run, history, outcomes, models)
             self.emit("learned", decisions=len(history), outcomes=len(outcomes))
-        except (OSError, ValueError) as exc:       # learning never costs a run
+        except (OSError, ValueError, sqlite3.Error) as exc:       # learning never costs a run
             self.emit("learning_skipped", error=str(exc))
 
     def collision_report(self) -> pd.DataFrame:

@@ -106,7 +106,8 @@ class PKV:
         rows = list(self._decision_rows(history, models_by_task or {}))
         with closing(self._connect()) as db, db:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(f"INSERT OR IGNORE INTO decisions ({', '.join(DECISION_COLUMNS)}) "   # by name: a
+                           f"VALUES ({', '.join('?' * len(DECISION_COLUMNS))})", rows)  # newer store may have more
             return db.total_changes - before
 
     def _decision_rows(self, history: pd.DataFrame, models: Mapping[str, str]) -> Iterable[tuple]:
