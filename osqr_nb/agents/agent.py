@@ -182,7 +182,8 @@ class Agent:
                     self.model = replacement
                 continue
             await self._spent(reply, time.perf_counter() - started)
-            return reply
+            await asyncio.sleep(0)      # a model that answers at once (a cache, the offline one) would make
+            return reply                # the whole turn one step of the loop: the person's cells go between
 
     async def _spent(self, reply: Reply | None, latency: float | None = None) -> None:
         if reply is not None:
