@@ -266,8 +266,8 @@ def test_local_n_starts_workers_without_the_kernels_keys(repo, monkeypatch):
     assert list(seen.values()) == [""]
 
 
-def test_placement_asks_for_a_sandbox_where_workers_declare_one_and_avoids_lost_workers(tmp_path):
-    from osqr_nb.cluster.host import ClusterHost
+def test_placement_fills_declared_sandboxes_prefers_the_worker_with_the_start_and_avoids_lost_ones():
+    from osqr_nb.cluster.pool import ActorPool
 
     class Scheduler:
         async def identity(self, n_workers):
@@ -283,11 +283,27 @@ def test_placement_asks_for_a_sandbox_where_workers_declare_one_and_avoids_lost_
         async def client(self):
             return Client()
 
-    host = ClusterHost(Connection(), tmp_path, "r")
-    assert asyncio.run(host.placement()) == {"resources": {"sandbox": 1}}
-    host.lost.add("tcp://a:1")
-    assert asyncio.run(host.placement()) == {"resources": {"sandbox": 1}, "workers": ["tcp://c:1"],
-                                             "allow_other_workers": False}
+    class Holder:
+        """A workspace, as the pool sees it (held weakly)."""
+
+    async def body():
+        pool = ActorPool(Connection())
+        holders = [Holder() for _ in range(4)]
+        nowhere = lambda worker: False
+        first = await pool.reserve(holders[0], nowhere)
+        second = await pool.reserve(holders[1], lambda worker: worker == "tcp://a:1")   # a holds the start
+        third = await pool.reserve(holders[2], nowhere)
+        assert (first, second, third) == ("tcp://a:1", "tcp://a:1", "tcp://c:1")      # never b: no sandbox
+        waiting = asyncio.create_task(pool.reserve(holders[3], nowhere))               # every sandbox taken
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        pool.release("tcp://c:1", holders[2], None)
+        assert await asyncio.wait_for(waiting, 1) == "tcp://c:1"
+        del holders[0]                            # a workspace that failed without closing frees its place
+        assert pool.busy("tcp://a:1") == 1
+        Connection.gone.add("tcp://a:1")
+        assert pool.choose(await pool.workers(), nowhere) is None                      # c is full, a is lost
+    asyncio.run(body())
 
 
 def test_the_scale_out_benchmark_runs_and_prints(capsys):
@@ -306,3 +322,27 @@ def test_the_scale_out_benchmark_runs_and_prints(capsys):
     print(out)
     for line in ("cluster overhead per task", "cluster  p50", "kernel loop p99 lateness on the cluster"):
         assert line in out
+
+
+def test_a_worker_that_lacks_what_the_kernel_remembers_is_sent_what_it_lacks(repo, cluster_run):
+    """The kernel sends thin bundles against the commits it believes a worker holds; a worker
+    whose clone is new (restarted, or a new run's) says so, and gets a bundle it can take."""
+    from osqr_nb.cluster.connect import Connection
+    from osqr_nb.cluster.host import ClusterHost
+
+    base = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "later.txt").write_text("later\n")
+    git(repo, "add", "later.txt")
+    git(repo, "commit", "-q", "-m", "later")
+    tip = git(repo, "rev-parse", "HEAD").strip()
+
+    async def body(client):
+        host = ClusterHost(Connection(client), repo, "lacking")
+        for worker in (await client.scheduler.identity(n_workers=-1))["workers"]:
+            host.saw(worker, base)                 # wrong: this run sent nothing there yet
+        workspace = host.make("t", "osqr/lacking/t", lambda *a, **k: None)
+        await workspace.open(tip, fresh=True)
+        text = await workspace.call("read_file", {"path": "later.txt"})
+        await workspace.close()
+        return text
+    assert "later" in cluster_run(body)
