@@ -4,7 +4,9 @@ loopback, started by these tests. The agents stay here; their files live on the 
 import asyncio
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 
 import cloudpickle
 import pytest
@@ -346,3 +348,116 @@ def test_a_worker_that_lacks_what_the_kernel_remembers_is_sent_what_it_lacks(rep
         await workspace.close()
         return text
     assert "later" in cluster_run(body)
+
+
+KILLED_CLUSTER_RUN = textwrap.dedent("""
+    import asyncio, os, signal
+    import osqr_nb
+    from osqr_nb import Plan, Task
+    from osqr_nb.config import settings
+    from osqr_nb.models.base import Reply, ToolCall
+    settings().scripted_delay = 0.0
+
+    class BeforeTheCrash:
+        name = "test model"
+
+        def __init__(self):
+            self.waiting = asyncio.Event()
+
+        async def complete(self, system, messages, tools):
+            task_id = next(line[4:] for line in messages[0]["content"].splitlines() if line.startswith("id: "))
+            step = sum(1 for m in messages if m["role"] == "assistant")
+            write = lambda n: ("write_file", {{"path": f"out/{{task_id}}/{{n}}.txt", "content": f"{{task_id}} {{n}}\\n"}})
+            if task_id == "slow":      # a write, a command (a snapshot follows), a write only the worker has
+                script = [write(0), ("run_command", {{"command": ["python3", "-c", "print(1)"]}}), write(1)]
+                if step == len(script):
+                    self.waiting.set()
+                    await asyncio.sleep(3600)          # the kernel dies while this agent waits
+            else:
+                script = [write(0)]
+            name, args = script[step] if step < len(script) else ("finish", {{"summary": task_id}})
+            return Reply(tool_calls=[ToolCall(f"c{{step}}", name, args)], stop_reason="tool_use")
+
+    async def main():
+        plan = Plan([Task("a", "A", "code", "Write a"), Task("slow", "Slow", "code", "Write slowly"),
+                     Task("c", "C", "code", "Write c", depends_on=["a"]),
+                     Task("d", "D", "code", "Write d", depends_on=["slow"])])
+        model = BeforeTheCrash()
+        run = osqr_nb.start(plan=plan, repo={repo!r}, model=model, tier=4, cluster={address!r})
+        await asyncio.wait_for(model.waiting.wait(), 60)
+        while run.tasks["c"].status != "complete":
+            await asyncio.sleep(0.05)
+        print(run.id, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    asyncio.run(main())
+""")
+
+
+class AfterTheRestart:
+    """A resumed task reads back what it wrote before the kernel died, and finishes; others write."""
+
+    name = "test model"
+
+    async def complete(self, system, messages, tools):
+        task_id = next(line[4:] for line in messages[0]["content"].splitlines() if line.startswith("id: "))
+        step = sum(1 for m in messages if m["role"] == "assistant")
+        if "interrupted and restarted" in messages[0]["content"]:
+            script = [("read_file", {"path": f"out/{task_id}/{n}.txt"}) for n in (0, 1)]
+        else:
+            script = [("write_file", {"path": f"out/{task_id}/0.txt", "content": f"{task_id} 0\n"})]
+        name, args = script[step] if step < len(script) else ("finish", {"summary": task_id})
+        return Reply(tool_calls=[ToolCall(f"c{step}", name, args)], stop_reason="tool_use")
+
+
+def _forget_clones():
+    """Run on a worker: as if it had restarted since (its clones and worktrees gone)."""
+    from osqr_nb.cluster import worker_side
+    worker_side._clones.clear()
+
+
+def _kill_a_cluster_run(repo, dask_cluster) -> str:
+    script = KILLED_CLUSTER_RUN.format(repo=str(repo), address=dask_cluster.scheduler_address)
+    died = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert died.returncode == -signal.SIGKILL, died.stderr[-3000:]
+    return died.stdout.strip()
+
+
+def _resume_on(cluster_run, repo, run_id, before=None):
+    async def body(client):
+        if before is not None:
+            await client.run(before)
+        run = osqr_nb.resume(run_id, repo=repo, model=AfterTheRestart(), cluster=client)
+        await run
+        return run
+    return cluster_run(body)
+
+
+def test_a_cluster_run_whose_kernel_died_is_resumed_there_and_loses_no_work(repo, dask_cluster, cluster_run):
+    run = _resume_on(cluster_run, repo, _kill_a_cluster_run(repo, dask_cluster))
+    assert run.status == "complete", run.state.error
+    started = {}
+    for event in events(run, "task_started"):
+        started.setdefault(event.task_id, []).append(event.data["worker"])
+    assert len(started["a"]) == len(started["c"]) == 1, "finished tasks are not run again"
+    assert len(started["slow"]) == 2 and len(started["d"]) == 1
+    assert started["slow"][0] == started["slow"][1], "the resumed task went back to its worker"
+    reads = [e for e in events(run, "tool_call") if e.task_id == "slow" and e.data["name"] == "read_file"]
+    assert len(reads) == 2 and all(e.data["ok"] for e in reads), [e.data for e in reads]
+    # both writes reached the branch, the second one never snapshotted: kept on the worker
+    files = set(git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration").split())
+    assert {"out/a/0.txt", "out/c/0.txt", "out/d/0.txt", "out/slow/0.txt", "out/slow/1.txt"} <= files
+    assert git(repo, "show", f"osqr/{run.id}/slow:out/slow/1.txt") == "slow 1\n"
+    assert git(repo, "for-each-ref", "refs/osqr/") == ""
+
+
+def test_a_resumed_task_whose_worker_kept_nothing_goes_on_from_its_last_snapshot(repo, dask_cluster,
+                                                                                  cluster_run):
+    run = _resume_on(cluster_run, repo, _kill_a_cluster_run(repo, dask_cluster), before=_forget_clones)
+    assert run.status == "complete", run.state.error
+    reads = {e.data["path"]: e.data["ok"] for e in events(run, "tool_call")
+             if e.task_id == "slow" and e.data["name"] == "read_file"}
+    assert reads == {"out/slow/0.txt": True, "out/slow/1.txt": False}   # the snapshot had the first
+    files = set(git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration").split())
+    assert {"out/a/0.txt", "out/c/0.txt", "out/d/0.txt", "out/slow/0.txt"} <= files
+    assert len([e for e in events(run, "task_started") if e.task_id == "a"]) == 1

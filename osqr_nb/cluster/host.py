@@ -40,8 +40,10 @@ KEEP_SEEN = 32             # commits remembered per worker, offered as a bundle'
 class ClusterHost:
     """Makes a run's task workspaces as actors on the workers of a Dask cluster."""
 
-    def __init__(self, connection: Connection, root: Path, run_id: str, sandbox: bool | None = None) -> None:
+    def __init__(self, connection: Connection, root: Path, run_id: str, sandbox: bool | None = None,
+                 last_worker: Callable[[str], str | None] | None = None) -> None:
         self.connection, self.root, self.run_id, self.sandbox = connection, root, run_id, sandbox
+        self.last_worker = last_worker or (lambda task_id: None)   # where a task's workspace was
         self.pool = pool_of(connection)
         self.seen: dict[str, list[str]] = {}          # worker -> commits sent to it or received from it
         self.lost = connection.gone                   # workers gone or failed: not chosen again
@@ -112,8 +114,12 @@ class ClusterWorkspace:
     # -- placing ---------------------------------------------------------------------------
 
     async def open(self, start: str, fresh: bool) -> list[str]:
-        """On a worker, the task's branch at `start` (fresh) or where it was left (resumed: the
-        branch's tip, with the last snapshot's files when it was taken on that tip)."""
+        """On a worker, the task's branch at `start` (fresh) or where it was left (resumed after
+        the kernel went away). A resumed task goes back to the worker that held it: if that
+        worker still has its worktree, every file the agent wrote is kept, as a local worktree
+        would be; otherwise it starts again from the branch's tip, with the last snapshot's
+        files when it was taken on that tip."""
+        keep = None
         if fresh:
             await git.git(self.root, "update-ref", f"refs/heads/{self.branch}", start)
             tip, wip = start, None
@@ -122,31 +128,33 @@ class ClusterWorkspace:
                 await git.git(self.root, "update-ref", f"refs/heads/{self.branch}", start)
             tip = await self._tip()
             wip = await self._usable_snapshot(tip)
+            keep = self.host.last_worker(self.task_id)
         for attempt in range(MAX_MOVES + 1):
             try:
                 with self.host.timed("open"):
-                    await self._place(tip, wip)
-                return []
+                    return await self._place(tip, wip, keep)
             except Exception as exc:
                 if not _worker_lost(exc) or attempt == MAX_MOVES:
                     raise
                 self._lost_here()
                 await self._drop()
+                keep = None
         return []
 
-    async def _place(self, tip: str, wip: str | None) -> None:
+    async def _place(self, tip: str, wip: str | None, keep: str | None = None) -> list[str]:
         """An actor on a worker (kept from an earlier task when there is one), opened at `tip`:
-        the bundle of what the worker lacks is made while the actor is found."""
+        the bundle of what the worker lacks is made while the actor is found. `keep`: the
+        worker that held this task's worktree before the kernel went away, tried first."""
         with self.host.timed("open: reserve"):
-            self.where = await self.host.pool.reserve(self, lambda worker: self.host.holds(worker, tip))
+            self.where = await self.host.pool.reserve(self, lambda worker: self.host.holds(worker, tip), keep)
         self._reserved = True
         try:
-            await self._open_on_worker(tip, wip)
+            return await self._open_on_worker(tip, wip, keep == self.where)
         except BaseException:
             await self._drop()
             raise
 
-    async def _open_on_worker(self, tip: str, wip: str | None) -> None:
+    async def _open_on_worker(self, tip: str, wip: str | None, keep: bool) -> list[str]:
         async with self.host.first_on(self.where):
             seen = list(self.host.seen.get(self.where, []))
             with self.host.timed("open: actor and bundle"):
@@ -158,16 +166,19 @@ class ClusterWorkspace:
                     raise failed.exceptions[0] from None
             self._slot = slot.result()
             with self.host.timed("open: worker"):
-                info = await self._unless_lost(self._slot.actor.open(self._job(tip, wip, *sent.result())))
+                info = await self._unless_lost(self._slot.actor.open(self._job(tip, wip, keep,
+                                                                               *sent.result())))
             if info.get("lacking"):                  # a clone newer than what the kernel remembers
                 haves = await self._unless_lost(self._slot.actor.haves(self.host.run_id, seen))
-                job = self._job(tip, wip, *await self._bundles(tip, wip, haves))
+                job = self._job(tip, wip, keep, *await self._bundles(tip, wip, haves))
                 info = await self._unless_lost(self._slot.actor.open(job))
         for phase, seconds in info.get("timings", {}).items():
             self.host.round_trips.append((f"open: worker {phase}", seconds))
         self._snapshotted |= wip is not None
         self._sandbox = info["sandbox"]
+        self._touched = info["kept"]          # the kept files reach the kernel after the first turn
         self.host.saw(self.where, tip, wip)
+        return info["notes"]
 
     async def _bundles(self, tip: str, wip: str | None, haves: list[str]) -> tuple[bytes | None, bytes | None]:
         """What the worker needs of the branch at `tip` and of the snapshot, given what it has."""
@@ -175,10 +186,11 @@ class ClusterWorkspace:
         wip_bundle = await bundles.make(self.root, self.wip_ref, [*haves, tip]) if wip else None
         return bundle, wip_bundle
 
-    def _job(self, tip: str, wip: str | None, bundle: bytes | None, wip_bundle: bytes | None) -> dict[str, Any]:
+    def _job(self, tip: str, wip: str | None, keep: bool, bundle: bytes | None,
+             wip_bundle: bytes | None) -> dict[str, Any]:
         return {"run_id": self.host.run_id, "task_id": self.task_id, "branch": self.branch,
                 "sandbox": self.host.sandbox, "settings": command_settings(), "start": tip, "wip": wip,
-                "bundle": bundle, "wip_bundle": wip_bundle}
+                "keep": keep, "bundle": bundle, "wip_bundle": wip_bundle}
 
     async def _move(self, error: BaseException, old: str) -> None:
         """Carry on, on another worker, from the last commit or snapshot that reached the kernel,

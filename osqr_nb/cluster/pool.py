@@ -80,13 +80,14 @@ class ActorPool:
         until it is garbage: the pool holds its workspaces weakly)."""
         return len(self.holders[worker])
 
-    async def reserve(self, holder: object, holds_start: Callable[[str], bool]) -> str:
-        """A worker with room for one more workspace, held by `holder` until `release`."""
+    async def reserve(self, holder: object, holds_start: Callable[[str], bool], prefer: str | None = None) -> str:
+        """A worker with room for one more workspace, held by `holder` until `release`; `prefer`
+        when it has room (a resumed task's worker, which may still hold its files)."""
         while True:
             workers = await self.workers()
             if not self._room(workers):
                 workers = await self.workers(fresh=True)
-            chosen = self.choose(workers, holds_start)
+            chosen = self.choose(workers, holds_start, prefer)
             if chosen is not None:
                 self.holders[chosen].add(holder)
                 return chosen
@@ -96,11 +97,14 @@ class ActorPool:
             except TimeoutError:
                 pass
 
-    def choose(self, workers: dict[str, Any], holds_start: Callable[[str], bool]) -> str | None:
+    def choose(self, workers: dict[str, Any], holds_start: Callable[[str], bool],
+               prefer: str | None = None) -> str | None:
         """The least busy worker with room, or one holding the start that is nearly as idle."""
         room = self._room(workers)
         if not room:
             return None
+        if prefer in room:
+            return prefer
         least = min(self.busy(w) for w in room)
         near = [w for w in room if self.busy(w) <= least + AFFINITY and holds_start(w)]
         return min(near or room, key=lambda w: (self.busy(w), -len(self.idle[w]), w))

@@ -75,6 +75,8 @@ class WorkspaceActor:
     async def open(self, job: dict[str, Any]) -> dict[str, Any]:
         """The task's worktree on its branch at `start`, from the bundle sent unless this worker
         has it, with the files of the snapshot `wip` laid over it when given (a moved task).
+        With `keep` (a task resumed after the kernel went away), the worktree the task left on
+        this worker is kept as it is, repaired, when it holds `start`: no file is lost.
 
         Answers `{"lacking": True}` when the bundle was made against a commit this worker does
         not have (its clone is new): the kernel asks `haves` and sends another.
@@ -93,15 +95,17 @@ class WorkspaceActor:
         path = clone.root.parent / "worktrees" / self.task_id
         workspace = LocalWorkspace(clone.root, path, self.branch, clone.lock, job["sandbox"], lazy=True,
                                    listing=clone.files_at)
-        await workspace.open(start, fresh=True)
+        kept = bool(job["keep"]) and await _left_on(path, start)
+        notes = await workspace.open(start, fresh=not kept)
         self.workspace = workspace
-        if wip is not None:
+        if wip is not None and not kept:
             await git.git(path, "read-tree", "-u", "--reset", wip)
             await workspace.files.load()
-        self.dirty, self.snapshot_tree = wip is not None, None
+        self.dirty, self.snapshot_tree = kept or wip is not None, None
         self.kernel_has = [c for c in (start, wip) if c]
         timings["worktree"] = time.perf_counter() - clock - timings["fetch"]
-        return {"address": _worker_address(), "sandbox": workspace.sandbox_mode, "timings": timings}
+        return {"address": _worker_address(), "sandbox": workspace.sandbox_mode, "timings": timings,
+                "kept": kept, "notes": notes}
 
     # -- tools -----------------------------------------------------------------------------
 
@@ -198,6 +202,15 @@ class WorkspaceActor:
 
 _clones: dict[str, LocalHost] = {}
 _making: dict[str, asyncio.Task] = {}
+
+
+async def _left_on(path: Path, start: str) -> bool:
+    """Whether a worktree a task left here (its kernel went away) can be kept: it is there, and
+    its commit holds `start` (the kernel's tip of the branch)."""
+    if not (path / ".git").exists():
+        return False
+    code, _ = await git.git(path, "merge-base", "--is-ancestor", start, "HEAD", check=False)
+    return code == 0
 
 
 async def _run_clone(run_id: str) -> LocalHost:
