@@ -215,6 +215,9 @@ def test_the_magic_refuses_a_bad_cluster():
     with pytest.raises(UsageError, match="cluster"):
         parse_line("status --cluster local:2", cell=False)
     assert run_options(parse_line("--cluster local:2", cell=True))["cluster"] == "local:2"
+    assert parse_line("resume r1 --cluster tcp://10.0.0.1:8786", cell=False).cluster == "tcp://10.0.0.1:8786"
+    with pytest.raises(UsageError, match="--cluster"):
+        parse_line("resume --cluster local:0", cell=False)
 
 
 def test_bundles_carry_only_what_the_other_side_lacks(tmp_path, repo):
