@@ -86,16 +86,25 @@ class ActorPool:
         while True:
             workers = await self.workers()
             if not self._room(workers):
-                workers = await self.workers(fresh=True)
+                workers = await self._some_workers()
             chosen = self.choose(workers, holds_start, prefer)
             if chosen is not None:
                 self.holders[chosen].add(holder)
                 return chosen
             self._freed.clear()
-            try:
+            try:             # a workspace closing, or (asked again then) a worker joining
                 await asyncio.wait_for(self._freed.wait(), WORKERS_FRESH)
             except TimeoutError:
                 pass
+
+    async def _some_workers(self) -> dict[str, Any]:
+        """The workers now; when the cluster has none yet (it is starting), as soon as one joins."""
+        workers = await self.workers(fresh=True)
+        if not workers:
+            client = await self.connection.client()
+            await client.wait_for_workers(1)
+            workers = await self.workers(fresh=True)
+        return workers
 
     def choose(self, workers: dict[str, Any], holds_start: Callable[[str], bool],
                prefer: str | None = None) -> str | None:
