@@ -321,11 +321,13 @@ def test_the_scale_out_benchmark_runs_and_prints(capsys):
         asyncio.run(bench.part_round_trip(20))
         asyncio.run(bench.part_bundles([20]))
         asyncio.run(bench.part_simulated(20, 2, 10, (0.0, 0.05)))
+        asyncio.run(bench.part_phases(4))
     finally:
         settings().learn_thresholds = settings().learn_routes = True
     out = capsys.readouterr().out
     print(out)
-    for line in ("cluster overhead per task", "cluster  p50", "kernel loop p99 lateness on the cluster"):
+    for line in ("cluster overhead per task", "cluster  p50", "kernel loop p99 lateness on the cluster",
+                 "opening and closing a workspace", "cluster open"):
         assert line in out
 
 

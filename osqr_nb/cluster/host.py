@@ -1,13 +1,22 @@
 """The kernel's half of a task's workspace on a Dask cluster.
 
 `ClusterHost` plays `LocalHost`'s part for a run: each task attempt gets a
-`ClusterWorkspace`, which places a `WorkspaceActor` on a worker and forwards the
-task's tool calls to it. The conversation, model calls, checkpoints and the event
-log never leave the kernel; what the worker receives is commits (git bundles),
-tool calls and commands. Commits come back the same way and land in the user's
-repository on the task's branch, so the engine merges and integrates as it does
-locally. After each agent turn that changed files, a snapshot of the files comes
-back too (`refs/osqr/wip/<run>/<task>`): a lost worker costs at most one turn.
+`ClusterWorkspace`, which takes a worker and an actor there from the connection's
+pool (pool.py), sends the commits of the task's start that the worker lacks, and
+forwards the task's tool calls to the actor. The conversation, model calls,
+checkpoints and the event log never leave the kernel; what the worker receives is
+commits (git bundles), tool calls and commands. Commits come back the same way and
+land in the user's repository on the task's branch, so the engine merges and
+integrates as it does locally. After each agent turn that ran a command, a snapshot
+of the files comes back too (`refs/osqr/wip/<run>/<task>`); file changes since are
+kept here to make again: a lost worker costs no turn's work. A run resumed after
+the kernel died sends each unfinished task back to its worker, which keeps its
+worktree as left when it still has it.
+
+Opening costs a reservation (no round trip), an actor kept from an earlier task,
+and one call that unbundles and makes a lazy worktree; closing returns the actor at
+once while the worker removes the worktree behind it (`benchmarks/scale_out.py`
+times each phase).
 """
 
 from __future__ import annotations
@@ -357,7 +366,8 @@ class ClusterWorkspace:
         self.host.saw(self.where, commit)
 
     async def close(self) -> None:
-        """Free the worker's worktree; the branch holds the work, so the snapshot goes too."""
+        """Give the actor back and let its worker remove the worktree behind the next task (the
+        branch holds the work); the snapshot ref goes too."""
         with self.host.timed("close"):
             await self._close()
 
