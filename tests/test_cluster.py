@@ -434,6 +434,8 @@ def _resume_on(cluster_run, repo, run_id, before=None):
             await client.run(before)
         run = osqr_nb.resume(run_id, repo=repo, model=AfterTheRestart(), cluster=client)
         await run
+        seen = await received(client)          # the killed kernel had the key too (its environment)
+        assert not any(answer[SECRET] for answer in seen.values()), seen
         return run
     return cluster_run(body)
 
