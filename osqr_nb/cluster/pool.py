@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .connect import Connection
+from .connect import Connection, WorkerLost
 from .worker_side import WorkspaceActor
 
 WORKERS_FRESH = 2.0     # seconds the scheduler's list of workers is used before asking again
@@ -62,18 +62,25 @@ class ActorPool:
         self.holders: dict[str, weakref.WeakSet] = collections.defaultdict(weakref.WeakSet)
         self._workers: dict[str, Any] = {}
         self._asked = -math.inf
+        self._asking: asyncio.Future | None = None
         self._freed = asyncio.Event()
         self.declared: bool | None = None       # whether the workers declare a `sandbox` resource
 
     async def workers(self, fresh: bool = False) -> dict[str, Any]:
-        """The scheduler's workers, asked at most every WORKERS_FRESH s (workers join a running cluster)."""
+        """The scheduler's workers, asked at most every WORKERS_FRESH s (workers join a running
+        cluster); the tasks that want them at the same moment share one question."""
         if fresh or time.monotonic() - self._asked > WORKERS_FRESH:
-            client = await self.connection.client()
-            self._workers = (await client.scheduler.identity(n_workers=-1)).get("workers", {})
-            self._asked = time.monotonic()
-            if self.declared is None:
-                self.declared = any("sandbox" in (w.get("resources") or {}) for w in self._workers.values())
+            if self._asking is None or self._asking.done():
+                self._asking = asyncio.ensure_future(self._ask())
+            await asyncio.shield(self._asking)
         return self._workers
+
+    async def _ask(self) -> None:
+        client = await self.connection.client()
+        self._workers = (await client.scheduler.identity(n_workers=-1)).get("workers", {})
+        self._asked = time.monotonic()
+        if self.declared is None:
+            self.declared = any("sandbox" in (w.get("resources") or {}) for w in self._workers.values())
 
     def busy(self, worker: str) -> int:
         """Workspaces open on `worker` (one that failed or was cancelled without closing counts
@@ -137,7 +144,9 @@ class ActorPool:
                 return slot
             slot.future.release()
         client = await self.connection.client()
-        self.connection.watch(client, worker)
+        self.connection.watch(client, worker)          # first: a worker leaving from now on is heard
+        if worker not in await self.workers(fresh=True):
+            raise WorkerLost(f"{worker} left the cluster")   # an actor asked of it would wait forever
         future = client.submit(WorkspaceActor, actor=True, key=f"osqr-workspace-{uuid.uuid4().hex}",
                                workers=[worker], allow_other_workers=False)
         try:
