@@ -9,12 +9,16 @@ locally in the same invocation, so each figure has its baseline next to it:
    finishes) locally and on 2 workers: makespan against max(critical path,
    work / limit), and the per-task overhead of the cluster path (mean task time);
 2. a tool call's round trip (read_file), p50/p99, on one workspace, local and remote;
-3. opening a workspace (the base repository sent as a bundle to a fresh worker clone,
-   checked out) by repository size, against `git worktree add`;
+3. opening a workspace by repository size: the first task on a worker (the base sent
+   as a bundle to the run's clone there, a new actor) and the next one (an actor kept
+   from the first, nothing sent), against a local worktree;
 4. a simulated run (default 1,000 tasks, workspaces on 4 workers, model latency
-   simulated) with the p99 lateness of a 10 ms ticker on the kernel's loop.
+   simulated) with the p99 lateness of a 10 ms ticker on the kernel's loop;
+5. one task after another on one worker, each phase timed alone (open, a write, a
+   command, the turn's snapshot, save, close), local and remote: what a task's
+   workspace costs with nothing else competing for the machine.
 
-    python benchmarks/scale_out.py                    # all four parts
+    python benchmarks/scale_out.py                    # all five parts
     python benchmarks/scale_out.py --tasks 100 --sim 300 --sizes 100 1000
 Targets (issue 19): overhead < 50 ms per task, round trip p99 < 20 ms, kernel p99 < 50 ms at 1,000 tasks.
 """
@@ -160,8 +164,11 @@ async def part_plan(tasks: int, limit: int) -> None:
         print(f"  cluster overhead per task: {overhead:.1f} ms of mean task time (started to finished), "
               f"{slots:.1f} ms of makespan x limit / tasks (with opening and closing); target < 50 ms; "
               f"tasks on {remote['workers']} workers")
+        phases = {m: v for m, v in remote["by_method"].items() if m.startswith(("open", "close"))}
         print("  mean time per call to the worker, by method: " + ", ".join(
-            f"{m} {v * 1000:.1f} ms" for m, v in sorted(remote["by_method"].items())))
+            f"{m} {v * 1000:.1f} ms" for m, v in sorted(remote["by_method"].items()) if m not in phases))
+        print("  opening and closing a workspace, mean per task: " + ", ".join(
+            f"{m} {v * 1000:.1f} ms" for m, v in sorted(phases.items())))
         print(f"  tool call round trip during the run: p50 {pct(remote['trips'], .5) * 1000:.2f} ms, "
               f"p99 {pct(remote['trips'], .99) * 1000:.2f} ms ({len(remote['trips'])} calls)")
     finally:
@@ -203,7 +210,8 @@ async def part_bundles(sizes: list[int]) -> None:
     from osqr_nb.cluster.host import ClusterHost
     from osqr_nb.cluster import bundles
     from osqr_nb.workspace.task_workspace import LocalHost
-    print("\n3. opening a workspace on a worker that has none of the repository (bundle out, clone, checkout)")
+    print("\n3. opening a workspace on a worker that has none of the repository (bundle out, into the run's "
+          "clone, lazy worktree), then a second one there")
     print(f"  {'files':>7}{'bundle MB':>11}{'make bundle':>13}{'cluster open':>14}{'local open':>12}{'2nd task':>10}")
     cluster, client = await cluster_client(1)
     try:
@@ -251,6 +259,55 @@ async def part_simulated(tasks: int, workers: int, limit: int, latency: tuple[fl
         await cluster.close()
 
 
+async def part_phases(rounds: int) -> None:
+    from osqr_nb.cluster.connect import Connection
+    from osqr_nb.cluster.host import ClusterHost
+    from osqr_nb.workspace.task_workspace import LocalHost
+    print(f"\n5. {rounds} tasks one after another on one worker, each starting from the last one's commit: "
+          "median ms per phase (the first two left out)")
+    cluster, client = await cluster_client(1)
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            repo = make_repo(Path(scratch) / "r", files=20)
+            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+            hosts = {"local": LocalHost(repo, "pl"), "cluster": ClusterHost(Connection(client), repo, "pc")}
+            for name, host in hosts.items():
+                phases = await _phases(host, head, rounds)
+                print(f"  {name:<8}" + "  ".join(f"{k} {statistics.median(v[2:]) * 1000:.0f}" for k, v in phases.items())
+                      + f"   total {sum(statistics.median(v[2:]) for v in phases.values()) * 1000:.0f} ms")
+    finally:
+        await client.close()
+        await cluster.close()
+
+
+async def _phases(host, start: str, rounds: int) -> dict[str, list[float]]:
+    """Time each phase of `rounds` tasks made by `host`, one after another."""
+    phases: dict[str, list[float]] = {}
+
+    async def timed(name, step):
+        before = time.perf_counter()
+        result = await step
+        phases.setdefault(name, []).append(time.perf_counter() - before)
+        return result
+    for i in range(rounds):
+        workspace = host.make(f"t{i}", f"osqr/{host.run_id}/t{i}", lambda *a, **k: None)
+        await timed("open", workspace.open(start, fresh=True))
+        await timed("write", workspace.call("write_file", {"path": f"out/{i}.txt", "content": f"{i}\n"}))
+        await timed("command", workspace.run_command(COMMAND, 60))
+        await timed("snapshot", _turn_done(workspace))
+        start = (await timed("save", workspace.save(f"task {i}", "bench"))).commit
+        await timed("close", workspace.close())
+    return phases
+
+
+async def _turn_done(workspace) -> None:
+    """The end of a turn, and the snapshot it sends on its way (a workspace's next call waits for it)."""
+    await workspace.turn_done()
+    settled = getattr(workspace, "_settled", None)
+    if settled is not None:
+        await settled()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=200)
@@ -259,7 +316,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1000, 5000])
     parser.add_argument("--sim", type=int, default=1000, help="tasks of the simulated run (0: skip it)")
     parser.add_argument("--sim-limit", type=int, default=200)
-    parser.add_argument("--parts", default="1234")
+    parser.add_argument("--rounds", type=int, default=20, help="tasks of part 5")
+    parser.add_argument("--parts", default="12345")
     args = parser.parse_args()
     from osqr_nb.config import settings
     settings().scripted_delay = 0.0
@@ -272,6 +330,8 @@ def main() -> None:
         asyncio.run(part_bundles(args.sizes))
     if "4" in args.parts and args.sim:
         asyncio.run(part_simulated(args.sim, 4, args.sim_limit, (0.5, 1.5)))
+    if "5" in args.parts:
+        asyncio.run(part_phases(args.rounds))
 
 
 if __name__ == "__main__":

@@ -105,7 +105,8 @@ def _place_workspaces(run: Run, cluster: object) -> None:
     """Tasks' workspaces on the cluster's workers (see osqr_nb/cluster/), or left local."""
     if cluster is not None:
         from .cluster.host import ClusterHost
-        run.workspaces = ClusterHost(connection(cluster), run.root, run.id)
+        run.workspaces = ClusterHost(connection(cluster), run.root, run.id,
+                                     last_worker=lambda task_id: run.state.tasks[task_id].worker)
 
 
 def model_planner(router, request: str):
@@ -153,8 +154,12 @@ def _run_ids(log) -> list[str]:
 
 
 def resume(run_id: str | None = None, *, repo: str | os.PathLike | None = None,
-           model: ModelClient | None = None, force: bool = False) -> Run:
-    """Carry on a run from its event log (after a kernel restart), or the last unfinished one."""
+           model: ModelClient | None = None, force: bool = False, cluster: object = None) -> Run:
+    """Carry on a run from its event log (after a kernel restart), or the last unfinished one.
+
+    `cluster` as for `start` (default OSQR.cluster): a run that ran on a cluster carries on
+    there, each unfinished task on the worker that held it when that worker still has it.
+    """
     global _last_repo
     if run_id in _live and not _live[run_id].done:
         return _live[run_id]
@@ -179,8 +184,9 @@ def resume(run_id: str | None = None, *, repo: str | os.PathLike | None = None,
         raise ValueError(f"run {state.run_id} is still being run by process {state.owner_pid}; "
                          "resume it there, stop that kernel, or pass force=True")
     _running_loop()
+    cluster = check_cluster(settings().cluster if cluster is None else cluster)
     run = Run.reopen(state, info.root, log, settings().router(), model)
-    _place_workspaces(run, check_cluster(settings().cluster))
+    _place_workspaces(run, cluster)
     run.start(keep_worktrees=settings().keep_worktrees)
     _live[run.id] = run
     _last_repo = info.root

@@ -36,7 +36,7 @@ LINE_COMMANDS = ("status", "pause", "resume", "history", "checkpoints", "checkpo
 CELL = "%%osqr"
 # What each form takes; anything else given on its line is refused rather than ignored.
 TAKES = {CELL: {"repo", "tier", "max_parallel", "model", "budget", "check", "dry_run", "cluster"},
-         "status": {"run_id"}, "pause": {"run_id"}, "cost": {"run_id"}, "resume": {"run_id", "repo"},
+         "status": {"run_id"}, "pause": {"run_id"}, "cost": {"run_id"}, "resume": {"run_id", "repo", "cluster"},
          "history": {"repo"}, "share": {"repo", "preview", "pull"},
          "checkpoints": set(), "checkpoint": {"run_id"}, "route": set(), "models": set(), "go": set()}
 
@@ -71,6 +71,7 @@ class OsqrMagics(Magics):
         <request, e.g. Build the auth module, update the API docs, and refactor the database schema>
 
         %osqr status | pause | resume [RUN_ID] | history | checkpoints | route | models | cost [RUN_ID]
+        %osqr resume [RUN_ID] [--repo PATH] [--cluster ...]   carry on a run after a kernel restart
         %osqr checkpoint ID   that checkpoint's card, here (the OSQR Agents sidebar inserts these)
         %osqr go      start the plan shown (and maybe edited) by the last %%osqr --dry-run
         %osqr share [--preview]   send (or show) the counts of your decisions to OSQR.gpkv_url
@@ -85,8 +86,8 @@ class OsqrMagics(Magics):
         if cell is None:
             return self._line(args)
         options = run_options(args)
-        if args.cluster and args.cluster.isidentifier() and args.cluster in self.shell.user_ns:
-            options["cluster"] = self.shell.user_ns[args.cluster]     # a Client the person made
+        if args.cluster:
+            options["cluster"] = self._cluster(args)     # a Client the person made, by its name
         with _usage_errors():
             if args.dry_run:
                 return self._dry_run(cell, options)
@@ -233,8 +234,14 @@ class OsqrMagics(Magics):
             live.resume()
             run = live
         else:
-            run = api.resume(args.run_id, repo=args.repo)
+            run = api.resume(args.run_id, repo=args.repo, cluster=self._cluster(args))
         display(view(run))
+
+    def _cluster(self, args) -> object:
+        """--cluster as given, or the Client held by the variable it names."""
+        if args.cluster and args.cluster.isidentifier() and args.cluster in self.shell.user_ns:
+            return self.shell.user_ns[args.cluster]
+        return args.cluster
 
 
 # --- reading the line -----------------------------------------------------------------------------

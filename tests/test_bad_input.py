@@ -179,7 +179,7 @@ BAD_LINES = [
     ("status --tier 2", "--tier does not apply to %osqr status; it takes no options"),
     ("pause --budget 3", "--budget does not apply to %osqr pause"),
     ("pause nosuchrun", "no run 'nosuchrun' in this kernel"),
-    ("resume --dry-run", "--dry-run does not apply to %osqr resume; it takes --repo"),
+    ("resume --dry-run", "--dry-run does not apply to %osqr resume; it takes --cluster, --repo"),
     ('resume --repo "unclosed', "No closing quotation"),
     ("history some-run", "%osqr history takes no run id (got 'some-run')"),
     ("history --max-parallel 3", "--max-parallel does not apply to %osqr history"),

@@ -4,7 +4,9 @@ loopback, started by these tests. The agents stay here; their files live on the 
 import asyncio
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 
 import cloudpickle
 import pytest
@@ -213,6 +215,9 @@ def test_the_magic_refuses_a_bad_cluster():
     with pytest.raises(UsageError, match="cluster"):
         parse_line("status --cluster local:2", cell=False)
     assert run_options(parse_line("--cluster local:2", cell=True))["cluster"] == "local:2"
+    assert parse_line("resume r1 --cluster tcp://10.0.0.1:8786", cell=False).cluster == "tcp://10.0.0.1:8786"
+    with pytest.raises(UsageError, match="--cluster"):
+        parse_line("resume --cluster local:0", cell=False)
 
 
 def test_bundles_carry_only_what_the_other_side_lacks(tmp_path, repo):
@@ -266,8 +271,8 @@ def test_local_n_starts_workers_without_the_kernels_keys(repo, monkeypatch):
     assert list(seen.values()) == [""]
 
 
-def test_placement_asks_for_a_sandbox_where_workers_declare_one_and_avoids_lost_workers(tmp_path):
-    from osqr_nb.cluster.host import ClusterHost
+def test_placement_fills_declared_sandboxes_prefers_the_worker_with_the_start_and_avoids_lost_ones():
+    from osqr_nb.cluster.pool import ActorPool
 
     class Scheduler:
         async def identity(self, n_workers):
@@ -283,11 +288,27 @@ def test_placement_asks_for_a_sandbox_where_workers_declare_one_and_avoids_lost_
         async def client(self):
             return Client()
 
-    host = ClusterHost(Connection(), tmp_path, "r")
-    assert asyncio.run(host.placement()) == {"resources": {"sandbox": 1}}
-    host.lost.add("tcp://a:1")
-    assert asyncio.run(host.placement()) == {"resources": {"sandbox": 1}, "workers": ["tcp://c:1"],
-                                             "allow_other_workers": False}
+    class Holder:
+        """A workspace, as the pool sees it (held weakly)."""
+
+    async def body():
+        pool = ActorPool(Connection())
+        holders = [Holder() for _ in range(4)]
+        nowhere = lambda worker: False
+        first = await pool.reserve(holders[0], nowhere)
+        second = await pool.reserve(holders[1], lambda worker: worker == "tcp://a:1")   # a holds the start
+        third = await pool.reserve(holders[2], nowhere)
+        assert (first, second, third) == ("tcp://a:1", "tcp://a:1", "tcp://c:1")      # never b: no sandbox
+        waiting = asyncio.create_task(pool.reserve(holders[3], nowhere))               # every sandbox taken
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        pool.release("tcp://c:1", holders[2], None)
+        assert await asyncio.wait_for(waiting, 1) == "tcp://c:1"
+        del holders[0]                            # a workspace that failed without closing frees its place
+        assert pool.busy("tcp://a:1") == 1
+        Connection.gone.add("tcp://a:1")
+        assert pool.choose(await pool.workers(), nowhere) is None                      # c is full, a is lost
+    asyncio.run(body())
 
 
 def test_the_scale_out_benchmark_runs_and_prints(capsys):
@@ -300,9 +321,150 @@ def test_the_scale_out_benchmark_runs_and_prints(capsys):
         asyncio.run(bench.part_round_trip(20))
         asyncio.run(bench.part_bundles([20]))
         asyncio.run(bench.part_simulated(20, 2, 10, (0.0, 0.05)))
+        asyncio.run(bench.part_phases(4))
     finally:
         settings().learn_thresholds = settings().learn_routes = True
     out = capsys.readouterr().out
     print(out)
-    for line in ("cluster overhead per task", "cluster  p50", "kernel loop p99 lateness on the cluster"):
+    for line in ("cluster overhead per task", "cluster  p50", "kernel loop p99 lateness on the cluster",
+                 "opening and closing a workspace", "cluster open"):
         assert line in out
+
+
+def test_a_worker_that_lacks_what_the_kernel_remembers_is_sent_what_it_lacks(repo, cluster_run):
+    """The kernel sends thin bundles against the commits it believes a worker holds; a worker
+    whose clone is new (restarted, or a new run's) says so, and gets a bundle it can take."""
+    from osqr_nb.cluster.connect import Connection
+    from osqr_nb.cluster.host import ClusterHost
+
+    base = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "later.txt").write_text("later\n")
+    git(repo, "add", "later.txt")
+    git(repo, "commit", "-q", "-m", "later")
+    tip = git(repo, "rev-parse", "HEAD").strip()
+
+    async def body(client):
+        host = ClusterHost(Connection(client), repo, "lacking")
+        for worker in (await client.scheduler.identity(n_workers=-1))["workers"]:
+            host.saw(worker, base)                 # wrong: this run sent nothing there yet
+        workspace = host.make("t", "osqr/lacking/t", lambda *a, **k: None)
+        await workspace.open(tip, fresh=True)
+        text = await workspace.call("read_file", {"path": "later.txt"})
+        await workspace.close()
+        return text
+    assert "later" in cluster_run(body)
+
+
+KILLED_CLUSTER_RUN = textwrap.dedent("""
+    import asyncio, os, signal
+    import osqr_nb
+    from osqr_nb import Plan, Task
+    from osqr_nb.config import settings
+    from osqr_nb.models.base import Reply, ToolCall
+    settings().scripted_delay = 0.0
+
+    class BeforeTheCrash:
+        name = "test model"
+
+        def __init__(self):
+            self.waiting = asyncio.Event()
+
+        async def complete(self, system, messages, tools):
+            task_id = next(line[4:] for line in messages[0]["content"].splitlines() if line.startswith("id: "))
+            step = sum(1 for m in messages if m["role"] == "assistant")
+            write = lambda n: ("write_file", {{"path": f"out/{{task_id}}/{{n}}.txt", "content": f"{{task_id}} {{n}}\\n"}})
+            if task_id == "slow":      # a write, a command (a snapshot follows), a write only the worker has
+                script = [write(0), ("run_command", {{"command": ["python3", "-c", "print(1)"]}}), write(1)]
+                if step == len(script):
+                    self.waiting.set()
+                    await asyncio.sleep(3600)          # the kernel dies while this agent waits
+            else:
+                script = [write(0)]
+            name, args = script[step] if step < len(script) else ("finish", {{"summary": task_id}})
+            return Reply(tool_calls=[ToolCall(f"c{{step}}", name, args)], stop_reason="tool_use")
+
+    async def main():
+        plan = Plan([Task("a", "A", "code", "Write a"), Task("slow", "Slow", "code", "Write slowly"),
+                     Task("c", "C", "code", "Write c", depends_on=["a"]),
+                     Task("d", "D", "code", "Write d", depends_on=["slow"])])
+        model = BeforeTheCrash()
+        run = osqr_nb.start(plan=plan, repo={repo!r}, model=model, tier=4, cluster={address!r})
+        await asyncio.wait_for(model.waiting.wait(), 60)
+        while run.tasks["c"].status != "complete":
+            await asyncio.sleep(0.05)
+        print(run.id, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    asyncio.run(main())
+""")
+
+
+class AfterTheRestart:
+    """A resumed task reads back what it wrote before the kernel died, and finishes; others write."""
+
+    name = "test model"
+
+    async def complete(self, system, messages, tools):
+        task_id = next(line[4:] for line in messages[0]["content"].splitlines() if line.startswith("id: "))
+        step = sum(1 for m in messages if m["role"] == "assistant")
+        if "interrupted and restarted" in messages[0]["content"]:
+            script = [("read_file", {"path": f"out/{task_id}/{n}.txt"}) for n in (0, 1)]
+        else:
+            script = [("write_file", {"path": f"out/{task_id}/0.txt", "content": f"{task_id} 0\n"})]
+        name, args = script[step] if step < len(script) else ("finish", {"summary": task_id})
+        return Reply(tool_calls=[ToolCall(f"c{step}", name, args)], stop_reason="tool_use")
+
+
+def _forget_clones():
+    """Run on a worker: as if it had restarted since (its clones and worktrees gone)."""
+    from osqr_nb.cluster import worker_side
+    worker_side._clones.clear()
+
+
+def _kill_a_cluster_run(repo, dask_cluster) -> str:
+    script = KILLED_CLUSTER_RUN.format(repo=str(repo), address=dask_cluster.scheduler_address)
+    died = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert died.returncode == -signal.SIGKILL, died.stderr[-3000:]
+    return died.stdout.strip()
+
+
+def _resume_on(cluster_run, repo, run_id, before=None):
+    async def body(client):
+        if before is not None:
+            await client.run(before)
+        run = osqr_nb.resume(run_id, repo=repo, model=AfterTheRestart(), cluster=client)
+        await run
+        seen = await received(client)          # the killed kernel had the key too (its environment)
+        assert not any(answer[SECRET] for answer in seen.values()), seen
+        return run
+    return cluster_run(body)
+
+
+def test_a_cluster_run_whose_kernel_died_is_resumed_there_and_loses_no_work(repo, dask_cluster, cluster_run):
+    run = _resume_on(cluster_run, repo, _kill_a_cluster_run(repo, dask_cluster))
+    assert run.status == "complete", run.state.error
+    started = {}
+    for event in events(run, "task_started"):
+        started.setdefault(event.task_id, []).append(event.data["worker"])
+    assert len(started["a"]) == len(started["c"]) == 1, "finished tasks are not run again"
+    assert len(started["slow"]) == 2 and len(started["d"]) == 1
+    assert started["slow"][0] == started["slow"][1], "the resumed task went back to its worker"
+    reads = [e for e in events(run, "tool_call") if e.task_id == "slow" and e.data["name"] == "read_file"]
+    assert len(reads) == 2 and all(e.data["ok"] for e in reads), [e.data for e in reads]
+    # both writes reached the branch, the second one never snapshotted: kept on the worker
+    files = set(git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration").split())
+    assert {"out/a/0.txt", "out/c/0.txt", "out/d/0.txt", "out/slow/0.txt", "out/slow/1.txt"} <= files
+    assert git(repo, "show", f"osqr/{run.id}/slow:out/slow/1.txt") == "slow 1\n"
+    assert git(repo, "for-each-ref", "refs/osqr/") == ""
+
+
+def test_a_resumed_task_whose_worker_kept_nothing_goes_on_from_its_last_snapshot(repo, dask_cluster,
+                                                                                  cluster_run):
+    run = _resume_on(cluster_run, repo, _kill_a_cluster_run(repo, dask_cluster), before=_forget_clones)
+    assert run.status == "complete", run.state.error
+    reads = {e.data["path"]: e.data["ok"] for e in events(run, "tool_call")
+             if e.task_id == "slow" and e.data["name"] == "read_file"}
+    assert reads == {"out/slow/0.txt": True, "out/slow/1.txt": False}   # the snapshot had the first
+    files = set(git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration").split())
+    assert {"out/a/0.txt", "out/c/0.txt", "out/d/0.txt", "out/slow/0.txt"} <= files
+    assert len([e for e in events(run, "task_started") if e.task_id == "a"]) == 1

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..workspace import git
 
 EMPTY = "Refusing to create empty bundle"
+LACKS = "lacks these prerequisite commits"
 
 
 async def make(repo: Path, ref: str, haves: list[str]) -> bytes | None:
@@ -43,6 +44,22 @@ async def take(repo: Path, data: bytes, ref: str, into: str) -> None:
     try:
         await asyncio.to_thread(_write, fd, data)
         await git.git(repo, "fetch", "-q", "--no-tags", "--no-write-fetch-head", name, f"+{ref}:{into}")
+    finally:
+        await asyncio.to_thread(_remove, name)
+
+
+async def unbundle(repo: Path, data: bytes) -> bool:
+    """Store the bundle's objects in `repo`, no ref moved (a worker's clone keeps every object:
+    its gc is off); False when `repo` lacks a commit the bundle was made against."""
+    fd, name = tempfile.mkstemp(prefix="osqr-bundle-", suffix=".bundle")
+    try:
+        await asyncio.to_thread(_write, fd, data)
+        code, out = await git.git(repo, "bundle", "unbundle", name, check=False)
+        if code and LACKS in out:
+            return False
+        if code:
+            raise git.GitError(("bundle", "unbundle"), code, out)
+        return True
     finally:
         await asyncio.to_thread(_remove, name)
 

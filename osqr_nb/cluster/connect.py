@@ -64,6 +64,10 @@ def _require_dask() -> None:
                            "(or 'dask[distributed]')") from None
 
 
+class WorkerLost(ConnectionError):
+    """The worker holding a workspace left the cluster."""
+
+
 class Connection:
     """One cluster setting's client on one event loop, made the first time it is needed."""
 
@@ -120,6 +124,23 @@ class Connection:
     def lost(self, worker: str) -> asyncio.Event:
         """Set when `worker` leaves the cluster."""
         return self._losses.setdefault(worker, asyncio.Event())
+
+    async def unless_lost(self, worker: str, call: Any) -> Any:
+        """The call's answer, or WorkerLost as soon as the scheduler says its worker left."""
+        lost = self.lost(worker)
+        if lost.is_set():
+            raise WorkerLost(f"{worker} left the cluster")
+        answer = asyncio.ensure_future(call)
+        watch = asyncio.ensure_future(lost.wait())
+        try:
+            await asyncio.wait([answer, watch], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            if not answer.done():
+                answer.cancel()
+        if not answer.done() or answer.cancelled():
+            raise WorkerLost(f"{worker} left the cluster during the call")
+        return answer.result()
 
     def usable(self) -> bool:
         """Not failed or closed (a new connection is made for the setting otherwise)."""

@@ -1,21 +1,30 @@
 """The kernel's half of a task's workspace on a Dask cluster.
 
 `ClusterHost` plays `LocalHost`'s part for a run: each task attempt gets a
-`ClusterWorkspace`, which places a `WorkspaceActor` on a worker and forwards the
-task's tool calls to it. The conversation, model calls, checkpoints and the event
-log never leave the kernel; what the worker receives is commits (git bundles),
-tool calls and commands. Commits come back the same way and land in the user's
-repository on the task's branch, so the engine merges and integrates as it does
-locally. After each agent turn that changed files, a snapshot of the files comes
-back too (`refs/osqr/wip/<run>/<task>`): a lost worker costs at most one turn.
+`ClusterWorkspace`, which takes a worker and an actor there from the connection's
+pool (pool.py), sends the commits of the task's start that the worker lacks, and
+forwards the task's tool calls to the actor. The conversation, model calls,
+checkpoints and the event log never leave the kernel; what the worker receives is
+commits (git bundles), tool calls and commands. Commits come back the same way and
+land in the user's repository on the task's branch, so the engine merges and
+integrates as it does locally. After each agent turn that ran a command, a snapshot
+of the files comes back too (`refs/osqr/wip/<run>/<task>`); file changes since are
+kept here to make again: a lost worker costs no turn's work. A run resumed after
+the kernel died sends each unfinished task back to its worker, which keeps its
+worktree as left when it still has it.
+
+Opening costs a reservation (no round trip), an actor kept from an earlier task,
+and one call that unbundles and makes a lazy worktree; closing returns the actor at
+once while the worker removes the worktree behind it (`benchmarks/scale_out.py`
+times each phase).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +36,8 @@ from ..workspace import git
 from ..workspace.task_workspace import Saved
 from . import bundles
 from .connect import Connection
-from .worker_side import MUTATING, WorkspaceActor
+from .pool import Slot, pool_of
+from .worker_side import MUTATING
 
 Emit = Callable[..., None]
 MAX_MOVES = 3              # moves of one call before its error is the task's
@@ -39,15 +49,28 @@ KEEP_SEEN = 32             # commits remembered per worker, offered as a bundle'
 class ClusterHost:
     """Makes a run's task workspaces as actors on the workers of a Dask cluster."""
 
-    def __init__(self, connection: Connection, root: Path, run_id: str, sandbox: bool | None = None) -> None:
+    def __init__(self, connection: Connection, root: Path, run_id: str, sandbox: bool | None = None,
+                 last_worker: Callable[[str], str | None] | None = None) -> None:
         self.connection, self.root, self.run_id, self.sandbox = connection, root, run_id, sandbox
+        self.last_worker = last_worker or (lambda task_id: None)   # where a task's workspace was
+        self.pool = pool_of(connection)
         self.seen: dict[str, list[str]] = {}          # worker -> commits sent to it or received from it
         self.lost = connection.gone                   # workers gone or failed: not chosen again
-        self.resources: dict[str, int] | None = None  # what each actor asks of its worker
+        self._first: dict[str, asyncio.Lock] = {}     # worker -> held while the run's base goes there
         self.round_trips: collections.deque[tuple[str, float]] = collections.deque(maxlen=100_000)
 
     def make(self, task_id: str, branch: str, emit: Emit) -> "ClusterWorkspace":
         return ClusterWorkspace(self, task_id, branch, emit)
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        """Time a phase of opening or closing a workspace, kept with the calls' round trips:
+        the benchmark shows where a task's time on the cluster goes."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.round_trips.append((phase, time.perf_counter() - started))
 
     def saw(self, worker: str, *commits: str | None) -> None:
         known = self.seen.setdefault(worker, [])
@@ -56,26 +79,15 @@ class ClusterHost:
                 known.insert(0, commit)
         del known[KEEP_SEEN:]
 
-    async def placement(self) -> dict[str, Any]:
-        """Where the next actor may go: the Dask resource `sandbox` when the workers declare it
-        (looked up once per run), and not on a worker lost before (Dask may not know yet)."""
-        workers: dict[str, Any] | None = None
-        if self.resources is None or self.lost:
-            workers = await self.workers()
-        if self.resources is None:
-            declared = any("sandbox" in (w.get("resources") or {}) for w in workers.values())
-            self.resources = {"sandbox": 1} if declared else {}
-        where: dict[str, Any] = {"resources": self.resources} if self.resources else {}
-        alive = [a for a, w in (workers or {}).items() if a not in self.lost
-                 and all(k in (w.get("resources") or {}) for k in self.resources)]
-        if self.lost and alive:
-            where.update(workers=alive, allow_other_workers=False)
-        return where
+    def holds(self, worker: str, commit: str) -> bool:
+        return commit in self.seen.get(worker, ())
 
-    async def workers(self) -> dict[str, Any]:
-        """The scheduler's workers now (an asynchronous client caches none of them)."""
-        client = await self.connection.client()
-        return (await client.scheduler.identity(n_workers=-1)).get("workers", {})
+    def first_on(self, worker: str) -> contextlib.AbstractAsyncContextManager:
+        """Held by the first workspace that opens on a worker this run has sent nothing yet, so
+        the base goes there once, not with each task that starts there at the same moment."""
+        if self.seen.get(worker):
+            return contextlib.nullcontext()
+        return self._first.setdefault(worker, asyncio.Lock())
 
 
 def command_settings() -> dict[str, Any]:
@@ -95,8 +107,8 @@ class ClusterWorkspace:
         self.root = host.root
         self.where = "(not placed)"
         self.wip_ref = f"refs/osqr/wip/{host.run_id}/{task_id}"
-        self._actor: Any = None
-        self._future: Any = None
+        self._slot: Slot | None = None       # the actor this workspace holds
+        self._reserved = False               # counted among the workspaces of `where`
         self._sandbox = "none"
         self._touched = False                 # a command ran, or the journal is long: snapshot this turn
         self._journal: list[tuple[str, tuple[Any, ...]]] = []   # changes made since then, to replay
@@ -111,8 +123,12 @@ class ClusterWorkspace:
     # -- placing ---------------------------------------------------------------------------
 
     async def open(self, start: str, fresh: bool) -> list[str]:
-        """On a worker, the task's branch at `start` (fresh) or where it was left (resumed: the
-        branch's tip, with the last snapshot's files when it was taken on that tip)."""
+        """On a worker, the task's branch at `start` (fresh) or where it was left (resumed after
+        the kernel went away). A resumed task goes back to the worker that held it: if that
+        worker still has its worktree, every file the agent wrote is kept, as a local worktree
+        would be; otherwise it starts again from the branch's tip, with the last snapshot's
+        files when it was taken on that tip."""
+        keep = None
         if fresh:
             await git.git(self.root, "update-ref", f"refs/heads/{self.branch}", start)
             tip, wip = start, None
@@ -121,33 +137,69 @@ class ClusterWorkspace:
                 await git.git(self.root, "update-ref", f"refs/heads/{self.branch}", start)
             tip = await self._tip()
             wip = await self._usable_snapshot(tip)
+            keep = self.host.last_worker(self.task_id)
         for attempt in range(MAX_MOVES + 1):
             try:
-                await self._place(tip, wip)
-                return []
+                with self.host.timed("open"):
+                    return await self._place(tip, wip, keep)
             except Exception as exc:
                 if not _worker_lost(exc) or attempt == MAX_MOVES:
                     raise
                 self._lost_here()
                 await self._drop()
+                keep = None
         return []
 
-    async def _place(self, tip: str, wip: str | None) -> None:
-        client = await self.host.connection.client()
-        key = f"osqr-workspace-{self.host.run_id}-{self.task_id}-{uuid.uuid4().hex[:8]}"
-        self._future = client.submit(WorkspaceActor, self.host.run_id, self.task_id, self.branch,
-                                     self.host.sandbox, command_settings(), actor=True, key=key,
-                                     **await self.host.placement())
-        self._actor = await self._future
-        self.where = self._actor._address
-        self.host.connection.watch(client, self.where)
-        haves = await self._actor.haves(self.host.seen.get(self.where, []))
+    async def _place(self, tip: str, wip: str | None, keep: str | None = None) -> list[str]:
+        """An actor on a worker (kept from an earlier task when there is one), opened at `tip`:
+        the bundle of what the worker lacks is made while the actor is found. `keep`: the
+        worker that held this task's worktree before the kernel went away, tried first."""
+        with self.host.timed("open: reserve"):
+            self.where = await self.host.pool.reserve(self, lambda worker: self.host.holds(worker, tip), keep)
+        self._reserved = True
+        try:
+            return await self._open_on_worker(tip, wip, keep == self.where)
+        except BaseException:
+            await self._drop()
+            raise
+
+    async def _open_on_worker(self, tip: str, wip: str | None, keep: bool) -> list[str]:
+        async with self.host.first_on(self.where):
+            seen = list(self.host.seen.get(self.where, []))
+            with self.host.timed("open: actor and bundle"):
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        slot = group.create_task(self.host.pool.take(self.where))
+                        sent = group.create_task(self._bundles(tip, wip, seen))
+                except BaseExceptionGroup as failed:     # the caller tells a lost worker by its error
+                    raise failed.exceptions[0] from None
+            self._slot = slot.result()
+            with self.host.timed("open: worker"):
+                info = await self._unless_lost(self._slot.actor.open(self._job(tip, wip, keep,
+                                                                               *sent.result())))
+            if info.get("lacking"):                  # a clone newer than what the kernel remembers
+                haves = await self._unless_lost(self._slot.actor.haves(self.host.run_id, seen))
+                job = self._job(tip, wip, keep, *await self._bundles(tip, wip, haves))
+                info = await self._unless_lost(self._slot.actor.open(job))
+        for phase, seconds in info.get("timings", {}).items():
+            self.host.round_trips.append((f"open: worker {phase}", seconds))
+        self._snapshotted |= wip is not None
+        self._sandbox = info["sandbox"]
+        self._touched = info["kept"]          # the kept files reach the kernel after the first turn
+        self.host.saw(self.where, tip, wip)
+        return info["notes"]
+
+    async def _bundles(self, tip: str, wip: str | None, haves: list[str]) -> tuple[bytes | None, bytes | None]:
+        """What the worker needs of the branch at `tip` and of the snapshot, given what it has."""
         bundle = None if tip in haves else await bundles.make(self.root, f"refs/heads/{self.branch}", haves)
         wip_bundle = await bundles.make(self.root, self.wip_ref, [*haves, tip]) if wip else None
-        self._snapshotted |= wip is not None
-        info = await self._actor.open(tip, bundle, wip, wip_bundle)
-        self.where, self._sandbox = info["address"], info["sandbox"]
-        self.host.saw(self.where, tip, wip)
+        return bundle, wip_bundle
+
+    def _job(self, tip: str, wip: str | None, keep: bool, bundle: bytes | None,
+             wip_bundle: bytes | None) -> dict[str, Any]:
+        return {"run_id": self.host.run_id, "task_id": self.task_id, "branch": self.branch,
+                "sandbox": self.host.sandbox, "settings": command_settings(), "start": tip, "wip": wip,
+                "keep": keep, "bundle": bundle, "wip_bundle": wip_bundle}
 
     async def _move(self, error: BaseException, old: str) -> None:
         """Carry on, on another worker, from the last commit or snapshot that reached the kernel,
@@ -159,7 +211,7 @@ class ClusterWorkspace:
         await self._place(tip, wip)
         for method, args in self._journal:
             try:
-                await self._unless_lost(getattr(self._actor, method)(*args))
+                await self._unless_lost(getattr(self._slot.actor, method)(*args))
             except tools.ToolError:
                 pass                     # it failed the same way the first time, or the model was told
         self._touched = True
@@ -171,7 +223,7 @@ class ClusterWorkspace:
         for attempt in range(MAX_MOVES + 1):
             started = time.perf_counter()
             try:
-                result = await self._unless_lost(getattr(self._actor, method)(*args))
+                result = await self._unless_lost(getattr(self._slot.actor, method)(*args))
             except Exception as exc:
                 if not _worker_lost(exc) or attempt == MAX_MOVES:
                     raise
@@ -182,20 +234,7 @@ class ClusterWorkspace:
 
     async def _unless_lost(self, call: Any) -> Any:
         """The call's answer, or WorkerLost as soon as the scheduler says its worker left."""
-        lost = self.host.connection.lost(self.where)
-        if lost.is_set():
-            raise WorkerLost(f"{self.where} left the cluster")
-        answer = asyncio.ensure_future(call)
-        watch = asyncio.ensure_future(lost.wait())
-        try:
-            await asyncio.wait([answer, watch], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watch.cancel()
-            if not answer.done():
-                answer.cancel()
-        if not answer.done() or answer.cancelled():
-            raise WorkerLost(f"{self.where} left the cluster during the call")
-        return answer.result()
+        return await self.host.connection.unless_lost(self.where, call)
 
     async def _move_until_placed(self, error: BaseException) -> None:
         old = self.where
@@ -212,12 +251,16 @@ class ClusterWorkspace:
         if "://" in self.where:
             self.host.connection.lose(self.where)
 
-    async def _drop(self) -> None:
-        """Forget the actor (its worker is gone, or the task is done): once no client wants its
-        key, Dask neither keeps the actor nor makes it again on another worker."""
-        future, self._future, self._actor = self._future, None, None
-        if future is not None:
-            future.release()
+    async def _drop(self, keep: bool = False) -> None:
+        """Give the worker's place back; the actor goes back to the pool (`keep`), or is forgotten
+        (its worker is gone): once no client wants its key, Dask neither keeps the actor nor
+        makes it again on another worker."""
+        slot, self._slot = self._slot, None
+        if slot is not None and not keep:
+            slot.future.release()
+        if self._reserved:
+            self._reserved = False
+            self.host.pool.release(self.where, self, slot if keep else None)
 
     async def _tip(self) -> str:
         return (await git.git(self.root, "rev-parse", f"refs/heads/{self.branch}", stderr=False))[1].strip()
@@ -323,25 +366,21 @@ class ClusterWorkspace:
         self.host.saw(self.where, commit)
 
     async def close(self) -> None:
-        """Free the worker's worktree; the branch holds the work, so the snapshot goes too."""
+        """Give the actor back and let its worker remove the worktree behind the next task (the
+        branch holds the work); the snapshot ref goes too."""
+        with self.host.timed("close"):
+            await self._close()
+
+    async def _close(self) -> None:
         if self._snapshot is not None:
             self._snapshot.cancel()
             await asyncio.gather(self._snapshot, return_exceptions=True)
             self._snapshot = None
-        try:
-            if self._actor is not None:
-                await getattr(self._actor, "close")()
-        except Exception as exc:
-            if not _worker_lost(exc):
-                raise
-        finally:
-            await self._drop()
+        if self._slot is not None:
+            self._slot.close_behind(self.host.connection.unless_lost(self.where, self._slot.actor.close()))
+            await self._drop(keep=True)
         if self._snapshotted:
             await git.git(self.root, "update-ref", "-d", self.wip_ref, check=False)
-
-
-class WorkerLost(ConnectionError):
-    """The worker holding a workspace left the cluster."""
 
 
 def _worker_lost(exc: BaseException) -> bool:

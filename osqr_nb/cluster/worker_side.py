@@ -1,24 +1,29 @@
 """The worker's half of a task's workspace: a Dask actor holding a worktree of a clone.
 
-One actor per task attempt, so every tool call of the task reaches the same worker
-and the same files. The tasks of a run on one worker share a bare clone (objects
-sent once per worker, not once per task); each has its own worktree on its own
-branch. Nothing here knows a model, a key or the event log: the actor receives
-commits (bundles), tool calls and commands, and answers with results and bundles.
+An actor holds one task's workspace at a time, so every tool call of the task reaches
+the same worker and the same files; the kernel keeps its actors and hands each to the
+next task that goes to its worker (see pool.py). The tasks of a run on one worker
+share a bare clone, kept for the run: the base arrives once, then each task's start
+as a thin bundle of the commits the clone lacks. A workspace is a lazy worktree of
+that clone, made without a lock or a checkout (files come out as tools need them,
+as in the kernel). Nothing here knows a model, a key or the event log: the actor
+receives commits (bundles), tool calls and commands, and answers with results and
+bundles of the task's own commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from ..agents import tools
 from ..agents.commands import CommandResult
 from ..workspace import git
+from ..workspace.task_workspace import LocalHost, LocalWorkspace
 from . import bundles
 
 MUTATING = frozenset({"write_file", "edit_file", "run_command"})   # what makes a turn worth a snapshot
@@ -44,20 +49,17 @@ def _plain_errors(method):
 
 
 class WorkspaceActor:
-    """A task's worktree on this worker: its file tools, commands, saves and snapshots.
+    """A task's worktree on this worker, one task at a time: its file tools, commands, saves
+    and snapshots.
 
     Every exception a tool raises comes back as a `ToolError` with the message the model
     reads, never as an `OSError`: on the kernel's side an `OSError` means the worker is
     gone, and the workspace moves.
     """
 
-    def __init__(self, run_id: str, task_id: str, branch: str, sandbox: bool | None,
-                 command_settings: dict[str, Any]) -> None:
-        self.run_id, self.task_id, self.branch = run_id, task_id, branch
-        self.sandbox = sandbox
-        _apply(command_settings)
-        self.path: Path | None = None
-        self.tools: tools.Workspace | None = None
+    def __init__(self) -> None:
+        self.task_id = self.branch = ""
+        self.workspace: LocalWorkspace | None = None
         self.kernel_has: list[str] = []        # commits that came from the kernel or reached it
         self.dirty = False                     # changed since the last snapshot
         self.snapshot_tree: str | None = None
@@ -65,52 +67,70 @@ class WorkspaceActor:
     # -- opening ---------------------------------------------------------------------------
 
     @_plain_errors
-    async def haves(self, commits: list[str]) -> list[str]:
+    async def haves(self, run_id: str, commits: list[str]) -> list[str]:
         """Which of the kernel's candidate commits this worker has: the next bundle leaves them out."""
-        return await bundles.present(await _run_repo(self.run_id), commits)
+        return await bundles.present((await _run_clone(run_id)).root, commits)
 
     @_plain_errors
-    async def open(self, start: str, bundle: bytes | None, wip: str | None = None,
-                   wip_bundle: bytes | None = None) -> dict[str, Any]:
-        """The worktree on the task's branch at `start` (sent in `bundle` unless this worker has
-        it), with the files of the snapshot `wip` laid over it when given (a moved task)."""
-        repo = await _run_repo(self.run_id)
-        async with _lock(repo):
-            if bundle is not None:
-                await bundles.take(repo, bundle, f"refs/heads/{self.branch}", f"refs/osqr/in/{self.task_id}")
-            if wip_bundle is not None:
-                await bundles.take(repo, wip_bundle, f"refs/osqr/wip/{self.run_id}/{self.task_id}",
-                                   f"refs/osqr/wip/{self.task_id}")
-            self.path = repo.parent / "worktrees" / self.task_id
-            await _clear(repo, self.path)
-            await git.git(repo, "worktree", "add", "-q", "-f", "-B", self.branch, str(self.path), start)
-        if wip is not None:
-            await git.git(self.path, "read-tree", "-u", "--reset", wip)
-            self.dirty = True
+    async def open(self, job: dict[str, Any]) -> dict[str, Any]:
+        """The task's worktree on its branch at `start`, from the bundle sent unless this worker
+        has it, with the files of the snapshot `wip` laid over it when given (a moved task).
+        With `keep` (a task resumed after the kernel went away), the worktree the task left on
+        this worker is kept as it is, repaired, when it holds `start`: no file is lost.
+
+        Answers `{"lacking": True}` when the bundle was made against a commit this worker does
+        not have (its clone is new): the kernel asks `haves` and sends another.
+        """
+        if self.workspace is not None:
+            await self.close()
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        _apply(job["settings"])
+        clone = await _run_clone(job["run_id"])
+        for data in (job["bundle"], job["wip_bundle"]):
+            if data is not None and not await bundles.unbundle(clone.root, data):
+                return {"lacking": True}
+        timings["fetch"] = time.perf_counter() - clock
+        self.task_id, self.branch, start, wip = job["task_id"], job["branch"], job["start"], job["wip"]
+        path = clone.root.parent / "worktrees" / self.task_id
+        workspace = LocalWorkspace(clone.root, path, self.branch, clone.lock, job["sandbox"], lazy=True,
+                                   listing=clone.files_at)
+        kept = bool(job["keep"]) and await _left_on(path, start)
+        notes = await workspace.open(start, fresh=not kept)
+        self.workspace = workspace
+        if wip is not None and not kept:
+            await git.git(path, "read-tree", "-u", "--reset", wip)
+            await workspace.files.load()
+        self.dirty, self.snapshot_tree = kept or wip is not None, None
         self.kernel_has = [c for c in (start, wip) if c]
-        self.tools = tools.Workspace(self.path, sandbox=self.sandbox)
-        return {"address": _worker_address(), "sandbox": self.tools.sandbox_mode}
+        timings["worktree"] = time.perf_counter() - clock - timings["fetch"]
+        return {"address": _worker_address(), "sandbox": workspace.sandbox_mode, "timings": timings,
+                "kept": kept, "notes": notes}
 
     # -- tools -----------------------------------------------------------------------------
 
     @_plain_errors
     async def call(self, name: str, arguments: dict[str, Any]) -> str:
         self.dirty |= name in MUTATING
-        return await self._guarded(name, self.tools.acall(name, arguments))
+        return await self._guarded(name, self._open().call(name, arguments))
 
     @_plain_errors
     async def current_text(self, path: str) -> str | None:
-        return await self._guarded("write_file", asyncio.to_thread(self.tools.current_text, path))
+        return await self._guarded("write_file", self._open().current_text(path))
 
     @_plain_errors
     async def plan_edit(self, path: str, old: str, new: str, replace_all: bool) -> tuple[str, str]:
-        return await self._guarded("edit_file", asyncio.to_thread(self.tools.plan_edit, path, old, new,
-                                                                   replace_all))
+        return await self._guarded("edit_file", self._open().plan_edit(path, old, new, replace_all))
 
     @_plain_errors
     async def run_command(self, command: str | list[str], timeout: float | None) -> CommandResult:
         self.dirty = True
-        return await self._guarded("run_command", self.tools.run_command(command, timeout))
+        return await self._guarded("run_command", self._open().run_command(command, timeout))
+
+    def _open(self) -> LocalWorkspace:
+        if self.workspace is None:
+            raise WorkspaceError(f"no workspace is open on {_worker_address()}")
+        return self.workspace
 
     async def _guarded(self, tool: str, work: Any) -> Any:
         try:
@@ -118,20 +138,19 @@ class WorkspaceActor:
         except tools.ToolError:
             raise
         except Exception as exc:                      # an OSError must not look like a lost worker
-            raise tools.ToolError(self.tools.explain(tool, exc)) from None
+            raise tools.ToolError(self._open().explain(tool, exc)) from None
 
     # -- commits ---------------------------------------------------------------------------
 
     @_plain_errors
     async def save(self, message: str, author: str) -> dict[str, Any]:
-        """Commit everything on the task's branch; the commit and the bundle the kernel lacks."""
-        nested = await asyncio.to_thread(git.nested_repositories, self.path)
-        commit = await git.commit_all(self.path, message, author=author, leave_out=nested) \
-            or await git.head(self.path)
-        data = await bundles.make(self.path, f"refs/heads/{self.branch}", self.kernel_has)
-        self._reached_kernel(commit)
+        """Commit everything on the task's branch; the commit, and a bundle of what the kernel lacks."""
+        workspace = self._open()
+        saved = await workspace.save(message, author)
+        data = await bundles.make(workspace.path, f"refs/heads/{self.branch}", self.kernel_has)
+        self._reached_kernel(saved.commit)
         self.dirty, self.snapshot_tree = False, None
-        return {"commit": commit, "left_out": nested, "bundle": data}
+        return {"commit": saved.commit, "left_out": saved.left_out, "bundle": data}
 
     @_plain_errors
     async def snapshot(self) -> dict[str, Any] | None:
@@ -140,39 +159,40 @@ class WorkspaceActor:
         if not self.dirty:
             return None
         self.dirty = False
-        nested = await asyncio.to_thread(git.nested_repositories, self.path)
-        await git.git(self.path, "add", "-A", "--", ".", *[f":(exclude,top){p}" for p in nested])
-        tree = (await git.git(self.path, "write-tree", stderr=False))[1].strip()
+        workspace = self._open()
+        path = workspace.path
+        await workspace.files.settle()
+        nested = await asyncio.to_thread(git.nested_repositories, path)
+        await git.git(path, "add", "-A", "--sparse", "--", ".", *[f":(exclude,top){p}" for p in nested])
+        tree = (await git.git(path, "write-tree", stderr=False))[1].strip()
         if tree == self.snapshot_tree:
             return None
         self.snapshot_tree = tree
-        _, out = await git.git(self.path, "commit-tree", tree, "-p", "HEAD", "-m",
+        _, out = await git.git(path, "commit-tree", tree, "-p", "HEAD", "-m",
                                f"osqr: work in progress of {self.task_id}", stderr=False)
         commit, ref = out.strip(), f"refs/osqr/wip/{self.task_id}"
-        await git.git(self.path, "update-ref", ref, commit)
-        data = await bundles.make(self.path, ref, self.kernel_has)
+        await git.git(path, "update-ref", ref, commit)
+        data = await bundles.make(path, ref, self.kernel_has)
         self._reached_kernel(commit)
         return {"commit": commit, "bundle": data}
 
     @_plain_errors
     async def advance(self, commit: str, bundle: bytes | None) -> None:
         """Move the worktree forward to a commit made in the kernel (its inputs merged in)."""
-        if bundle is not None and not await bundles.present(self.path, [commit]):   # not if moved here
-            await bundles.take(self.path, bundle, f"refs/heads/{self.branch}", f"refs/osqr/in/{self.task_id}")
-        await git.git(self.path, "merge", "--ff-only", "-q", commit)
+        workspace = self._open()
+        if bundle is not None and not await bundles.present(workspace.path, [commit]):   # not if moved here
+            if not await bundles.unbundle(workspace.path, bundle):
+                raise WorkspaceError(f"{_worker_address()} lacks the commits {commit[:10]} was made on")
+        await workspace.advance(commit)
         self._reached_kernel(commit)
 
     @_plain_errors
     async def close(self) -> None:
-        """Remove the worktree and its refs; the clone's objects stay for the run's next tasks."""
-        if self.path is None:
-            return
-        repo = await _run_repo(self.run_id)
-        async with _lock(repo):
-            await _clear(repo, self.path)
-            await git.git(repo, "branch", "-D", self.branch, check=False)
-            for ref in (f"refs/osqr/wip/{self.task_id}", f"refs/osqr/in/{self.task_id}"):
-                await git.git(repo, "update-ref", "-d", ref, check=False)
+        """Remove the worktree (no git process, no lock); the clone keeps the objects and the
+        branch for the run's next tasks, and this actor waits for the next task."""
+        workspace, self.workspace = self.workspace, None
+        if workspace is not None:
+            await workspace.close()
 
     def _reached_kernel(self, commit: str) -> None:
         self.kernel_has = [commit, *[c for c in self.kernel_has if c != commit]][:KEEP_HAVES]
@@ -180,30 +200,38 @@ class WorkspaceActor:
 
 # -- one clone per run on this worker ----------------------------------------------------------
 
-_repos: dict[str, Path] = {}
-_locks: dict[Path, asyncio.Lock] = {}
+_clones: dict[str, LocalHost] = {}
+_making: dict[str, asyncio.Task] = {}
 
 
-async def _run_repo(run_id: str) -> Path:
-    """The run's bare clone on this worker, made empty on first use (bundles fill it)."""
-    repo = _repos.get(run_id)
-    if repo is None:
-        root = Path(tempfile.mkdtemp(prefix=f"osqr-{run_id}-", dir=_local_directory()))
-        repo = root / "repo.git"
-        await git.git(root, "init", "-q", "--bare", str(repo))
-        repo = _repos.setdefault(run_id, repo)
-    return repo
+async def _left_on(path: Path, start: str) -> bool:
+    """Whether a worktree a task left here (its kernel went away) can be kept: it is there, and
+    its commit holds `start` (the kernel's tip of the branch)."""
+    if not (path / ".git").exists():
+        return False
+    code, _ = await git.git(path, "merge-base", "--is-ancestor", start, "HEAD", check=False)
+    return code == 0
 
 
-def _lock(repo: Path) -> asyncio.Lock:
-    """git serialises ref and worktree updates of one clone; so do the actors sharing it."""
-    return _locks.setdefault(repo, asyncio.Lock())
+async def _run_clone(run_id: str) -> LocalHost:
+    """The run's bare clone on this worker, made empty on first use (bundles fill it), with
+    what its worktrees share: the listing of each start commit, the worktree lock."""
+    if run_id not in _clones:
+        if run_id not in _making:
+            _making[run_id] = asyncio.get_running_loop().create_task(_make_clone(run_id))
+        clone = await asyncio.shield(_making[run_id])
+        _clones.setdefault(run_id, clone)
+        _making.pop(run_id, None)
+    return _clones[run_id]
 
 
-async def _clear(repo: Path, path: Path) -> None:
-    if path.exists():
-        await asyncio.to_thread(shutil.rmtree, path, True)
-    await git.git(repo, "worktree", "prune")
+async def _make_clone(run_id: str) -> LocalHost:
+    root = Path(tempfile.mkdtemp(prefix=f"osqr-{run_id}-", dir=_local_directory()))
+    repo = root / "repo.git"
+    await git.git(root, "init", "-q", "--bare", str(repo))
+    # objects arrive without refs (bundles are unbundled) and must stay: no automatic gc
+    await git.git(repo, "config", "gc.auto", "0")
+    return LocalHost(repo, run_id)
 
 
 def _local_directory() -> str | None:
