@@ -322,6 +322,8 @@ def main() -> None:
     from osqr_nb.config import settings
     settings().scripted_delay = 0.0
     settings().learn_thresholds = settings().learn_routes = False
+    store = tempfile.TemporaryDirectory(prefix="osqr-scale-out-")
+    os.environ["OSQR_PKV"] = str(Path(store.name) / "pkv.sqlite")   # the person's own store is not a benchmark's
     if "1" in args.parts:
         asyncio.run(part_plan(args.tasks, args.limit))
     if "2" in args.parts:
