@@ -429,7 +429,12 @@ def git_dir(path: Path) -> Path | None:
         text = dot_git.read_text().strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return (path / text.removeprefix("gitdir:").strip()).resolve() if text.startswith("gitdir:") else None
+    if not text.startswith("gitdir:"):
+        return None
+    named = text.removeprefix("gitdir:").strip()
+    if os.path.isabs(named):             # as git and osqr write it: no symlink to follow that
+        return Path(os.path.normpath(named))   # matters, and resolving cost a dozen lstat calls
+    return (path / named).resolve()
 
 
 def _git_running_in(path: Path) -> bool:
