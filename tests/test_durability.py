@@ -334,7 +334,9 @@ def test_a_body_lands_in_the_transaction_of_the_event_that_names_it(tmp_path):
     assert other.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 0
     log.append(Event("r", "model_reply", "a", {"reply": digest}))
     journal = next(path.parent.glob("osqr.db.pending-*")).read_text().splitlines()
-    assert [json.loads(line)["type"] for line in journal] in (["_blob", "model_reply"], [])  # [] once committed
+    if journal:                                       # not committed yet: one group, the body first
+        assert [json.loads(line)["type"] for line in journal[:2]] == ["_blob", "model_reply"]
+        assert journal[2:] == ["#end"]
     assert log.flush(30)
     assert other.execute("SELECT body FROM blobs").fetchone()[0] == "a long reply " * 100
     assert [e.type for e in EventLog(path).read("r")] == ["model_reply"]
@@ -521,3 +523,18 @@ def test_the_orchestrators_git_never_hands_a_key_to_what_a_worktree_makes_it_run
     assert run.status == "complete"
     seen = leak.read_text()                       # the filter did run, for the orchestrator's commit
     assert "PATH=" in seen and "sk-test-planted" not in seen and "planted-token" not in seen
+
+
+def test_a_group_a_kill_cut_short_in_the_journal_is_left_out_whole(tmp_path):
+    """task_finished and its messages are one group: a journal write the kill cut short
+    (after task_finished's line) brings back neither."""
+    from osqr_nb.store.events import GROUP_END, _row, to_json
+
+    path = tmp_path / ".osqr" / "osqr.db"
+    EventLog(path).close()
+    whole = [Event("r", "task_started", "a", {}, 1.0)]
+    cut = [Event("r", "task_finished", "a", {}, 2.0), Event("r", "message", "a", {"to": "b"}, 2.0)]
+    text = "".join(to_json(_row(e)) + "\n" for e in whole) + GROUP_END
+    text += to_json(_row(cut[0])) + "\n" + to_json(_row(cut[1]))[:10]
+    path.with_name("osqr.db.pending-999999999-0").write_text(text)
+    assert [e.type for e in EventLog(path).read("r")] == ["task_started"]

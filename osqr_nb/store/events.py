@@ -58,6 +58,7 @@ class LogError(ValueError):
 
 BUSY_TIMEOUT = 0.02      # seconds an append on the kernel's loop may wait for another writer's lock
 IDLE = 2.0               # seconds a writer with nothing to write lives on
+GROUP_END = "#end\n"      # in a journal, after the lines of one append
 _LOCKED = ("locked", "busy")
 
 
@@ -137,9 +138,10 @@ class EventLog:
         return blobs
 
     def _journal_rows(self, rows: list[Event]) -> None:
-        """One write of whole lines (the lock held): a line a kill cuts short ends the journal,
-        and its append never returned."""
-        data = "".join(to_json(_row(e)) + "\n" for e in rows).encode("utf-8")
+        """One write of whole lines and an end mark (the lock held): a kill can cut a write
+        short (Linux stops a large write at a page when the process is killed), and a
+        group without its end mark is left out when the journal is read back, whole."""
+        data = ("".join(to_json(_row(e)) + "\n" for e in rows) + GROUP_END).encode("utf-8")
         if self._journal_fd is None:
             _live_journals.add(self._journal.name)
             self._journal_fd = os.open(self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -215,12 +217,7 @@ class EventLog:
             if journal.name in _live_journals or (
                     pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))):
                 continue
-            events = []
-            for line in journal.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    events.append(_from_row(json.loads(line)))
-                except (ValueError, KeyError, TypeError):
-                    continue       # the line a crash cut short: its append never returned
+            events = _journalled(journal.read_text(encoding="utf-8", errors="replace"))
             try:
                 _insert(self._db, events, skip_present=True)
             except sqlite3.OperationalError:
@@ -364,6 +361,24 @@ def _insert(db: sqlite3.Connection, events: list[Event], skip_present: bool = Fa
             db.execute("ROLLBACK")
         raise
     return written
+
+
+def _journalled(text: str) -> list[Event]:
+    """The events of a journal's whole groups, in order (one written before end marks existed:
+    its whole lines)."""
+    events: list[Event] = []
+    group: list[Event] = []
+    marked = GROUP_END in text
+    for line in text.splitlines(keepends=True):
+        if line == GROUP_END:
+            events.extend(group)
+            group = []
+            continue
+        try:
+            group.append(_from_row(json.loads(line)))
+        except (ValueError, KeyError, TypeError):
+            break                   # a line a kill cut short: its append never returned
+    return events if marked else events + group
 
 
 def _alive(pid: int) -> bool:
