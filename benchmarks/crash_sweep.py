@@ -162,7 +162,14 @@ def child(repo: Path, crash_after: int = 0, run_id: str = "") -> tuple[int, list
     return done.returncode, done.stdout.split(), done.stderr
 
 
+def recovered(repo: Path) -> None:
+    """Open the log as osqr-nb does, which commits what the killed child had only journalled."""
+    from osqr_nb.store.events import EventLog
+    EventLog(repo / ".osqr" / "osqr.db").close()
+
+
 def events_of(repo: Path, run_id: str) -> list[dict[str, Any]]:
+    recovered(repo)
     db = sqlite3.connect(repo / ".osqr" / "osqr.db")
     try:
         rows = db.execute("SELECT seq, type, task_id, data FROM events WHERE run_id = ? ORDER BY seq",
@@ -176,6 +183,7 @@ def run_ids_of(repo: Path) -> list[str]:
     """The runs in the repository's log (a crash may come before the child could say its id)."""
     if not (repo / ".osqr" / "osqr.db").exists():
         return []
+    recovered(repo)
     db = sqlite3.connect(repo / ".osqr" / "osqr.db")
     try:
         return [r[0] for r in db.execute("SELECT DISTINCT run_id FROM events")]
