@@ -528,13 +528,13 @@ def test_the_orchestrators_git_never_hands_a_key_to_what_a_worktree_makes_it_run
 def test_a_group_a_kill_cut_short_in_the_journal_is_left_out_whole(tmp_path):
     """task_finished and its messages are one group: a journal write the kill cut short
     (after task_finished's line) brings back neither."""
-    from osqr_nb.store.events import GROUP_END, _row, to_json
+    from osqr_nb.store.events import GROUP_END, _line, to_json
 
     path = tmp_path / ".osqr" / "osqr.db"
     EventLog(path).close()
     whole = [Event("r", "task_started", "a", {}, 1.0)]
     cut = [Event("r", "task_finished", "a", {}, 2.0), Event("r", "message", "a", {"to": "b"}, 2.0)]
-    text = "".join(to_json(_row(e)) + "\n" for e in whole) + GROUP_END
-    text += to_json(_row(cut[0])) + "\n" + to_json(_row(cut[1]))[:10]
+    text = "".join(_line(e, to_json(e.data)) for e in whole) + GROUP_END
+    text += _line(cut[0], to_json(cut[0].data)) + _line(cut[1], to_json(cut[1].data))[:10]
     path.with_name("osqr.db.pending-999999999-0").write_text(text)
     assert [e.type for e in EventLog(path).read("r")] == ["task_started"]

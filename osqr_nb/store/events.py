@@ -19,7 +19,7 @@ import warnings
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -87,6 +87,7 @@ class EventLog:
         self._lock = threading.Lock()          # the journal, the pending events and bodies
         self._db_lock = threading.Lock()       # the database: a read never sees a batch twice
         self._pending: list[Event] = []        # appended, journalled, not yet in SQLite
+        self._payloads: dict[int, str] = {}    # id(pending event) -> its data as JSON, encoded once
         self._wake = threading.Event()
         self._writer: threading.Thread | None = None   # started by an append, gone when idle
         self._journal_fd: int | None = None
@@ -141,7 +142,8 @@ class EventLog:
         """One write of whole lines and an end mark (the lock held): a kill can cut a write
         short (Linux stops a large write at a page when the process is killed), and a
         group without its end mark is left out when the journal is read back, whole."""
-        data = ("".join(to_json(_row(e)) + "\n" for e in rows) + GROUP_END).encode("utf-8")
+        payloads = [to_json(e.data) for e in rows]
+        data = ("".join(_line(e, p) for e, p in zip(rows, payloads)) + GROUP_END).encode("utf-8")
         if self._journal_fd is None:
             _live_journals.add(self._journal.name)
             self._journal_fd = os.open(self._journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -149,6 +151,7 @@ class EventLog:
             data = data[os.write(self._journal_fd, data):]
         self._parked_blobs.update((b.data["hash"], b.data["body"]) for b in rows if b.type == "_blob")
         self._pending.extend(rows)
+        self._payloads.update((id(e), p) for e, p in zip(rows, payloads))
 
     def _write_batches(self) -> None:
         """The writer: everything journalled, in order, one transaction a batch; the journal
@@ -177,7 +180,7 @@ class EventLog:
             return False
         with self._db_lock:
             try:
-                _insert(db, batch)
+                _insert(db, batch, payloads=self._payloads)
                 failure = None
             except sqlite3.OperationalError as exc:
                 failure = exc
@@ -196,6 +199,8 @@ class EventLog:
     def _drop_committed(self, batch: list[Event]) -> None:
         with self._lock:
             del self._pending[:len(batch)]
+            for row in batch:
+                self._payloads.pop(id(row), None)
             for row in batch:
                 if row.type == "_blob":
                     self._parked_blobs.pop(row.data["hash"], None)
@@ -324,16 +329,18 @@ def to_json(value: Any, default: Any = str, sort_keys: bool = False) -> str:
     return text
 
 
-def _row(event: Event) -> dict[str, Any]:
-    return {"run_id": event.run_id, "type": event.type, "task_id": event.task_id, "ts": event.ts,
-            "data": event.data}
-
-
 def _from_row(row: dict[str, Any]) -> Event:
     return Event(row["run_id"], row["type"], row["task_id"], row["data"], row["ts"])
 
 
-def _insert(db: sqlite3.Connection, events: list[Event], skip_present: bool = False) -> list[Event]:
+def _line(event: Event, payload: str) -> str:
+    """The journal's line of an event whose data is already JSON (`payload`)."""
+    head = to_json({"run_id": event.run_id, "type": event.type, "task_id": event.task_id, "ts": event.ts})
+    return f'{head[:-1]}, "data": {payload}}}\n'
+
+
+def _insert(db: sqlite3.Connection, events: list[Event], skip_present: bool = False,
+            payloads: Mapping[int, str] | None = None) -> list[Event]:
     """One transaction; `skip_present` leaves out events already there (a journal replayed twice).
     A lone event is one statement, which SQLite commits as its own transaction."""
     alone = len(events) == 1 and not skip_present
@@ -346,7 +353,9 @@ def _insert(db: sqlite3.Connection, events: list[Event], skip_present: bool = Fa
                 db.execute("INSERT OR IGNORE INTO blobs (hash, body) VALUES (?, ?)",
                            (event.data["hash"], event.data["body"]))
                 continue
-            payload = to_json(event.data)
+            payload = payloads.get(id(event)) if payloads else None
+            if payload is None:
+                payload = to_json(event.data)
             if skip_present and db.execute(
                     "SELECT 1 FROM events WHERE run_id = ? AND type = ? AND ts = ? AND data = ?",
                     (event.run_id, event.type, event.ts, payload)).fetchone():
