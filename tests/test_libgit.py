@@ -197,3 +197,11 @@ def test_a_repository_kept_open_sees_what_git_did_since(history, tmp_path):
     sh(repo, "gc", "-q", "--prune=now")                  # loose objects and refs packed away
     assert libgit.rev(repo, "made-by-git") == before
     assert libgit.changed(repo, before, after, two_dot=True) == git_changes(repo, f"{before}..{after}")
+
+
+def test_files_in_a_tree_are_those_git_lists(history):
+    repo, before, after = history
+    names = {"kept.txt", "sub", "sub/new.py", "gone.txt", "link", "nowhere/x.py"}
+    listed = set(sh(repo, "ls-tree", "-r", "--name-only", after).split("\n"))
+    assert libgit.files_in(repo, after, names) == listed & names == {"kept.txt", "sub/new.py", "link"}
+    assert run_async(gitlib.files_in(repo, before, names)) == {"kept.txt", "gone.txt", "link"}

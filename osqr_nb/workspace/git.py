@@ -587,6 +587,15 @@ async def conflicted_files(path: Path) -> list[str]:
     return [name for name in listing.split("\0") if name]
 
 
+async def files_in(root: Path, rev: str, names: set[str]) -> set[str]:
+    """Which of `names` are files in `rev` (libgit2 looks up just those; git lists the tree)."""
+    found = await off_the_loop(libgit.files_in, root, rev, names)
+    if found is not None:
+        return found
+    _, out = await git(root, "ls-tree", "-r", "-z", "--name-only", rev)
+    return set(out.split("\0")) & set(names)
+
+
 async def is_merged(path: Path, branch: str, tip: str = "HEAD") -> bool:
     """`branch` is already part of `tip`'s history (merging it again changes nothing)."""
     known = await off_the_loop(libgit.is_ancestor, path, branch, tip)      # a walk of history

@@ -115,14 +115,24 @@ def _calls_for_old_parameters(path: str, merged: Version, sides: list[Version]) 
     return found
 
 
+@lru_cache(maxsize=8)
+def _tree(text: str | None) -> ast.Module | None:
+    """A file's syntax tree, parsed once for every question asked of it here (a parse of a
+    large module holds the GIL, and so the kernel's loop, for milliseconds; the same text
+    was parsed four times). Nothing here changes a tree."""
+    if text is None:
+        return None
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+
+
 @lru_cache(maxsize=1024)
 def _imported_calls(path: str, text: str | None) -> tuple[tuple[_Import, str, ast.Call], ...]:
     """(import, call as code, call) for each call of a name the file imports with `from ... import`."""
-    if text is None or not path.endswith((".py", ".pyi")):
-        return ()
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    tree = _tree(text) if path.endswith((".py", ".pyi")) else None
+    if tree is None:
         return ()
     bound = {}
     for node in _statements(tree.body, into_functions=False):
@@ -139,10 +149,7 @@ def _imported_calls(path: str, text: str | None) -> tuple[tuple[_Import, str, as
 def _function(text: str | None, name: str) -> tuple[ast.AST, bool] | None:
     """The one module-level function `name` of a file (a class: its `__init__`, whose first
     parameter the call does not fill), or None."""
-    try:
-        tree = ast.parse(text) if text is not None else None
-    except (SyntaxError, ValueError):
-        return None
+    tree = _tree(text)
     if tree is None:
         return None
     found = [s for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
@@ -184,8 +191,10 @@ def _defines(text: str, name: str) -> bool | None:
 @lru_cache(maxsize=256)
 def _module_names(text: str) -> frozenset[str] | None:
     """The names a module binds at module level, or None where that cannot be known."""
+    tree = _tree(text)
+    if tree is None:
+        return None
     try:
-        tree = ast.parse(text)
         table = symtable.symtable(text, "<module>", "exec")
     except (SyntaxError, ValueError):
         return None
@@ -200,11 +209,8 @@ def _module_names(text: str) -> frozenset[str] | None:
 
 @lru_cache(maxsize=1024)
 def _imports(path: str, text: str | None) -> tuple[_Import, ...]:
-    if text is None or not path.endswith((".py", ".pyi")):
-        return ()
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    tree = _tree(text) if path.endswith((".py", ".pyi")) else None
+    if tree is None:
         return ()
     found = []
     for node in _statements(tree.body, into_functions=True, guarded=False):

@@ -72,6 +72,27 @@ def rev(path: str | Path, spec: str) -> str | None:
         return None
 
 
+def files_in(path: str | Path, rev: str, names: "set[str] | list[str]") -> set[str] | None:
+    """Which of `names` are files (not folders) in `rev`'s tree, as `git ls-tree -r` would list
+    them, without listing the whole tree."""
+    repo = open_repo(path)
+    if repo is None:
+        return None
+    try:
+        root = repo.revparse_single(rev).peel(pygit2.Tree)
+        found = set()
+        for name in names:
+            try:
+                entry = root[name]
+            except KeyError:
+                continue
+            if entry.type != pygit2.enums.ObjectType.TREE:
+                found.add(name)
+        return found
+    except _FAILURES:
+        return None
+
+
 def is_ancestor(path: str | Path, ancestor: str, tip: str) -> bool | None:
     """Whether `ancestor` is `tip` or in its history, as `git merge-base --is-ancestor`."""
     repo = open_repo(path)

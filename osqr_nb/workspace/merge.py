@@ -348,19 +348,18 @@ class Integrator:
         if not touched or not python:
             return []
         revs = (merged.ours, branch)
-        listed = {rev: set((await git.git(self.root, "ls-tree", "-r", "-z", "--name-only", rev))[1].split("\0"))
-                  for rev in revs}
         versions: dict[str, Version] = {"merged": {}, revs[0]: {}, branch: {}}
-        await self._read(versions, listed, set(python), merged)
+        await self._read(versions, revs, set(python), merged)
         needed = await asyncio.to_thread(lambda: {path for version in versions.values() for name in python
                                                   for path in wanted_paths(name, version.get(name))})  # parses
-        await self._read(versions, listed, needed - set(python), merged)
+        await self._read(versions, revs, needed - set(python), merged)
         # parsing is CPU work: off the kernel's loop, like the semantic merge
         return await asyncio.to_thread(broken_imports, python, versions["merged"], [versions[revs[0]], versions[branch]])
 
-    async def _read(self, versions: dict[str, Version], listed: dict[str, set[str]], paths: set[str],
+    async def _read(self, versions: dict[str, Version], revs: tuple[str, ...], paths: set[str],
                     merged: _Merged) -> None:
-        """Each path as merged and in each listed revision; None where it is absent."""
+        """Each path as merged and in each revision; None where it is absent."""
+        listed = {rev: await git.files_in(self.root, rev, paths) for rev in revs}
         await self._read_ahead([f"{rev}:{path}" for path in paths for rev, names in listed.items() if path in names]
                                + [f"{merged.tree}:{path}" for path in paths if merged.tree])
         for path in paths:
