@@ -15,12 +15,15 @@ Repositories are kept open per thread (see `open_repo`).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 MARKERS = re.compile(rb"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)    # as merge.py's `git grep -E` looks
 pygit2: Any = None                  # imported at first use: 40 ms that `%load_ext` need not wait for
@@ -57,134 +60,104 @@ def open_repo(path: str | Path) -> "Any | None":
     return repo
 
 
+def _in_libgit2(answer: Callable[..., T]) -> Callable[..., T | None]:
+    """`answer(repo, ...)` called as `answer(path, ...)`: None where libgit2 cannot open the
+    repository at `path` or cannot answer (the caller then asks git)."""
+    @functools.wraps(answer)
+    def asked(path: str | Path, *args: Any, **kwargs: Any) -> T | None:
+        repo = open_repo(path)
+        if repo is None:
+            return None
+        try:
+            return answer(repo, *args, **kwargs)
+        except _FAILURES:
+            return None
+    return asked
+
+
+def _entries(repo: Any, tree: str, names: Any) -> Any:
+    """(name, object) for each of `names` present in `tree` (a tree, or what peels to one)."""
+    root = repo.revparse_single(tree).peel(pygit2.Tree)
+    for name in names:
+        try:
+            yield name, root[name]
+        except KeyError:
+            continue
+
+
 def _commit(repo: Any, spec: str) -> Any:
     return repo.revparse_single(spec).peel(pygit2.Commit)
 
 
-def rev(path: str | Path, spec: str) -> str | None:
+@_in_libgit2
+def rev(repo: Any, spec: str) -> str | None:
     """The commit `spec` names (`HEAD`, a branch, an id), as `git rev-parse spec^{commit}`."""
-    repo = open_repo(path)
-    if repo is None:
-        return None
-    try:
-        return str(_commit(repo, spec).id)
-    except _FAILURES:
-        return None
+    return str(_commit(repo, spec).id)
 
 
-def files_in(path: str | Path, rev: str, names: "set[str] | list[str]") -> set[str] | None:
+@_in_libgit2
+def files_in(repo: Any, rev: str, names: "set[str] | list[str]") -> set[str] | None:
     """Which of `names` are files (not folders) in `rev`'s tree, as `git ls-tree -r` would list
     them, without listing the whole tree."""
-    repo = open_repo(path)
-    if repo is None:
-        return None
-    try:
-        root = repo.revparse_single(rev).peel(pygit2.Tree)
-        found = set()
-        for name in names:
-            try:
-                entry = root[name]
-            except KeyError:
-                continue
-            if entry.type != pygit2.enums.ObjectType.TREE:
-                found.add(name)
-        return found
-    except _FAILURES:
-        return None
+    return {name for name, entry in _entries(repo, rev, names) if entry.type != pygit2.enums.ObjectType.TREE}
 
 
-def is_ancestor(path: str | Path, ancestor: str, tip: str) -> bool | None:
+@_in_libgit2
+def is_ancestor(repo: Any, ancestor: str, tip: str) -> bool | None:
     """Whether `ancestor` is `tip` or in its history, as `git merge-base --is-ancestor`."""
-    repo = open_repo(path)
-    if repo is None:
-        return None
-    try:
-        old, new = _commit(repo, ancestor).id, _commit(repo, tip).id
-        return old == new or repo.descendant_of(new, old)
-    except _FAILURES:
-        return None
+    old, new = _commit(repo, ancestor).id, _commit(repo, tip).id
+    return old == new or repo.descendant_of(new, old)
 
 
-def tree(path: str | Path, spec: str) -> str | None:
+@_in_libgit2
+def tree(repo: Any, spec: str) -> str | None:
     """The tree `spec` names or peels to (`HEAD`, a commit, a tree), as `git rev-parse spec^{tree}`."""
-    repo = open_repo(path)
-    if repo is None:
-        return None
-    try:
-        return str(repo.revparse_single(spec).peel(pygit2.Tree).id)
-    except _FAILURES:
-        return None
+    return str(repo.revparse_single(spec).peel(pygit2.Tree).id)
 
 
-def commit_tree(path: str | Path, tree: str, parents: list[str], message: str,
+@_in_libgit2
+def commit_tree(repo: Any, tree: str, parents: list[str], message: str,
                 author: tuple[str, str], committer: tuple[str, str]) -> str | None:
     """A commit of `tree` (a tree, or anything that peels to one) with `parents`, written to
     the object store and referenced by nothing yet, as `git commit-tree` writes it."""
-    repo = open_repo(path)
-    if repo is None:
-        return None
-    try:
-        tree_id = repo.revparse_single(tree).peel(pygit2.Tree).id
-        parent_ids = list(dict.fromkeys(_commit(repo, p).id for p in parents))   # git drops a repeated parent
-        now = time.localtime()
-        sign = [pygit2.Signature(name, email, int(time.mktime(now)), now.tm_gmtoff // 60)
-                for name, email in (author, committer)]
-        text = message if message.endswith("\n") else message + "\n"
-        return str(repo.create_commit(None, sign[0], sign[1], text, tree_id, parent_ids))
-    except _FAILURES:
-        return None
+    tree_id = repo.revparse_single(tree).peel(pygit2.Tree).id
+    parent_ids = list(dict.fromkeys(_commit(repo, p).id for p in parents))   # git drops a repeated parent
+    now = time.localtime()
+    sign = [pygit2.Signature(name, email, int(time.mktime(now)), now.tm_gmtoff // 60)
+            for name, email in (author, committer)]
+    text = message if message.endswith("\n") else message + "\n"
+    return str(repo.create_commit(None, sign[0], sign[1], text, tree_id, parent_ids))
 
 
-def set_ref(path: str | Path, ref: str, target: str, message: str) -> bool:
+@_in_libgit2
+def set_ref(repo: Any, ref: str, target: str, message: str) -> bool:
     """Point `ref` (refs/heads/...) at the commit `target`, made or moved; False if not done."""
-    repo = open_repo(path)
-    if repo is None:
-        return False
-    try:
-        repo.create_reference_direct(ref, _commit(repo, target).id, True, message=message)
-        return True
-    except _FAILURES:
-        return False
+    repo.create_reference_direct(ref, _commit(repo, target).id, True, message=message)
+    return True
 
 
-def changed(path: str | Path, base: str, tip: str, two_dot: bool) -> dict[str, str] | None:
+@_in_libgit2
+def changed(repo: Any, base: str, tip: str, two_dot: bool) -> dict[str, str] | None:
     """{file: A, M, D or T} as `git diff --name-status --no-renames base...tip` (two_dot:
     `base..tip`); None where there is no merge base to measure from."""
-    repo = open_repo(path)
-    if repo is None:
-        return None
-    try:
-        new = _commit(repo, tip)
-        old = _commit(repo, base)
-        if not two_dot:
-            start = repo.merge_base(old.id, new.id)
-            if start is None:
-                return None
-            old = repo[start]
-        diff = old.tree.diff_to_tree(new.tree, flags=pygit2.enums.DiffOption.INCLUDE_TYPECHANGE)
-        return {delta.new_file.path: delta.status_char() for delta in diff.deltas}
-    except _FAILURES:
-        return None
+    new = _commit(repo, tip)
+    old = _commit(repo, base)
+    if not two_dot:
+        start = repo.merge_base(old.id, new.id)
+        if start is None:
+            return None
+        old = repo[start]
+    diff = old.tree.diff_to_tree(new.tree, flags=pygit2.enums.DiffOption.INCLUDE_TYPECHANGE)
+    return {delta.new_file.path: delta.status_char() for delta in diff.deltas}
 
 
-def with_markers(path: str | Path, tree: str, names: list[str]) -> set[str] | None:
+@_in_libgit2
+def with_markers(repo: Any, tree: str, names: list[str]) -> set[str] | None:
     """Which of `names` in `tree` hold a conflict marker at a line's start; binary files never."""
-    repo = open_repo(path)
-    if repo is None:
-        return None
-    try:
-        root = repo.revparse_single(tree).peel(pygit2.Tree)
-        found = set()
-        for name in names:
-            try:
-                blob = root[name]
-            except KeyError:
-                continue
-            if blob.type != pygit2.enums.ObjectType.BLOB:
-                continue
+    found = set()
+    for name, blob in _entries(repo, tree, names):
+        if blob.type == pygit2.enums.ObjectType.BLOB:
             data = blob.data
-            if b"\0" not in data[:8000] and MARKERS.search(data):    # git's rule for binary: a NUL early on
+            if b"\0" not in data[:8000] and MARKERS.search(data):   # git's rule for binary: a NUL early on
                 found.add(name)
-        return found
-    except _FAILURES:
-        return None
+    return found
