@@ -433,3 +433,16 @@ def test_config_shows_keys_masked_in_a_real_kernel(tmp_path):
     assert "'api_key': '***'" in shown[1].results[0]["text/plain"]
     assert shown[2].results[0]["text/plain"] == "'***'"
     assert works == "True True"
+
+
+def test_a_key_set_after_redaction_began_is_redacted_at_once(monkeypatch):
+    """known_secrets reads the environment again only when it changed: a key set (or changed)
+    mid-session is known from the next event on, and one removed is forgotten."""
+    monkeypatch.delenv("LATE_SERVICE_TOKEN", raising=False)
+    known_secrets()                                        # the environment as it was, remembered
+    monkeypatch.setenv("LATE_SERVICE_TOKEN", "late-token-7654321")
+    assert redact("t=late-token-7654321") == f"t={REDACTED}"
+    monkeypatch.setenv("LATE_SERVICE_TOKEN", "changed-token-111222")
+    assert redact("late-token-7654321 changed-token-111222") == f"late-token-7654321 {REDACTED}"
+    monkeypatch.delenv("LATE_SERVICE_TOKEN")
+    assert "changed-token-111222" not in known_secrets()
