@@ -205,3 +205,16 @@ def test_files_in_a_tree_are_those_git_lists(history):
     listed = set(sh(repo, "ls-tree", "-r", "--name-only", after).split("\n"))
     assert libgit.files_in(repo, after, names) == listed & names == {"kept.txt", "sub/new.py", "link"}
     assert run_async(gitlib.files_in(repo, before, names)) == {"kept.txt", "gone.txt", "link"}
+
+
+def test_the_index_tree_of_a_lazy_worktree_is_what_git_writes(repo, tmp_path):
+    """A snapshot's tree, written in process from a worktree whose files are mostly never
+    checked out (skip-worktree): the tree `git write-tree` writes, read after git's `add`."""
+    path = tmp_path / "wt" / "snap"
+    run_async(gitlib.add_lazy_worktree(repo, path, "osqr/r/snap", sh(repo, "rev-parse", "HEAD")))
+    run_async(gitlib.check_out_nothing(path))
+    assert libgit.index_tree(path) == sh(path, "write-tree") == sh(repo, "rev-parse", "HEAD^{tree}")
+    (path / "deep" / "er").mkdir(parents=True)
+    (path / "deep" / "er" / "new.py").write_text("x = 1\n")
+    sh(path, "add", "-A", "--sparse")
+    assert libgit.index_tree(path) == sh(path, "write-tree") != sh(repo, "rev-parse", "HEAD^{tree}")

@@ -57,6 +57,8 @@ class ClusterHost:
         self.seen: dict[str, list[str]] = {}          # worker -> commits sent to it or received from it
         self.lost = connection.gone                   # workers gone or failed: not chosen again
         self._first: dict[str, asyncio.Lock] = {}     # worker -> held while the run's base goes there
+        self.loose_on: dict[str, bool] = {}            # worker -> its clone takes objects (libgit2 there)
+        self._loose_here: bool | None = None           # this repository takes objects
         self.round_trips: collections.deque[tuple[str, float]] = collections.deque(maxlen=100_000)
 
     def make(self, task_id: str, branch: str, emit: Emit) -> "ClusterWorkspace":
@@ -78,6 +80,12 @@ class ClusterHost:
             if commit and commit not in known:
                 known.insert(0, commit)
         del known[KEEP_SEEN:]
+
+    async def takes_objects(self) -> bool:
+        """Whether workers may send this repository commits as objects (libgit2 opens it here)."""
+        if self._loose_here is None:
+            self._loose_here = await bundles.reads_objects(self.root)
+        return self._loose_here
 
     def holds(self, worker: str, commit: str) -> bool:
         return commit in self.seen.get(worker, ())
@@ -130,11 +138,11 @@ class ClusterWorkspace:
         files when it was taken on that tip."""
         keep = None
         if fresh:
-            await git.git(self.root, "update-ref", f"refs/heads/{self.branch}", start)
+            await git.set_ref(self.root, f"refs/heads/{self.branch}", start, "osqr: task start")
             tip, wip = start, None
         else:
             if not await git.branch_exists(self.root, self.branch):
-                await git.git(self.root, "update-ref", f"refs/heads/{self.branch}", start)
+                await git.set_ref(self.root, f"refs/heads/{self.branch}", start, "osqr: task start")
             tip = await self._tip()
             wip = await self._usable_snapshot(tip)
             keep = self.host.last_worker(self.task_id)
@@ -175,31 +183,35 @@ class ClusterWorkspace:
                     raise failed.exceptions[0] from None
             self._slot = slot.result()
             with self.host.timed("open: worker"):
-                info = await self._unless_lost(self._slot.actor.open(self._job(tip, wip, keep,
-                                                                               *sent.result())))
+                info = await self._unless_lost(self._slot.actor.open(await self._job(tip, wip, keep,
+                                                                                     *sent.result())))
             if info.get("lacking"):                  # a clone newer than what the kernel remembers
                 haves = await self._unless_lost(self._slot.actor.haves(self.host.run_id, seen))
-                job = self._job(tip, wip, keep, *await self._bundles(tip, wip, haves))
+                job = await self._job(tip, wip, keep, *await self._bundles(tip, wip, haves))
                 info = await self._unless_lost(self._slot.actor.open(job))
         for phase, seconds in info.get("timings", {}).items():
             self.host.round_trips.append((f"open: worker {phase}", seconds))
         self._snapshotted |= wip is not None
         self._sandbox = info["sandbox"]
+        self.host.loose_on[self.where] = bool(info.get("loose"))
         self._touched = info["kept"]          # the kept files reach the kernel after the first turn
         self.host.saw(self.where, tip, wip)
         return info["notes"]
 
-    async def _bundles(self, tip: str, wip: str | None, haves: list[str]) -> tuple[bytes | None, bytes | None]:
+    async def _bundles(self, tip: str, wip: str | None,
+                       haves: list[str]) -> tuple[bundles.Payload | None, bundles.Payload | None]:
         """What the worker needs of the branch at `tip` and of the snapshot, given what it has."""
-        bundle = None if tip in haves else await bundles.make(self.root, f"refs/heads/{self.branch}", haves)
-        wip_bundle = await bundles.make(self.root, self.wip_ref, [*haves, tip]) if wip else None
+        loose = self.host.loose_on.get(self.where, False)
+        bundle = None if tip in haves else await bundles.make(self.root, f"refs/heads/{self.branch}", haves, loose)
+        wip_bundle = await bundles.make(self.root, self.wip_ref, [*haves, tip], loose) if wip else None
         return bundle, wip_bundle
 
-    def _job(self, tip: str, wip: str | None, keep: bool, bundle: bytes | None,
-             wip_bundle: bytes | None) -> dict[str, Any]:
+    async def _job(self, tip: str, wip: str | None, keep: bool, bundle: bundles.Payload | None,
+                   wip_bundle: bundles.Payload | None) -> dict[str, Any]:
         return {"run_id": self.host.run_id, "task_id": self.task_id, "branch": self.branch,
                 "sandbox": self.host.sandbox, "settings": command_settings(), "start": tip, "wip": wip,
-                "keep": keep, "bundle": bundle, "wip_bundle": wip_bundle}
+                "keep": keep, "bundle": bundle, "wip_bundle": wip_bundle,
+                "loose": await self.host.takes_objects()}
 
     async def _move(self, error: BaseException, old: str) -> None:
         """Carry on, on another worker, from the last commit or snapshot that reached the kernel,
@@ -263,7 +275,7 @@ class ClusterWorkspace:
             self.host.pool.release(self.where, self, slot if keep else None)
 
     async def _tip(self) -> str:
-        return (await git.git(self.root, "rev-parse", f"refs/heads/{self.branch}", stderr=False))[1].strip()
+        return await git.rev_parse(self.root, f"refs/heads/{self.branch}")
 
     async def _usable_snapshot(self, tip: str) -> str | None:
         """The last snapshot, if it was taken on `tip` (a later save makes it stale)."""
@@ -330,7 +342,7 @@ class ClusterWorkspace:
         if snap["bundle"] is not None:
             await bundles.take(self.root, snap["bundle"], f"refs/osqr/wip/{self.task_id}", self.wip_ref)
         else:
-            await git.git(self.root, "update-ref", self.wip_ref, snap["commit"])
+            await git.set_ref(self.root, self.wip_ref, snap["commit"], "osqr: snapshot")
         self._snapshotted = True
         self.host.saw(self.where, snap["commit"])
         self._journal.clear()
@@ -349,7 +361,7 @@ class ClusterWorkspace:
         if result["bundle"] is not None:
             await bundles.take(self.root, result["bundle"], ref, ref)
         else:
-            await git.git(self.root, "update-ref", ref, result["commit"])
+            await git.set_ref(self.root, ref, result["commit"], "osqr: saved")
         self.host.saw(self.where, result["commit"])
         self._touched = False
         self._journal.clear()
@@ -360,8 +372,9 @@ class ClusterWorkspace:
         await self._settled()
         previous = await self._tip()
         ref = f"refs/heads/{self.branch}"
-        await git.git(self.root, "update-ref", ref, commit)
-        bundle = await bundles.make(self.root, ref, [previous, *self.host.seen.get(self.where, [])])
+        await git.set_ref(self.root, ref, commit, "osqr: inputs merged")
+        bundle = await bundles.make(self.root, ref, [previous, *self.host.seen.get(self.where, [])],
+                                    self.host.loose_on.get(self.where, False))
         await self._remote("advance", commit, bundle)
         self.host.saw(self.where, commit)
 
@@ -380,7 +393,7 @@ class ClusterWorkspace:
             self._slot.close_behind(self.host.connection.unless_lost(self.where, self._slot.actor.close()))
             await self._drop(keep=True)
         if self._snapshotted:
-            await git.git(self.root, "update-ref", "-d", self.wip_ref, check=False)
+            await git.delete_ref(self.root, self.wip_ref)
 
 
 def _worker_lost(exc: BaseException) -> bool:

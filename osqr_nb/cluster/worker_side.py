@@ -63,6 +63,7 @@ class WorkspaceActor:
         self.kernel_has: list[str] = []        # commits that came from the kernel or reached it
         self.dirty = False                     # changed since the last snapshot
         self.snapshot_tree: str | None = None
+        self.loose = False                     # the kernel takes commits as objects, not only bundles
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -103,9 +104,10 @@ class WorkspaceActor:
             await workspace.files.load()
         self.dirty, self.snapshot_tree = kept or wip is not None, None
         self.kernel_has = [c for c in (start, wip) if c]
+        self.loose = bool(job.get("loose"))
         timings["worktree"] = time.perf_counter() - clock - timings["fetch"]
         return {"address": _worker_address(), "sandbox": workspace.sandbox_mode, "timings": timings,
-                "kept": kept, "notes": notes}
+                "kept": kept, "notes": notes, "loose": await bundles.reads_objects(clone.root)}
 
     # -- tools -----------------------------------------------------------------------------
 
@@ -147,7 +149,7 @@ class WorkspaceActor:
         """Commit everything on the task's branch; the commit, and a bundle of what the kernel lacks."""
         workspace = self._open()
         saved = await workspace.save(message, author)
-        data = await bundles.make(workspace.path, f"refs/heads/{self.branch}", self.kernel_has)
+        data = await bundles.make(workspace.path, f"refs/heads/{self.branch}", self.kernel_has, self.loose)
         self._reached_kernel(saved.commit)
         self.dirty, self.snapshot_tree = False, None
         return {"commit": saved.commit, "left_out": saved.left_out, "bundle": data}
@@ -164,15 +166,14 @@ class WorkspaceActor:
         await workspace.files.settle()
         nested = await asyncio.to_thread(git.nested_repositories, path)
         await git.git(path, "add", "-A", "--sparse", "--", ".", *[f":(exclude,top){p}" for p in nested])
-        tree = (await git.git(path, "write-tree", stderr=False))[1].strip()
+        tree = await git.write_tree(path)
         if tree == self.snapshot_tree:
             return None
         self.snapshot_tree = tree
-        _, out = await git.git(path, "commit-tree", tree, "-p", "HEAD", "-m",
-                               f"osqr: work in progress of {self.task_id}", stderr=False)
-        commit, ref = out.strip(), f"refs/osqr/wip/{self.task_id}"
-        await git.git(path, "update-ref", ref, commit)
-        data = await bundles.make(path, ref, self.kernel_has)
+        commit = await git.commit_tree(path, tree, [await git.head(path)], f"osqr: work in progress of {self.task_id}")
+        ref = f"refs/osqr/wip/{self.task_id}"
+        await git.set_ref(path, ref, commit, "osqr: snapshot")
+        data = await bundles.make(path, ref, self.kernel_has, self.loose)
         self._reached_kernel(commit)
         return {"commit": commit, "bundle": data}
 

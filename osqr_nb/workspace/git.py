@@ -538,6 +538,17 @@ async def commit_tree(root: Path, tree: str, parents: list[str], message: str, a
     return out.strip()
 
 
+async def delete_ref(root: Path, ref: str) -> None:
+    """Remove `ref` if it is there (libgit2 in process; `git update-ref -d` where it cannot)."""
+    if not await off_the_loop(libgit.delete_ref, root, ref):
+        await git(root, "update-ref", "-d", ref, check=False)
+
+
+async def write_tree(path: Path) -> str:
+    """The tree of the worktree's index (libgit2 in process; `git write-tree` where it cannot)."""
+    return await off_the_loop(libgit.index_tree, path) or (await git(path, "write-tree", stderr=False))[1].strip()
+
+
 def nested_repositories(path: Path) -> list[str]:
     """Folders of the worktree that are git repositories of their own (an agent ran `git init`).
 

@@ -161,3 +161,108 @@ def with_markers(repo: Any, tree: str, names: list[str]) -> set[str] | None:
             if b"\0" not in data[:8000] and MARKERS.search(data):   # git's rule for binary: a NUL early on
                 found.add(name)
     return found
+
+
+@_in_libgit2
+def has(repo: Any, commits: list[str]) -> list[str] | None:
+    """Which of `commits` (full ids) the repository holds, as `git cat-file --batch-check`."""
+    return [c for c in commits if pygit2.Oid(hex=c) in repo.odb]
+
+
+@_in_libgit2
+def delete_ref(repo: Any, ref: str) -> bool:
+    """Remove `ref` if it is there, as `git update-ref -d`; False if not done."""
+    found = repo.references.get(ref)
+    if found is not None:
+        found.delete()
+    return True
+
+
+@_in_libgit2
+def objects_since(repo: Any, ref: str, haves: list[str], max_commits: int,
+                  max_bytes: int) -> "tuple[str, list[str], list[tuple[str, int, bytes]]] | None":
+    """What a repository holding `haves` (and everything they reach) lacks of `ref`: its tip,
+    the commits the new ones stand on (which the other side must hold), and the new objects
+    as (id, type, raw data). None past `max_commits` or `max_bytes`, where a pack travels better.
+
+    A few commits' worth (a task's turn, its save) is the commits, and the trees and blobs
+    each commit's tree does not share with its parents' at the same path: everything else is
+    on the other side already, since a parent is either sent or reached by a have.
+    """
+    tip = _commit(repo, ref).id
+    walker = repo.walk(tip, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+    for have in haves:
+        walker.hide(pygit2.Oid(hex=have))
+    commits = []
+    for commit in walker:
+        commits.append(commit)
+        if len(commits) > max_commits:
+            return None
+    new = {c.id for c in commits}
+    needs = list(dict.fromkeys(str(p) for c in commits for p in c.parent_ids if p not in new))
+    out: list[tuple[str, int, bytes]] = []
+    sent: set[Any] = set()
+    budget = [max_bytes]
+    for commit in commits:
+        parents = [repo[p].tree for p in commit.parent_ids]
+        if not _new_in_tree(repo, commit.tree, parents, sent, out, budget):
+            return None
+        out.append(_raw(repo, commit.id))
+    return str(tip), needs, out
+
+
+def _new_in_tree(repo: Any, tree: Any, olds: list[Any], sent: set[Any], out: list, budget: list[int]) -> bool:
+    """Add to `out` the objects of `tree` that none of `olds` holds at the same path (trees
+    before the tree that names them, so every object's parts come first); False over budget."""
+    if tree.id in sent or any(old.id == tree.id for old in olds):
+        return True
+    for entry in tree:
+        if entry.id in sent or entry.type == pygit2.enums.ObjectType.COMMIT:    # a submodule: nothing
+            continue
+        there = [old[entry.name] for old in olds if entry.name in old]
+        if any(old.id == entry.id for old in there):
+            continue
+        if entry.type == pygit2.enums.ObjectType.TREE:
+            if not _new_in_tree(repo, repo[entry.id], [o for o in there if o.type == entry.type], sent, out, budget):
+                return False
+        else:
+            sent.add(entry.id)
+            out.append(_raw(repo, entry.id))
+            budget[0] -= len(out[-1][2])
+            if budget[0] < 0:
+                return False
+    sent.add(tree.id)
+    out.append(_raw(repo, tree.id))
+    return True
+
+
+def _raw(repo: Any, oid: Any) -> tuple[str, int, bytes]:
+    kind, data = repo.odb.read(oid)
+    return str(oid), int(kind), bytes(data)
+
+
+@_in_libgit2
+def store_objects(repo: Any, needs: list[str], objects: list[tuple[str, int, bytes]]) -> bool | None:
+    """Write `objects` (from `objects_since`) into the repository; False, writing nothing, when
+    it lacks one of the commits they stand on. An object whose content does not hash to its
+    id is refused (ValueError): what arrives from another machine is checked, as git's
+    index-pack checks a pack."""
+    odb = repo.odb
+    if any(pygit2.Oid(hex=c) not in odb for c in needs):
+        return False
+    for oid, kind, data in objects:
+        if str(odb.write(kind, data)) != oid:
+            raise CorruptObject(f"object {oid} arrived with content that hashes to something else")
+    return True
+
+
+class CorruptObject(Exception):
+    """An object whose content is not what its id says (not among the failures that fall back)."""
+
+
+@_in_libgit2
+def index_tree(repo: Any) -> str | None:
+    """The tree of the index as it is on disk now, written to the object store (`git write-tree`)."""
+    index = repo.index
+    index.read(True)                 # git may have written it since this repository was opened
+    return str(index.write_tree())
