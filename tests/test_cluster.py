@@ -23,7 +23,7 @@ from osqr_nb.ui.dashboard import render_rows
 from osqr_nb.ui.snapshot import describe_run
 from osqr_nb.workspace.git import git as agit
 
-from conftest import git, run_async, seed_run
+from conftest import SEED_REQUEST, git, run_async, seed_run
 
 SECRET = "osqr-test-secret-XYZ-4f1c9a"          # planted in the kernel; must never reach a worker
 MARKER = "osqr-visible-marker-7d2e"              # a string the workers must receive (the recorder works)
@@ -468,3 +468,73 @@ def test_a_resumed_task_whose_worker_kept_nothing_goes_on_from_its_last_snapshot
     files = set(git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration").split())
     assert {"out/a/0.txt", "out/c/0.txt", "out/d/0.txt", "out/slow/0.txt"} <= files
     assert len([e for e in events(run, "task_started") if e.task_id == "a"]) == 1
+
+
+# -- the person's way: a scheduler address, a notebook cell ------------------------------------------
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def machines(repo, tmp_path):
+    """`dask scheduler` and two `dask worker` processes started as a person starts them on their
+    machines; with bubblewrap, each worker sees an empty folder where the repository is: nothing
+    of it reaches a worker but what osqr-nb sends."""
+    from osqr_nb.agents.commands import sandbox_available
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    processes = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                   "--port", address.rsplit(":", 1)[1], "--dashboard-address", ":0"],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    hidden = sandbox_available()
+    for name in ("machine-a", "machine-b"):
+        (tmp_path / name).mkdir()
+        worker = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
+                  "--name", name, "--local-directory", str(tmp_path / name), "--no-nanny"]
+        if hidden:
+            worker = ["bwrap", "--dev-bind", "/", "/", "--tmpfs", str(repo), "--die-with-parent", *worker]
+        processes.append(subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        with distributed.Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=60)
+            sees = client.run(os.path.exists, str(repo / ".git"))
+        yield address, hidden, sees
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.mark.kernel
+def test_a_person_with_a_scheduler_address_runs_the_cell_on_its_workers(repo, machines):
+    from kernel_driver import Kernel
+    address, hidden, sees = machines
+    if hidden:
+        assert sees and not any(sees.values()), "the workers must not see the repository for this test to mean anything"
+    kernel = Kernel(cwd=str(repo))
+    try:
+        kernel.execute("%load_ext osqr_nb\n%config OSQR.scripted_delay = 0.05\nimport osqr_nb")
+        cell = kernel.execute(f"%%osqr --repo {repo} --tier 2 --cluster {address}\n{SEED_REQUEST}")
+        assert any("application/vnd.jupyter.widget-view+json" in data for data in cell.results)
+        kernel.wait_for("osqr_nb.last_run().status", "needs_input", timeout=120)
+        assert kernel.execute("1+1").results == [{"text/plain": "2"}]     # the kernel answers meanwhile
+        (button,) = kernel.buttons("DB Sessions")
+        kernel.click(button)
+        kernel.execute("await osqr_nb.last_run()", timeout=120)
+        assert kernel.value("osqr_nb.last_run().status") == "complete"
+        run_id = kernel.value("osqr_nb.last_run().id")
+    finally:
+        kernel.shutdown()
+    events = osqr_nb.events(repo)
+    started = events[events.type == "task_started"]
+    assert len(started) == 3 and all(d["worker"].startswith("tcp://127.0.0.1:") for d in started.data)
+    files = git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run_id}/integration").split()
+    assert {"db/schema.sql", "auth/sessions.py", "docs/API.md"} <= set(files)
