@@ -128,12 +128,37 @@ def events(run, kind):
 
 # -- tests -----------------------------------------------------------------------------------------
 
+def _clones_of(run_id, dask_worker=None):
+    """Run on a worker: the run's clone folders in its local directory."""
+    import glob
+    return glob.glob(os.path.join(dask_worker.local_directory, f"osqr-{run_id}-*"))
+
+
+async def clones_left(client, run_id, wait=10.0) -> dict:
+    """The workers still holding a folder of the run's, once they have had `wait` s to remove them."""
+    for _ in range(int(wait / 0.1)):
+        left = {w: found for w, found in (await client.run(_clones_of, run_id)).items() if found}
+        if not left:
+            break
+        await asyncio.sleep(0.1)
+    return left
+
+
 def test_the_seed_request_runs_on_the_cluster(repo, cluster_run):
     async def body(client):
-        run = await seed_run(repo, cluster=client, model=ScriptedModel())   # the key planted: no routing
-        return run, await received(client)
-    run, seen = cluster_run(body)
+        seed = asyncio.ensure_future(seed_run(repo, cluster=client, model=ScriptedModel()))   # the key planted:
+        held = set()                                                                          # no routing
+        while not seed.done():
+            last = osqr_nb.last_run()
+            if last is not None and last.root == repo:
+                held |= {w for w, found in (await client.run(_clones_of, last.id)).items() if found}
+            await asyncio.sleep(0.05)
+        run = await seed
+        return run, await received(client), held, await clones_left(client, run.id)
+    run, seen, held, left = cluster_run(body)
     assert run.status == "complete", run.state.error
+    # while its tasks ran, a worker held the run's clone; once all were complete, none holds any
+    assert held and left == {}
     files = set(git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run.id}/integration").split())
     assert {"db/schema.sql", "auth/sessions.py", "docs/API.md", "app.py"} <= files
     workers = {e.data["worker"] for e in events(run, "task_started")}

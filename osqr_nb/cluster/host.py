@@ -37,7 +37,7 @@ from ..workspace.task_workspace import Saved
 from . import bundles
 from .connect import Connection
 from .pool import Slot, pool_of
-from .worker_side import MUTATING
+from .worker_side import MUTATING, forget_run
 
 Emit = Callable[..., None]
 MAX_MOVES = 3              # moves of one call before its error is the task's
@@ -63,6 +63,16 @@ class ClusterHost:
 
     def make(self, task_id: str, branch: str, emit: Emit) -> "ClusterWorkspace":
         return ClusterWorkspace(self, task_id, branch, emit)
+
+    async def done(self) -> None:
+        """Every task of the run is complete and its commits are here: each worker drops the
+        run's clone (a long-lived cluster's disks would otherwise keep every run's). A run with
+        a task left to resume keeps its clones, as a local run keeps a failed task's worktree."""
+        try:
+            client = await self.connection.client()
+            await client.run(forget_run, self.run_id)
+        except Exception:            # a worker gone meanwhile took its clone with it
+            pass
 
     @contextlib.contextmanager
     def timed(self, phase: str):

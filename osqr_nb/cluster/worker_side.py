@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -224,6 +225,24 @@ async def _run_clone(run_id: str) -> LocalHost:
         _clones.setdefault(run_id, clone)
         _making.pop(run_id, None)
     return _clones[run_id]
+
+
+async def forget_run(run_id: str) -> bool:
+    """Drop the run's clone on this worker (run by the kernel on every worker once the run's
+    tasks are all complete); whether there was one. The folder goes in a thread, the answer
+    at once: a large clone's files need not hold the kernel's integration."""
+    if run_id in _making:
+        await asyncio.gather(_making[run_id], return_exceptions=True)
+    clone = _clones.pop(run_id, None)
+    if clone is None:
+        return False
+    task = asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, clone.root.parent, True)
+    _removing.add(task)
+    task.add_done_callback(_removing.discard)
+    return True
+
+
+_removing: set[asyncio.Future] = set()
 
 
 async def _make_clone(run_id: str) -> LocalHost:

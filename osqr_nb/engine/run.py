@@ -367,6 +367,8 @@ class Run:
         if any(s.status not in SETTLED for s in self.state.tasks.values()):
             premerge.cancel()
         premerged = (await asyncio.gather(premerge, return_exceptions=True))[0]
+        if all(s.status == COMPLETE for s in self.state.tasks.values()):
+            await self.workspaces.done()     # nothing left to resume: workers may drop the run's clone
         await self._integrate(premerged if isinstance(premerged, dict) else {})
 
     async def _premerge(self) -> dict[tuple[str, str], str]:

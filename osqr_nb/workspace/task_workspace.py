@@ -57,6 +57,7 @@ class WorkspaceHost(Protocol):
     """Makes the workspaces of a run's tasks (one per task attempt)."""
 
     def make(self, task_id: str, branch: str, emit: Emit) -> TaskWorkspace: ...
+    async def done(self) -> None: ...       # every task complete: what the run left can go
 
 
 class LocalWorkspace:
@@ -186,6 +187,9 @@ class LocalHost:
     def make(self, task_id: str, branch: str, emit: Emit) -> LocalWorkspace:
         return LocalWorkspace(self.root, self.path(task_id), branch, self.lock, self.sandbox, self.lazy,
                               self.files_at)
+
+    async def done(self) -> None:
+        """Nothing: the run removes its worktrees here after integrating (or keeps them, asked to)."""
 
 
 _worktree_locks: dict[Path, asyncio.Lock] = {}   # one per repository, across the runs of a process
