@@ -563,3 +563,52 @@ def test_a_person_with_a_scheduler_address_runs_the_cell_on_its_workers(repo, ma
     assert len(started) == 3 and all(d["worker"].startswith("tcp://127.0.0.1:") for d in started.data)
     files = git(repo, "ls-tree", "-r", "--name-only", f"osqr/{run_id}/integration").split()
     assert {"db/schema.sql", "auth/sessions.py", "docs/API.md"} <= set(files)
+
+
+# -- a worker's save right after its snapshot ----------------------------------------------------------
+
+def test_a_save_right_after_a_snapshot_commits_the_files_as_they_are(repo):
+    """A task that ran its tests and then finished: the snapshot's tree becomes the commit (no
+    git process). Files the kernel merged in after the snapshot (`advance`) are kept, not undone."""
+    from osqr_nb.cluster.worker_side import WorkspaceActor, forget_run
+    from osqr_nb.cluster.host import command_settings
+
+    async def body():
+        start = await agit(repo, "rev-parse", "HEAD")
+        start = start[1].strip()
+        actor = WorkspaceActor()
+        job = {"run_id": "snaprun", "task_id": "t1", "branch": "osqr/snaprun/t1", "sandbox": None,
+               "settings": command_settings(), "start": start, "wip": None, "keep": False,
+               "bundle": await bundles.make(repo, "HEAD", []), "wip_bundle": None, "loose": True}
+        await actor.open(job)
+        path = actor.workspace.path
+        await actor.call("write_file", {"path": "a.txt", "content": "a\n"})
+        await actor.run_command(["python3", "-c", "open('made.txt', 'w').write('by a command')"], 30)
+        snap = await actor.snapshot()
+        first = await actor.save("task one\n\nbody", "osqr-nb agent (t1)")
+        trees = {git(path, "rev-parse", f"{c}^{{tree}}").strip() for c in (first["commit"], snap["commit"])}
+        parent = git(path, "rev-parse", f"{first['commit']}^").strip()
+        author = git(path, "log", "-1", "--format=%an|%s", first["commit"]).strip()
+        status = git(path, "status", "--porcelain")
+        # the kernel merges an input in on top; the task snapshots again, changes nothing, saves
+        git(repo, "fetch", "-q", str(path.parent.parent / "repo.git"), f"+osqr/snaprun/t1:refs/heads/osqr/snaprun/t1")
+        git(repo, "worktree", "add", "-q", str(repo.parent / "side"), "osqr/snaprun/t1")
+        (repo.parent / "side" / "input.txt").write_text("from another task\n")
+        git(repo.parent / "side", "add", "-A")
+        git(repo.parent / "side", "commit", "-q", "-m", "input")
+        merged = git(repo, "rev-parse", "osqr/snaprun/t1").strip()
+        await actor.run_command(["python3", "-c", "print('tests pass')"], 30)
+        await actor.snapshot()
+        await actor.advance(merged, await bundles.make(repo, "refs/heads/osqr/snaprun/t1", [first["commit"]]))
+        second = await actor.save("task one again", "osqr-nb agent (t1)")
+        files = set(git(path, "ls-tree", "-r", "--name-only", second["commit"]).split())
+        await actor.close()
+        await forget_run("snaprun")
+        return start, trees, parent, author, status, second, merged, files
+
+    start, trees, parent, author, status, second, merged, files = run_async(body())
+    assert len(trees) == 1, "the commit holds the snapshot's files"
+    assert (parent, author) == (start, "osqr-nb agent (t1)|task one")
+    assert status == "", "the worktree is clean after the save: the index holds the commit's tree"
+    assert second["commit"] == merged, "nothing changed after the inputs came in: the save is their commit"
+    assert {"a.txt", "made.txt", "input.txt"} <= files

@@ -23,8 +23,8 @@ from typing import Any
 
 from ..agents import tools
 from ..agents.commands import CommandResult
-from ..workspace import git
-from ..workspace.task_workspace import LocalHost, LocalWorkspace
+from ..workspace import git, libgit
+from ..workspace.task_workspace import LocalHost, LocalWorkspace, Saved
 from . import bundles
 
 MUTATING = frozenset({"write_file", "edit_file", "run_command"})   # what makes a turn worth a snapshot
@@ -63,7 +63,8 @@ class WorkspaceActor:
         self.workspace: LocalWorkspace | None = None
         self.kernel_has: list[str] = []        # commits that came from the kernel or reached it
         self.dirty = False                     # changed since the last snapshot
-        self.snapshot_tree: str | None = None
+        self.snapshot_tree: str | None = None   # the last snapshot's tree, while nothing changed since
+        self.snapshot_nested: list[str] = []    # the nested repositories it left out
         self.loose = False                     # the kernel takes commits as objects, not only bundles
 
     # -- opening ---------------------------------------------------------------------------
@@ -149,11 +150,26 @@ class WorkspaceActor:
     async def save(self, message: str, author: str) -> dict[str, Any]:
         """Commit everything on the task's branch; the commit, and a bundle of what the kernel lacks."""
         workspace = self._open()
-        saved = await workspace.save(message, author)
+        if not self.dirty and self.snapshot_tree is not None:
+            saved = await self._save_snapshot(message, author)
+        else:
+            saved = await workspace.save(message, author)
         data = await bundles.make(workspace.path, f"refs/heads/{self.branch}", self.kernel_has, self.loose)
         self._reached_kernel(saved.commit)
         self.dirty, self.snapshot_tree = False, None
         return {"commit": saved.commit, "left_out": saved.left_out, "bundle": data}
+
+    async def _save_snapshot(self, message: str, author: str) -> Saved:
+        """Nothing changed since the last snapshot (a task that ran its tests, then finished): its
+        tree, already in the index, becomes the commit, made in process (what `git add -A` and
+        `git commit` would write, less two processes)."""
+        path = self._open().path
+        head = await git.head(path)
+        if self.snapshot_tree == await git.off_the_loop(libgit.tree, path, head):
+            return Saved(head, self.snapshot_nested)
+        commit = await git.commit_tree(path, self.snapshot_tree, [head], message, author)
+        await git.set_ref(path, f"refs/heads/{self.branch}", commit, f"commit: {message.splitlines()[0]}")
+        return Saved(commit, self.snapshot_nested)
 
     @_plain_errors
     async def snapshot(self) -> dict[str, Any] | None:
@@ -170,7 +186,7 @@ class WorkspaceActor:
         tree = await git.write_tree(path)
         if tree == self.snapshot_tree:
             return None
-        self.snapshot_tree = tree
+        self.snapshot_tree, self.snapshot_nested = tree, nested
         commit = await git.commit_tree(path, tree, [await git.head(path)], f"osqr: work in progress of {self.task_id}")
         ref = f"refs/osqr/wip/{self.task_id}"
         await git.set_ref(path, ref, commit, "osqr: snapshot")
@@ -186,6 +202,7 @@ class WorkspaceActor:
             if not await bundles.unbundle(workspace.path, bundle):
                 raise WorkspaceError(f"{_worker_address()} lacks the commits {commit[:10]} was made on")
         await workspace.advance(commit)
+        self.snapshot_tree = None              # the files moved on: the next save is git's own
         self._reached_kernel(commit)
 
     @_plain_errors
