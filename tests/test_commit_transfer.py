@@ -102,6 +102,20 @@ def test_an_object_changed_on_the_way_is_refused(sides):
     assert tip not in libgit.has(clone, [tip])
 
 
+def test_objects_that_name_an_object_neither_sent_nor_there_are_refused(sides):
+    """As git's fetch checks that a pack connects: no ref is pointed at a history with a hole."""
+    repo, clone, base = sides
+    tip = grow(repo, base)
+    data = run_async(bundles.make(repo, "refs/heads/work", [base], loose=True))
+    dropped = next(oid for oid, kind, _ in data.objects if kind == 3 and not libgit.has(clone, [oid]))
+    holed = bundles.Objects(data.tip, data.needs, [o for o in data.objects if o[0] != dropped])
+    with pytest.raises(libgit.CorruptObject, match=f"names {dropped}, which neither arrived nor is here"):
+        run_async(bundles.take(clone, holed, "refs/heads/work", "refs/heads/got"))
+    assert sh(clone, "rev-parse", "-q", "--verify", "refs/heads/got", check=False) == ""
+    run_async(bundles.take(clone, data, "refs/heads/work", "refs/heads/got"))     # sent whole, it lands
+    assert sh(clone, "rev-parse", "refs/heads/got") == tip
+
+
 def test_many_commits_or_large_files_travel_as_a_bundle(sides, monkeypatch):
     repo, clone, base = sides
     tip = grow(repo, base)

@@ -244,16 +244,31 @@ def _raw(repo: Any, oid: Any) -> tuple[str, int, bytes]:
 @_in_libgit2
 def store_objects(repo: Any, needs: list[str], objects: list[tuple[str, int, bytes]]) -> bool | None:
     """Write `objects` (from `objects_since`) into the repository; False, writing nothing, when
-    it lacks one of the commits they stand on. An object whose content does not hash to its
-    id is refused (ValueError): what arrives from another machine is checked, as git's
-    index-pack checks a pack."""
+    it lacks one of the commits they stand on. What arrives from another machine is checked
+    as git's fetch checks a pack: an object whose content does not hash to its id, or one
+    that names an object neither sent nor here, is refused (CorruptObject), and the caller
+    then points no ref at it."""
     odb = repo.odb
     if any(pygit2.Oid(hex=c) not in odb for c in needs):
         return False
     for oid, kind, data in objects:
         if str(odb.write(kind, data)) != oid:
             raise CorruptObject(f"object {oid} arrived with content that hashes to something else")
+    for oid, kind, _ in objects:
+        for named in _names(repo, oid, kind):
+            if named not in odb:
+                raise CorruptObject(f"object {oid} names {named}, which neither arrived nor is here")
     return True
+
+
+def _names(repo: Any, oid: str, kind: int) -> list[Any]:
+    """The objects a commit or a tree names (a tree's submodule entries name other repositories)."""
+    if kind == pygit2.enums.ObjectType.COMMIT:
+        commit = repo[oid]
+        return [commit.tree_id, *commit.parent_ids]
+    if kind == pygit2.enums.ObjectType.TREE:
+        return [entry.id for entry in repo[oid] if entry.type != pygit2.enums.ObjectType.COMMIT]
+    return []
 
 
 class CorruptObject(Exception):
