@@ -9,223 +9,56 @@ be, a symlink loop, a permission denied): one bad call never ends a task.
 
 Results are bounded, with the cut marked, so one tool call cannot flood the
 model's context; and so is the work behind them, so one call cannot stall the
-kernel: reads stop at their limit and check sizes first, walks stop after a
-number of entries or seconds, and regular expressions run in a short-lived
-child process that is killed when it overruns (compiling `(?:a{1000}){1000}`
-holds the GIL for 0.35 s, which no thread can hide from the event loop).
+kernel: reads stop at their limit and check sizes first (text_files.py), walks
+stop after a number of entries or seconds, and regular expressions run in a
+short-lived child process that is killed when it overruns (regex_search.py).
 
 `Workspace.call` runs the file tools synchronously; `Workspace.acall` runs
 those (in a thread) and `run_command` (see `commands.py`) without blocking the
-kernel. `report_decision`, `share` and `finish` are specified here but carried
-out by the agent loop, since they talk to the orchestrator rather than the worktree.
+kernel. What the model sees of each tool, and the checks of a call's arguments,
+are in tool_calls.py (re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import errno
 import fnmatch
 import functools
 import json
 import os
 import stat
-import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, TypeVar
 
-from ..models.base import ToolSpec
 from . import commands
 from .commands import CommandError, CommandResult, SandboxMode
+from .regex_search import (PATTERN_SECONDS, _arun_child, _child_answer, _OutOfTime, _regex_matcher, _run_child,
+                           _SlowPattern)
+from .text_files import _encoded, _line_window, _near_miss, _open_regular, _replace, _skip_lines
+from .tool_calls import (MAX_RESULT, SPECS, TOOL_SPECS, Rejected, ToolError, bounded, _preview, _printable,
+                         validate_arguments)
 
-MAX_RESULT = 20_000         # characters of a tool result the model sees
+__all__ = ["MAX_RESULT", "SPECS", "TOOL_SPECS", "Rejected", "ToolError", "Workspace", "bounded",
+           "tool_threads", "validate_arguments"]
+
 MAX_LISTING = 500           # entries of a listing
 MAX_MATCHES = 200           # search hits shown
 MAX_MATCH_LINE = 300        # characters of one search hit's line
 MAX_SEARCH_BYTES = 1_000_000  # files larger than this are not searched
 MAX_EDIT_BYTES = 2 * 2**20   # edit_file (and the approval diff of a write) read files up to this size
-MAX_LINE_BYTES = 2**20       # read_file reads at most this much of one line
-MAX_SKIP_BYTES = 16 * 2**20  # read_file counts lines this far into a file, no further
 MAX_PATTERN = 10_000         # characters of a search pattern or glob
 MAX_DIR_ENTRIES = 10_000     # entries of one directory looked at by a walk
 MAX_WALK_ENTRIES = 50_000    # entries looked at by one listing or search
 WALK_SECONDS = 5.0           # a listing or search stops after this long, saying so
-PATTERN_SECONDS = 1.0        # a regular expression may take this long on one line
-CHILD_SECONDS = 15.0         # the regular-expression search process is killed after this long
-CHILD_MEMORY = 2**30         # bytes of address space that process may use
 SNIFF_BYTES = 8192           # a NUL byte in this head makes a file binary
 SKIPPED_DIRS = frozenset({".git", "__pycache__", "node_modules", ".venv", ".tox", ".mypy_cache",
                           ".pytest_cache", ".ruff_cache"})   # not listed or searched; still readable by path
 
 
-class ToolError(Exception):
-    """A tool call that cannot be done; the message goes back to the model."""
-
-
-class Rejected(ToolError):
-    """The person said no to this change: not a failure of the agent's."""
-
-
-def _string(name: str, text: str) -> dict[str, Any]:
-    return {"type": "string", "description": text}
-
-
-def _integer(text: str) -> dict[str, Any]:
-    return {"type": "integer", "minimum": 1, "description": text}
-
-
-_PATH = _string("path", "path relative to the worktree")
-
-TOOL_SPECS = [
-    ToolSpec("read_file", "Read a text file of the worktree; for a big file, read a range of lines "
-             "with offset and limit.",
-             {"type": "object", "properties": {
-                 "path": _PATH,
-                 "offset": _integer("first line to read, counting from 1 (default 1)"),
-                 "limit": _integer("how many lines to read (default: as many as fit)")},
-              "required": ["path"]}),
-    ToolSpec("write_file", "Create or replace a text file of the worktree.",
-             {"type": "object", "properties": {"path": _PATH,
-                                               "content": _string("content", "the whole new content")},
-              "required": ["path", "content"]}),
-    ToolSpec("edit_file", "Replace an exact piece of text in a file of the worktree. `old` must occur "
-             "exactly once (include surrounding lines to make it unique) unless replace_all is true.",
-             {"type": "object", "properties": {
-                 "path": _PATH,
-                 "old": _string("old", "the exact text to replace, whitespace included"),
-                 "new": _string("new", "the text to put in its place"),
-                 "replace_all": {"type": "boolean", "description": "replace every occurrence (default false)"}},
-              "required": ["path", "old", "new"]}),
-    ToolSpec("list_files", "List the files under a directory of the worktree.",
-             {"type": "object", "properties": {"path": _string("path", "directory, default '.'")}}),
-    ToolSpec("search", "Search the worktree's text files for a text or a regular expression; "
-             "answers `path:line: text`.",
-             {"type": "object", "properties": {
-                 "pattern": _string("pattern", "the text (or regular expression) to find"),
-                 "path": _string("path", "file or directory to search, default '.'"),
-                 "regex": {"type": "boolean", "description": "pattern is a Python regular expression "
-                           "(default false: plain text)"},
-                 "glob": _string("glob", "only files matching this, e.g. '*.py' or 'src/*.ts'")},
-              "required": ["pattern"]}),
-    ToolSpec("run_command", "Run the project's own tests, linters or build in the worktree, e.g. "
-             "'python -m pytest -q'. No network; only the worktree is writable. Answers the exit "
-             "code, then the output (long output is cut in the middle).",
-             {"type": "object", "properties": {
-                 "command": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
-                             "description": "the command line, or its argv list; pipes and && run "
-                                            "through sh"},
-                 "timeout": {"type": "number", "description": f"seconds before it is killed (default "
-                             f"{commands.DEFAULT_TIMEOUT:g}, at most {commands.MAX_TIMEOUT:g})"}},
-              "required": ["command"]}),
-    ToolSpec("report_decision",
-             "Report a design decision before acting on it; the answer says which option to use.",
-             {"type": "object", "properties": {
-                 "question": _string("question", "the decision to take"),
-                 "options": {"type": "array", "items": {"anyOf": [
-                     {"type": "string"},
-                     {"type": "object", "properties": {
-                         "label": {"type": "string"},
-                         "pros": {"type": "array", "items": {"type": "string"}},
-                         "cons": {"type": "array", "items": {"type": "string"}}},
-                      "required": ["label"]}]}},
-                 "proposed": _string("proposed", "the option you would choose"),
-                 "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                 "category": _string("category", "kind of decision, e.g. auth, data_model, api"),
-                 "blocked": {"type": "boolean",
-                             "description": "true when you cannot go on without an answer"}},
-              "required": ["question", "options", "proposed", "confidence"]}),
-    # Carried out by the agent loop: the orchestrator sends it to dependents as a partial message.
-    ToolSpec("share", "Publish what you know so far (an interface, a schema) to the tasks that "
-             "depend on yours, before you finish.",
-             {"type": "object", "properties": {
-                 "context": _string("context", "what dependents can already build on"),
-                 "files": {"type": "array", "items": {"type": "string"},
-                           "description": "worktree files that hold it, if any"}},
-              "required": ["context"]}),
-    ToolSpec("finish", "Finish the task: what you did, the decisions taken, context for dependents.",
-             {"type": "object", "properties": {
-                 "summary": _string("summary", "what was done"),
-                 "decisions": {"type": "array", "items": {"type": "string"}},
-                 "context": _string("context", "what tasks that build on this one must know")},
-              "required": ["summary"]}),
-]
-SPECS = {spec.name: spec for spec in TOOL_SPECS}
-
-
-def bounded(text: str, limit: int = MAX_RESULT) -> str:
-    """At most `limit` characters, the cut marked so the model knows there is more."""
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"\n[... cut: {len(text) - limit} more characters not shown]"
-
-
-# Argument checks against the JSON schemas: cheap, and each error names the argument.
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "number": (int, float), "integer": (int,), "boolean": (bool,),
-    "array": (list,), "object": (dict,)}
-_TYPE_NAMES = {"string": "a string", "number": "a number", "integer": "an integer",
-               "boolean": "true or false", "array": "a list", "object": "an object"}
-
-
-def _matches(value: Any, schema: dict[str, Any]) -> bool:
-    if "anyOf" in schema:
-        return any(_matches(value, s) for s in schema["anyOf"])
-    kind = schema.get("type")
-    if kind is None:
-        return True
-    if isinstance(value, bool) and kind in ("number", "integer"):
-        return False
-    if kind == "integer" and isinstance(value, float):
-        return value.is_integer()
-    if not isinstance(value, _JSON_TYPES[kind]):
-        return False
-    return kind != "array" or "items" not in schema or all(_matches(v, schema["items"]) for v in value)
-
-
-def _expected(schema: dict[str, Any]) -> str:
-    if "anyOf" in schema:
-        return " or ".join(_expected(s) for s in schema["anyOf"])
-    kind = schema.get("type", "")
-    items = schema.get("items", {}).get("type") if kind == "array" else None
-    return f"a list of {items}s" if items else _TYPE_NAMES.get(kind, kind)
-
-
-def validate_arguments(name: str, arguments: Any) -> dict[str, Any]:
-    """The arguments checked against the tool's schema; integral floats (3.0) become ints."""
-    spec = SPECS.get(name)
-    if spec is None:
-        raise ToolError(f"unknown tool {name!r}; the tools are: {', '.join(SPECS)}")
-    if not isinstance(arguments, dict):
-        raise ToolError(f"the arguments of {name} must be a JSON object, got {type(arguments).__name__}")
-    properties: dict[str, Any] = spec.parameters.get("properties", {})
-    for key in arguments:
-        if key not in properties:
-            raise ToolError(f"{name} has no argument {key!r}; its arguments are: {', '.join(properties)}")
-    for key in spec.parameters.get("required", []):
-        if key not in arguments:
-            raise ToolError(f"{name} needs the argument {key!r} ({_expected(properties[key])})")
-    checked = {}
-    for key, value in arguments.items():
-        if not _matches(value, properties[key]):
-            raise ToolError(f"{name}: the argument {key!r} must be {_expected(properties[key])}, "
-                            f"got {type(value).__name__} {_preview(value)}")
-        integral = properties[key].get("type") == "integer" and isinstance(value, float)
-        checked[key] = int(value) if integral else value
-    return checked
-
-
-def _preview(value: Any) -> str:
-    try:
-        text = repr(value)
-    except RecursionError:
-        return f"(a {type(value).__name__} nested too deeply to show)"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 T = TypeVar("T")
@@ -243,21 +76,10 @@ _QUIET_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR})   # a dangling link: no
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 MAX_SKIPPED_SHOWN = 20      # skipped entries named in a note
-CHUNK = 2**20               # bytes read at a time when counting lines
 
 
 def _reason(exc: OSError) -> str:
     return _REASONS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
-
-
-def _printable(text: str) -> str:
-    """The text with lone surrogates escaped: they cannot be encoded, so a model request or the
-    event log holding one would fail later, far from the tool call that made it."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _reported(tool: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -765,264 +587,6 @@ class _Walk:
             return path.relative_to(self.workspace.root).as_posix() or "."
         except ValueError:
             return path.as_posix()
-
-
-def _open_regular(path: Path) -> Any:
-    """A regular file opened for binary reading; never blocks on a FIFO swapped in for it."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(0, "not a regular file", str(path))
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _encoded(content: str, argument: str = "content") -> bytes:
-    """The UTF-8 bytes to write, encoded before the file is touched (so a bad character leaves no
-    half-written file)."""
-    try:
-        return content.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ToolError(f"{argument} holds {exc.object[exc.start:exc.end]!r} at character {exc.start}, "
-                        "a lone surrogate (half of a UTF-16 pair) that cannot be written as UTF-8; "
-                        "remove it") from None
-
-
-def _replace(target: Path, data: bytes) -> None:
-    """Write a new file exclusively, an existing one through a temporary file and a rename.
-
-    Either way a hard link to a file outside the worktree is never written through.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        with open(target, "xb") as handle:
-            handle.write(data)
-        return
-    mode = target.stat().st_mode & 0o7777
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:200]}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _skip_lines(handle: Any, count: int, path: str) -> int:
-    """Move past `count` lines, a chunk at a time (one line may be a gigabyte); returns how many
-    lines were passed, fewer than `count` at the end of the file."""
-    passed = 0
-    last = b""
-    while passed < count:
-        start = handle.tell()
-        if start > MAX_SKIP_BYTES:
-            raise ToolError(f"line {count + 1} of {path!r} lies beyond the first {MAX_SKIP_BYTES // 2**20} MiB, "
-                            "as far as read_file counts lines; find what you need with search, or print the "
-                            f"lines with run_command (e.g. sed -n '{count + 1},+99p' {path})")
-        chunk = handle.read(CHUNK)
-        if not chunk:
-            return passed + (1 if last and last != b"\n" else 0)
-        last = chunk[-1:]
-        newlines = chunk.count(b"\n")
-        if newlines < count - passed:
-            passed += newlines
-            continue
-        handle.seek(start + _after_newline(chunk, count - passed))
-        return count
-    return passed
-
-
-def _after_newline(chunk: bytes, n: int) -> int:
-    """The index just past the n-th newline of chunk, by bisection: counting is C-fast, splitting
-    a chunk of a million empty lines is not."""
-    low, high = 0, len(chunk)
-    while low < high:
-        middle = (low + high) // 2
-        if chunk.count(b"\n", 0, middle) >= n:
-            high = middle
-        else:
-            low = middle + 1
-    return low
-
-
-def _decoded(raw: bytes, path: str, number: int) -> str:
-    if b"\0" in raw:
-        raise ToolError(f"{path!r} is not a text file (line {number} holds NUL bytes)")
-    whole = raw.endswith(b"\n") or len(raw) < MAX_LINE_BYTES
-    try:
-        text = codecs.getincrementaldecoder("utf-8")().decode(raw, final=whole)
-    except UnicodeDecodeError:
-        raise ToolError(f"{path!r} is not a text file (line {number} is not UTF-8)") from None
-    return text[:-2] + "\n" if text.endswith("\r\n") else text
-
-
-def _line_window(handle: Any, path: str, offset: int, limit: int | None) -> str:
-    """Lines from `offset` while they fit in MAX_RESULT; a marker names the next offset."""
-    shown: list[str] = []
-    size = 0
-    number = offset
-    while limit is None or number < offset + limit:
-        start = handle.tell()
-        raw = handle.readline(MAX_LINE_BYTES)
-        if not raw:
-            break
-        if b"\0" in raw and shown:         # binary from here on: show the text before it
-            handle.seek(start)
-            break
-        text = _decoded(raw, path, number)
-        if size + len(text) > MAX_RESULT:
-            if not shown:                  # one line longer than a whole result
-                return _long_line(text, raw, number)
-            handle.seek(start)
-            break
-        shown.append(text)
-        size += len(text)
-        number += 1
-    text = "".join(shown)
-    if handle.peek(1):
-        text += ("" if text.endswith("\n") else "\n") + _read_on(handle, number)
-    return text
-
-
-def _long_line(text: str, raw: bytes, number: int) -> str:
-    if raw.endswith(b"\n") or len(raw) < MAX_LINE_BYTES:
-        head = bounded(text)
-    else:
-        head = text[:MAX_RESULT] + f"\n[... cut: the line goes on for more than {MAX_LINE_BYTES:,} bytes]"
-    return head + f"\n[... line {number} cut; read on with offset={number + 1}]"
-
-
-def _read_on(handle: Any, number: int) -> str:
-    """The marker after a window: which lines follow, counted when that is cheap."""
-    size = os.fstat(handle.fileno()).st_size
-    if size - handle.tell() > MAX_SKIP_BYTES:
-        return (f"[... lines from {number} on not shown (the file has {size:,} bytes); "
-                f"read on with offset={number}]")
-    last = number - 1 + _lines_left(handle)
-    return f"[... lines {number}-{last} of {last} not shown; read on with offset={number}]"
-
-
-def _lines_left(handle: Any) -> int:
-    count = 0
-    last = b""
-    while chunk := handle.read(CHUNK):
-        count += chunk.count(b"\n")
-        last = chunk[-1:]
-    return count + (1 if last and last != b"\n" else 0)
-
-
-def _near_miss(text: str, old: str) -> str:
-    stripped = old.strip()
-    if stripped and stripped != old and stripped in text:
-        return " (it occurs when leading and trailing whitespace is ignored)"
-    if old.lower() in text.lower():
-        return " (it occurs with different upper and lower case)"
-    return ""
-
-
-class _OutOfTime(Exception):
-    """The search's time is spent: stop and show what was found."""
-
-
-class _SlowPattern(Exception):
-    """One line took the regular expression longer than PATTERN_SECONDS."""
-
-
-def _regex_matcher(pattern: str, deadline: float) -> Callable[[str], bool]:
-    """A line test for the child process, with the `regex` module's per-call timeout."""
-    import regex as regex_module
-
-    try:
-        compiled = regex_module.compile(pattern)
-    except regex_module.error as exc:
-        raise ToolError(f"bad regular expression {pattern!r}: {exc}; fix it, or search for plain text "
-                        "with regex false") from None
-    except RecursionError:
-        raise ToolError(f"bad regular expression {_preview(pattern)}: nested too deeply") from None
-
-    def found(line: str) -> bool:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise _OutOfTime
-        try:
-            return compiled.search(line, timeout=min(PATTERN_SECONDS, left), concurrent=True) is not None
-        except TimeoutError:
-            raise _SlowPattern if left > PATTERN_SECONDS else _OutOfTime from None
-    return found
-
-
-_WORKER_ARGV = [sys.executable or "python3", "-I", "-c",
-                "import os; os.nice(10); import sys; "
-                f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r}); "
-                "from osqr_nb.agents.tools import _search_worker; _search_worker()"]
-
-
-def _child_env() -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", os.defpath)}     # nothing secret: the child needs none
-
-
-def _run_child(request: str, cwd: Path) -> tuple[str, str, int | None]:
-    """(stdout, stderr, exit code) of the search process; exit code None: killed at CHILD_SECONDS."""
-    try:
-        done = subprocess.run(_WORKER_ARGV, input=request, capture_output=True, text=True, cwd=cwd,
-                              timeout=CHILD_SECONDS, env=_child_env())
-    except subprocess.TimeoutExpired:
-        return "", "", None
-    return done.stdout, done.stderr, done.returncode
-
-
-async def _arun_child(request: str, cwd: Path) -> tuple[str, str, int | None]:
-    """`_run_child` for the event loop; the process is killed if the caller is cancelled."""
-    process = await asyncio.create_subprocess_exec(
-        *_WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
-        env=_child_env())
-    try:
-        async with asyncio.timeout(CHILD_SECONDS):
-            out, err = await process.communicate(request.encode())
-    except TimeoutError:
-        return "", "", None
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    return out.decode(errors="replace"), err.decode(errors="replace"), process.returncode
-
-
-def _child_answer(pattern: str, out: str, err: str, code: int | None) -> str:
-    if code is None:
-        raise ToolError(f"the search for the regular expression {pattern!r} did not end within "
-                        f"{CHILD_SECONDS:g} s and was stopped: compiling or running it costs too much "
-                        "(large counted repeats like {1000} and nested repeats do); simplify it")
-    try:
-        answer = json.loads(out)
-    except ValueError:
-        raise ToolError(f"the search for {pattern!r} failed (its process ended with code {code}): "
-                        f"{_printable(err.strip()[-300:])}") from None
-    if "error" in answer:
-        raise ToolError(answer["error"])
-    return answer["result"]
-
-
-def _search_worker() -> None:
-    """The child process of a regular-expression search: a JSON request on stdin, a JSON answer
-    on stdout. Its memory is capped, so a pattern cannot exhaust the machine's (its priority
-    is lowered by `_WORKER_ARGV`, so that on a busy machine the kernel gets the CPU first)."""
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
-    request = json.loads(sys.stdin.read())
-    workspace = Workspace(Path(request["root"]))
-    try:
-        answer = {"result": workspace._regex_search(request["pattern"], request["path"], request["glob"])}
-    except ToolError as exc:
-        answer = {"error": str(exc)}
-    except Exception as exc:
-        answer = {"error": workspace.explain("search", exc)}
-    sys.stdout.write(json.dumps(answer))
 
 
 def _glob_match(relative: str, glob: str) -> bool:
