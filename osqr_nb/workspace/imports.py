@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 
 from .checks import moved_arguments, positional_parameters
 
-__all__ = ["BrokenCall", "BrokenImport", "Version", "broken_imports", "wanted_paths"]
+__all__ = ["BrokenCall", "BrokenImport", "Version", "broken_imports", "wanted_by", "wanted_paths"]
 
 Version = dict[str, "str | None"]   # path -> text in one version of the tree (None: no such file)
 ROOTS = ("", "src/")                # where absolute imports are looked up (flat and src layouts)
@@ -74,6 +74,11 @@ def wanted_paths(path: str, text: str | None) -> set[str]:
         wanted.update(imported.candidates)
         wanted.update(_submodule_paths(imported))
     return wanted
+
+
+def wanted_by(files: list[str], versions: list[Version]) -> set[str]:
+    """`wanted_paths` of each of `files` in each version: what to read to judge their imports."""
+    return {path for version in versions for name in files for path in wanted_paths(name, version.get(name))}
 
 
 def broken_imports(files: list[str], merged: Version, sides: list[Version]) -> list[BrokenImport | BrokenCall]:

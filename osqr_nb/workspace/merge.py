@@ -13,7 +13,6 @@ the merge of that branch aborted, so every branch stays intact.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any, Awaitable, Callable
 
 from . import git, libgit
 from .checks import check_merged
-from .imports import BrokenImport, Version, broken_imports, wanted_paths
+from .imports import BrokenImport, Version, broken_imports, wanted_by
+from .parsing import parsed, texts_size
 
 _MARKER_START = re.compile(r"^<<<<<<< ")
 _MARKER_END = re.compile(r"^>>>>>>> ")
@@ -316,7 +316,7 @@ class Integrator:
             if reviewed:
                 problems.append(self._make(task_id, name, touched, base, ours, theirs, text, REVIEW, "review"))
                 continue
-            why = await asyncio.to_thread(check_merged, base, ours, theirs, text)   # parsing: off the loop
+            why = await parsed(check_merged, base, ours, theirs, text, chars=texts_size(base, ours, theirs, text))
             if why:
                 problems.append(self._make(task_id, name, touched, base, ours, theirs, text,
                                            f"git merged it cleanly, but {why}", "check"))
@@ -350,11 +350,10 @@ class Integrator:
         revs = (merged.ours, branch)
         versions: dict[str, Version] = {"merged": {}, revs[0]: {}, branch: {}}
         await self._read(versions, revs, set(python), merged)
-        needed = await asyncio.to_thread(lambda: {path for version in versions.values() for name in python
-                                                  for path in wanted_paths(name, version.get(name))})  # parses
+        needed = await parsed(wanted_by, python, list(versions.values()), chars=texts_size(versions))
         await self._read(versions, revs, needed - set(python), merged)
-        # parsing is CPU work: off the kernel's loop, like the semantic merge
-        return await asyncio.to_thread(broken_imports, python, versions["merged"], [versions[revs[0]], versions[branch]])
+        return await parsed(broken_imports, python, versions["merged"], [versions[revs[0]], versions[branch]],
+                            chars=texts_size(versions))
 
     async def _read(self, versions: dict[str, Version], revs: tuple[str, ...], paths: set[str],
                     merged: _Merged) -> None:
