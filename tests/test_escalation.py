@@ -285,3 +285,64 @@ def test_an_older_personal_store_gains_the_escalation_column(tmp_path):
         ["claude-sonnet", None, None], ["claude-sonnet", "gpt-4o-mini", None]]
     routes = pkv.aggregates()["routes"]                      # what is shared: first attempts only
     assert [(r["model"], r["n"]) for r in routes] == [("claude-sonnet", 1)]
+
+
+# -- the run's check on a cheap attempt's work ---------------------------------------------------------
+
+BREAKS = {"guide": [("write_file", {"path": "broken.txt", "content": "the cheap model broke it\n"}),
+                    ("finish", {"summary": "the cheap model says it is done"})]}
+CHECK = "python3 -c \"import os, sys; sys.exit(os.path.exists('broken.txt'))\""
+
+
+@pytest.fixture
+def breaking():
+    config = settings()
+    saved = (config.providers, config.routes, OSQR.router)
+    with WireServer(Script(BREAKS)) as cheap, WireServer(Script(DOES_IT)) as main:
+        cascade_on(cheap, main)
+        yield cheap, main
+    config.providers, config.routes, OSQR.router = saved
+
+
+def test_a_cheap_attempt_that_finishes_but_breaks_the_check_goes_on_to_the_main_model(repo, breaking):
+    cheap, main = breaking
+
+    async def go():
+        run = osqr_nb.start(plan=plan(), repo=repo, tier=4, check=CHECK)
+        await run
+        return run
+    run = run_async(go())
+    assert run.status == "complete", run.state.error
+    events = run.events()
+    checked = events.query("type == 'task_checked'")
+    assert [(t, d["at"], d["ok"]) for t, d in zip(checked.task_id, checked.data)] == \
+        [("guide", "start", True), ("guide", "finish", False)], "only the cheap attempt is checked, twice"
+    (escalated,) = events.query("type == 'task_escalated'").data
+    assert (escalated["from_model"], escalated["to_model"]) == ("gpt-4o-mini", "claude-sonnet")
+    assert "passed where the task started and fails after its work" in escalated["reason"]
+    integration = f"osqr/{run.id}/integration"
+    assert "guide.md" in files_on(repo, integration) and "broken.txt" not in files_on(repo, integration)
+    assert "broken.txt" not in files_on(repo, f"osqr/{run.id}/guide")
+    # the dependent never saw the cheap model's claim: it got the main model's output
+    (message,) = [m for m in run.messages if m.to_task == "use"]
+    assert message.payload["summary"] == "the main model wrote the guide"
+    rows = PKV().outcomes().query("task_kind == 'docs'")
+    assert rows[["model", "success"]].values.tolist() == [["gpt-4o-mini", False], ["claude-sonnet", True]]
+
+
+def test_a_check_that_fails_where_the_task_starts_decides_nothing(repo, breaking):
+    (repo / "broken.txt").write_text("broken before any task\n")
+    git(repo, "add", "broken.txt")
+    git(repo, "commit", "-q", "-m", "already broken")
+
+    async def go():
+        run = osqr_nb.start(plan=plan(), repo=repo, tier=4, check=CHECK)
+        await run
+        return run
+    run = run_async(go())
+    events = run.events()
+    assert events.query("type == 'task_escalated'").empty
+    checked = events.query("type == 'task_checked'").data.tolist()
+    assert [(d["at"], d["ok"]) for d in checked] == [("start", False)], "no second check: nothing to compare"
+    assert run.tasks["guide"].route == "gpt-4o-mini"
+    assert run.status == "failed" and "fails" in (run.state.error or "")        # the run's own check says so

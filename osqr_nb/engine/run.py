@@ -42,6 +42,7 @@ from .resolution import MergeResolution
 from .scheduler import Scheduler, SchedulerCancelled
 from .state import COMPLETE, SETTLED, RunState, TaskState
 from .supervisor import TaskSupervisor
+from .task_check import TaskChecks
 
 def new_run_id() -> str:
     return time.strftime("%y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
@@ -78,6 +79,7 @@ class Run:
         self._settled: dict[str, asyncio.Event] = {}
         self.keep_worktrees = False
         self.check: str | None = state.check  # a verification command run on the merged result
+        self.checks = TaskChecks(self)        # ... and on a cascade's cheap attempts (task_check.py)
         self.collision_growth = 0.25     # tiers 3-4 serialize when the critical path grows less than this
         self.warnings: list[str] = []
         self.workspaces: WorkspaceHost = LocalHost(root, state.run_id)   # where tasks' files live
@@ -513,6 +515,7 @@ class Run:
                 result = await self._attempt(task_id, workspace)
                 await self._gate.wait()
                 payload = await self._commit_result(task_id, workspace, result)
+                await self.checks.after(task_id, workspace)
                 messages = self.mediator.route(task_id, payload)
                 break
             except asyncio.CancelledError:
@@ -540,6 +543,7 @@ class Run:
         resumed = task_state.attempt > 0 and not task_state.fresh_start
         notes = await self._open_workspace(task_id, workspace)
         info, client = self._model_for(task_id)
+        await self.checks.before(task_id, workspace, fresh=not resumed)     # on the route just chosen
         self.emit("task_started", task_id, attempt=task_state.attempt + 1, model=info.display,
                    branch=self.branch(task_id), worker=workspace.where)
         agent = Agent(self.plan[task_id], workspace, client,
