@@ -9,6 +9,7 @@ script per task, in a real git repository.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -81,14 +82,32 @@ def cascade_on(cheap: WireServer, main: WireServer) -> None:
     OSQR.router = router
 
 
-@pytest.fixture
-def servers():
+@contextlib.contextmanager
+def cascade_servers(cheap_script: dict):
+    """The cheap model playing `cheap_script`, the main one DOES_IT, laid on the router as a cascade."""
     config = settings()
     saved = (config.providers, config.routes, OSQR.router)
-    with WireServer(Script(GIVES_UP)) as cheap, WireServer(Script(DOES_IT)) as main:
-        cascade_on(cheap, main)
-        yield cheap, main
-    config.providers, config.routes, OSQR.router = saved
+    try:
+        with WireServer(Script(cheap_script)) as cheap, WireServer(Script(DOES_IT)) as main:
+            cascade_on(cheap, main)
+            yield cheap, main
+    finally:
+        config.providers, config.routes, OSQR.router = saved
+
+
+@pytest.fixture
+def servers():
+    with cascade_servers(GIVES_UP) as both:
+        yield both
+
+
+def run_plan(repo: Path, **options) -> "osqr_nb.Run":
+    """The two-task plan run to its end at tier 4."""
+    async def go():
+        run = osqr_nb.start(plan=plan(), repo=repo, tier=4, **options)
+        await run
+        return run
+    return run_async(go())
 
 
 def files_on(repo: Path, ref: str) -> set[str]:
@@ -106,11 +125,7 @@ def reply_costs(run, task_id: str) -> dict[int, float]:
 def test_a_failed_cheap_attempt_goes_on_to_the_main_model_from_the_same_commit(repo, servers):
     cheap, main = servers
 
-    async def go():
-        run = osqr_nb.start(plan=plan(), repo=repo, tier=4)
-        await run
-        return run
-    run = run_async(go())
+    run = run_plan(repo)
     assert run.status == "complete", run.state.error
     events = run.events()
     escalated = events.query("type == 'task_escalated'")
@@ -296,22 +311,14 @@ CHECK = "python3 -c \"import os, sys; sys.exit(os.path.exists('broken.txt'))\""
 
 @pytest.fixture
 def breaking():
-    config = settings()
-    saved = (config.providers, config.routes, OSQR.router)
-    with WireServer(Script(BREAKS)) as cheap, WireServer(Script(DOES_IT)) as main:
-        cascade_on(cheap, main)
-        yield cheap, main
-    config.providers, config.routes, OSQR.router = saved
+    with cascade_servers(BREAKS) as both:
+        yield both
 
 
 def test_a_cheap_attempt_that_finishes_but_breaks_the_check_goes_on_to_the_main_model(repo, breaking):
     cheap, main = breaking
 
-    async def go():
-        run = osqr_nb.start(plan=plan(), repo=repo, tier=4, check=CHECK)
-        await run
-        return run
-    run = run_async(go())
+    run = run_plan(repo, check=CHECK)
     assert run.status == "complete", run.state.error
     events = run.events()
     checked = events.query("type == 'task_checked'")
@@ -335,11 +342,7 @@ def test_a_check_that_fails_where_the_task_starts_decides_nothing(repo, breaking
     git(repo, "add", "broken.txt")
     git(repo, "commit", "-q", "-m", "already broken")
 
-    async def go():
-        run = osqr_nb.start(plan=plan(), repo=repo, tier=4, check=CHECK)
-        await run
-        return run
-    run = run_async(go())
+    run = run_plan(repo, check=CHECK)
     events = run.events()
     assert events.query("type == 'task_escalated'").empty
     checked = events.query("type == 'task_checked'").data.tolist()

@@ -44,23 +44,27 @@ def test_what_cannot_be_judged_is_left_alone():
     assert broken_imports(["a.py"], {**optional, "b.py": None}, [optional]) == []   # allowed to fail
 
 
-def test_a_run_whose_tasks_break_an_import_between_files_does_not_merge_clean(repo):
+def rename_and_import(repo, utils=UTILS, renamed=RENAMED, api=API):
+    """A run of two tasks: one renames `helper` in pkg/utils.py, the other imports it in pkg/api.py."""
     (repo / "pkg").mkdir()
     (repo / "pkg" / "__init__.py").write_text("")
-    (repo / "pkg" / "utils.py").write_text(UTILS)
+    (repo / "pkg" / "utils.py").write_text(utils)
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "pkg")
     scripts = {
-        "rename": [("write_file", {"path": "pkg/utils.py", "content": RENAMED}), finish()],
-        "api": [("write_file", {"path": "pkg/api.py", "content": API}), finish()]}
+        "rename": [("write_file", {"path": "pkg/utils.py", "content": renamed}), finish()],
+        "api": [("write_file", {"path": "pkg/api.py", "content": api}), finish()]}
 
     async def main():
         run = osqr_nb.start(plan=Plan([Task("rename", "Rename helper"), Task("api", "API module")]),
                             repo=repo, tier=4, model=ListModel(scripts))
         await run
         return run
+    return run_async(main())
 
-    run = run_async(main())
+
+def test_a_run_whose_tasks_break_an_import_between_files_does_not_merge_clean(repo):
+    run = rename_and_import(repo)
     assert run.status == "conflicts"                        # git alone merges both branches cleanly
     (conflict,) = run.integration["conflicts"]
     assert conflict["file"] == "pkg/api.py"

@@ -6,14 +6,12 @@ import signal
 
 import pytest
 
-import osqr_nb
-from osqr_nb import Plan, Task
 from osqr_nb.workspace import parsing
 from osqr_nb.workspace.checks import check_merged
 from osqr_nb.workspace.imports import broken_imports
 
-from conftest import git, run_async
-from test_run_git import ListModel, finish
+from conftest import run_async
+from test_imports_across_files import rename_and_import
 
 PADDING = "".join(f"\n\ndef unrelated_{i}(x, y=1):\n    return x * {i} + y\n" for i in range(300))   # ~17 KB
 UTILS = "def helper():\n    return 1\n" + PADDING
@@ -49,23 +47,8 @@ def test_a_killed_parser_costs_no_check():
 
 
 def test_a_run_whose_tasks_break_an_import_between_large_files_does_not_merge_clean(repo):
-    (repo / "pkg").mkdir()
-    (repo / "pkg" / "__init__.py").write_text("")
-    (repo / "pkg" / "utils.py").write_text(UTILS)
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "pkg")
-    scripts = {
-        "rename": [("write_file", {"path": "pkg/utils.py", "content": RENAMED}), finish()],
-        "api": [("write_file", {"path": "pkg/api.py", "content": API}), finish()]}
     parsing._pool = None
-
-    async def main():
-        run = osqr_nb.start(plan=Plan([Task("rename", "Rename helper"), Task("api", "API module")]),
-                            repo=repo, tier=4, model=ListModel(scripts))
-        await run
-        return run
-
-    run = run_async(main())
+    run = rename_and_import(repo, UTILS, RENAMED, API)
     assert parsing._pool is not None, "the checks of these files ran in the parser process"
     assert run.status == "conflicts"
     (conflict,) = run.integration["conflicts"]
