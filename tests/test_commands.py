@@ -86,7 +86,8 @@ def test_only_allow_listed_variables_reach_the_command(wt, sandbox, monkeypatch)
     assert "sk-leaked-value" not in result.output
     assert env["LANG"] == "C.UTF-8" and env["HOME"] != os.environ.get("HOME")
     assert env["TMPDIR"] != os.environ.get("TMPDIR")
-    assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TERM", "VIRTUAL_ENV", "PWD", "SHLVL", "_"}
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "PYTHONPYCACHEPREFIX", "LANG", "LC_ALL", "TERM", "VIRTUAL_ENV",
+                        "PWD", "SHLVL", "_"}
     # `python` is the kernel's interpreter, whose packages the project's tests need
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable) or not sandbox
     python = run(["python", "-c", "import sys; print(sys.prefix)"], wt, sandbox=sandbox)
@@ -115,10 +116,11 @@ def test_the_environment_filter_itself():
     source = {"PATH": "/bin", "HOME": "/root", "OPENAI_BASE_URL": "x", "PYTHONPATH": "src", "PYTHON_PYPI_PASS": "x",
               "LANG": "C", "SSH_AUTH_SOCK": "x", "GITHUB_ACTIONS": "1", "TERM": "xterm", "VIRTUAL_ENV": "/venv"}
     assert commands.safe_environment("/h", "/t", source) == {
-        "PATH": "/bin", "LANG": "C", "TERM": "xterm", "VIRTUAL_ENV": "/venv", "HOME": "/h", "TMPDIR": "/t"}
+        "PATH": "/bin", "LANG": "C", "TERM": "xterm", "VIRTUAL_ENV": "/venv", "HOME": "/h", "TMPDIR": "/t",
+        "PYTHONPYCACHEPREFIX": "/t/pycache"}
     assert commands.safe_environment("/h", "/t", source, extra={"PYTHONPATH": "src"}, path="/usr/bin") == {
         "PATH": "/usr/bin", "LANG": "C", "TERM": "xterm", "VIRTUAL_ENV": "/venv", "PYTHONPATH": "src",
-        "HOME": "/h", "TMPDIR": "/t"}
+        "HOME": "/h", "TMPDIR": "/t", "PYTHONPYCACHEPREFIX": "/t/pycache"}
 
 
 def test_commands_are_split_like_a_shell_and_bad_ones_refused(wt):
@@ -305,3 +307,13 @@ def test_workspace_command_errors_are_tool_errors(wt):
                           ({"command": "echo 'open"}, "cannot split the command")]:
         with pytest.raises(ToolError, match=message):
             asyncio.run(ws.acall("run_command", args))
+
+
+@pytest.mark.parametrize("sandbox", MODES)
+def test_python_run_by_a_command_leaves_no_bytecode_in_the_worktree(wt, sandbox):
+    """`__pycache__/` would be committed with the task's work (git add -A): Python writes its
+    bytecode to the command's throwaway TMPDIR instead (PYTHONPYCACHEPREFIX)."""
+    (wt / "mod.py").write_text("VALUE = 41\n")
+    done = run(["python", "-c", "import mod; print(mod.VALUE + 1)"], wt, sandbox=sandbox)
+    assert (done.exit_code, done.output) == (0, "42\n")
+    assert not list(wt.rglob("__pycache__")) and not list(wt.rglob("*.pyc"))
