@@ -47,6 +47,7 @@ class Checkpoint:
         self.decided_by: str | None = None
         self.resolved_at: float | None = None
         self.parked = False
+        self.timed_out = False                # answered with the proposal when time ran out
         self.closed: str | None = None
         self._record = record
         self._validate = validate             # why a free-text answer cannot be taken, or None

@@ -699,12 +699,11 @@ class Run:
             checkpoint = self._make_checkpoint(data, task_id)
             self._checkpoints[checkpoint.id] = checkpoint
         self._checkpoint_opened.set()
-        timeout = self.checkpoint_timeout if kind == DECISION else None
-        if not timeout:
-            return await checkpoint
+        timeout = (self.checkpoint_timeout or None) if kind == DECISION else None   # None: no deadline
         try:
-            return await asyncio.wait_for(_answer_of(checkpoint), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                return await checkpoint
+        except TimeoutError:
             checkpoint.timed_out = True
             checkpoint.resolve(checkpoint.proposed or checkpoint.choices[0], by="auto")
             return checkpoint.answer
@@ -729,7 +728,7 @@ class Run:
                    category=checkpoint.category, task_kind=self.plan[checkpoint.task_id].kind.value,
                    decided_by=by, reason=checkpoint.reason, created_at=checkpoint.created_at,
                    resolved_at=checkpoint.resolved_at, latency=checkpoint.resolved_at - checkpoint.created_at,
-                   attempt=opened.get("attempt", 0), timed_out=getattr(checkpoint, "timed_out", False))
+                   attempt=opened.get("attempt", 0), timed_out=checkpoint.timed_out)
 
     def _close_checkpoints(self, why: str, task_id: str | None = None) -> None:
         for checkpoint in self._checkpoints.values():
@@ -761,8 +760,3 @@ def _merge_check(data: dict[str, Any]):
         return None
     d = data["details"]
     return lambda text: problems_with(text, d["file"], d.get("base", ""), d.get("ours", ""), d.get("theirs", ""))
-
-
-async def _answer_of(checkpoint: Checkpoint) -> str:
-    return await checkpoint
-

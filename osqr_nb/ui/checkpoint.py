@@ -116,7 +116,7 @@ class CheckpointCard(widgets.VBox):
         done = not checkpoint.pending
         if checkpoint.answer is not None:
             when = time.strftime("%H:%M:%S", time.localtime(checkpoint.resolved_at))
-            late = " (no answer in time: the agent's proposal)" if getattr(checkpoint, "timed_out", False) else ""
+            late = " (no answer in time: the agent's proposal)" if checkpoint.timed_out else ""
             self.status.value = (f"<span title='{escape(checkpoint.question, quote=True)}'>"
                                  f"✓ {escape(checkpoint_title(checkpoint))}: <b>{escape(checkpoint.answer)}</b>, "
                                  f"decided by {checkpoint.decided_by} at {when}{late}</span>")
