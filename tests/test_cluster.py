@@ -186,6 +186,8 @@ def test_twenty_tasks_on_both_workers_and_no_key_reaches_a_worker(repo, cluster_
     assert {f"out/t{i:02d}/{s}.txt" for i in range(20) for s in (0, 1)} <= files
     placed = {e.data["worker"] for e in events(run, "task_started")}
     assert placed == set(workers), "tasks ran on both workers"
+    # past each worker's first task, commits travelled as objects both ways, not as bundles
+    assert run.workspaces.loose_on == {w: True for w in workers} and run.workspaces._loose_here
     assert {e.data["sandbox"] for e in events(run, "command")} <= {"bwrap", "none"}
     # what the workers received: the agents' tool calls (the marker), never the kernel's key
     assert all(answer[MARKER] for answer in seen.values()), seen
