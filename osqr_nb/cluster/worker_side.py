@@ -3,12 +3,13 @@
 An actor holds one task's workspace at a time, so every tool call of the task reaches
 the same worker and the same files; the kernel keeps its actors and hands each to the
 next task that goes to its worker (see pool.py). The tasks of a run on one worker
-share a bare clone, kept for the run: the base arrives once, then each task's start
-as a thin bundle of the commits the clone lacks. A workspace is a lazy worktree of
+share a bare clone, kept until all the run's tasks are complete: the base arrives once
+as a bundle, then each task's start as the commits the clone lacks (their objects, or a
+thin bundle: bundles.py). A workspace is a lazy worktree of
 that clone, made without a lock or a checkout (files come out as tools need them,
 as in the kernel). Nothing here knows a model, a key or the event log: the actor
-receives commits (bundles), tool calls and commands, and answers with results and
-bundles of the task's own commits.
+receives commits, tool calls and commands, and answers with results and the task's own
+commits.
 """
 
 from __future__ import annotations

@@ -272,7 +272,9 @@ def _names(repo: Any, oid: str, kind: int) -> list[Any]:
 
 
 class CorruptObject(Exception):
-    """An object whose content is not what its id says (not among the failures that fall back)."""
+    """Objects that arrived are not a sound history: one's content is not what its id says, or one
+    names an object that is missing. Not among the failures that fall back to git: git would
+    refuse them too."""
 
 
 @_in_libgit2
