@@ -5,14 +5,14 @@
 pool (pool.py), sends the commits of the task's start that the worker lacks, and
 forwards the task's tool calls to the actor. The conversation, model calls,
 checkpoints and the event log never leave the kernel; what the worker receives is
-commits (git bundles, or their objects: bundles.py), tool calls and commands. Commits
-come back the same way and
-land in the user's repository on the task's branch, so the engine merges and
-integrates as it does locally. After each agent turn that ran a command, a snapshot
-of the files comes back too (`refs/osqr/wip/<run>/<task>`); file changes since are
-kept here to make again: a lost worker costs no turn's work. A run resumed after
-the kernel died sends each unfinished task back to its worker, which keeps its
-worktree as left when it still has it.
+commits (git bundles, or their objects: bundles.py), tool calls and commands.
+Commits come back the same way and land in the user's repository on the task's
+branch, so the engine merges and integrates as it does locally. After each agent
+turn that ran a command, a snapshot of the files comes back too
+(`refs/osqr/wip/<run>/<task>`); file changes since are kept here to make again: a
+lost worker costs no turn's work. A run resumed after the kernel died sends each
+unfinished task back to its worker, which keeps its worktree as left when it still
+has it.
 
 Opening costs a reservation (no round trip), an actor kept from an earlier task,
 and one call that stores the commits sent and makes a lazy worktree; closing returns the actor at
