@@ -86,7 +86,7 @@ def test_only_allow_listed_variables_reach_the_command(wt, sandbox, monkeypatch)
     assert "sk-leaked-value" not in result.output
     assert env["LANG"] == "C.UTF-8" and env["HOME"] != os.environ.get("HOME")
     assert env["TMPDIR"] != os.environ.get("TMPDIR")
-    assert set(env) <= {"PATH", "HOME", "TMPDIR", "PYTHONPYCACHEPREFIX", "LANG", "LC_ALL", "TERM", "VIRTUAL_ENV",
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "LANG", "LC_ALL", "TERM", "VIRTUAL_ENV",
                         "PWD", "SHLVL", "_"}
     # `python` is the kernel's interpreter, whose packages the project's tests need
     assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable) or not sandbox
@@ -117,10 +117,10 @@ def test_the_environment_filter_itself():
               "LANG": "C", "SSH_AUTH_SOCK": "x", "GITHUB_ACTIONS": "1", "TERM": "xterm", "VIRTUAL_ENV": "/venv"}
     assert commands.safe_environment("/h", "/t", source) == {
         "PATH": "/bin", "LANG": "C", "TERM": "xterm", "VIRTUAL_ENV": "/venv", "HOME": "/h", "TMPDIR": "/t",
-        "PYTHONPYCACHEPREFIX": "/t/pycache"}
+        "PYTHONDONTWRITEBYTECODE": "1"}
     assert commands.safe_environment("/h", "/t", source, extra={"PYTHONPATH": "src"}, path="/usr/bin") == {
         "PATH": "/usr/bin", "LANG": "C", "TERM": "xterm", "VIRTUAL_ENV": "/venv", "PYTHONPATH": "src",
-        "HOME": "/h", "TMPDIR": "/t", "PYTHONPYCACHEPREFIX": "/t/pycache"}
+        "HOME": "/h", "TMPDIR": "/t", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def test_commands_are_split_like_a_shell_and_bad_ones_refused(wt):
@@ -311,8 +311,8 @@ def test_workspace_command_errors_are_tool_errors(wt):
 
 @pytest.mark.parametrize("sandbox", MODES)
 def test_python_run_by_a_command_leaves_no_bytecode_in_the_worktree(wt, sandbox):
-    """`__pycache__/` would be committed with the task's work (git add -A): Python writes its
-    bytecode to the command's throwaway TMPDIR instead (PYTHONPYCACHEPREFIX)."""
+    """`__pycache__/` would be committed with the task's work (git add -A): Python writes no
+    bytecode there (PYTHONDONTWRITEBYTECODE), and still reads the installed packages' own."""
     (wt / "mod.py").write_text("VALUE = 41\n")
     done = run(["python", "-c", "import mod; print(mod.VALUE + 1)"], wt, sandbox=sandbox)
     assert (done.exit_code, done.output) == (0, "42\n")

@@ -292,7 +292,7 @@ def test_an_attacking_agent_reaches_nothing_outside_its_worktree(target, machine
 def assert_confined(results: dict[str, str]) -> None:
     """What each attack found inside bubblewrap."""
     env = dict(line.split("=", 1) for line in results["env"].splitlines()[1:])
-    assert set(env) <= {"PATH", "HOME", "TMPDIR", "PYTHONPYCACHEPREFIX", "LANG", "LC_ALL", "TERM", "VIRTUAL_ENV",
+    assert set(env) <= {"PATH", "HOME", "TMPDIR", "PYTHONDONTWRITEBYTECODE", "LANG", "LC_ALL", "TERM", "VIRTUAL_ENV",
                         "PWD", "SHLVL", "_"}
     seen = {line.split("=", 1)[0] for line in results["proc_environ"].splitlines()[1:] if "=" in line}
     assert seen <= set(env) | {"OLDPWD"}                      # every /proc/*/environ is the sandbox's own

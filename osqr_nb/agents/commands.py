@@ -178,15 +178,17 @@ def safe_environment(home: str, tmp: str, source: Mapping[str, str] | None = Non
     whatever name, stays out unless the person names it in `OSQR.command_env`.
 
     HOME and TMPDIR point to throwaway directories, so tools find no stored
-    credentials and leave nothing behind; so does Python's bytecode cache, which in
-    the worktree (`__pycache__/`) would be committed with the task's work.
+    credentials and leave nothing behind. Python writes no bytecode cache: in the
+    worktree (`__pycache__/`) it would be committed with the task's work (a cache
+    elsewhere, PYTHONPYCACHEPREFIX, would miss the installed packages' own and make
+    `import pandas` 3.5 times slower in every command).
     """
     source = os.environ if source is None else source
     env = {k: source[k] for k in _PASSED_ENV if k in source}
     if source.get("VIRTUAL_ENV"):
         env["VIRTUAL_ENV"] = source["VIRTUAL_ENV"]
     env["PATH"] = path or source.get("PATH") or os.defpath
-    env["PYTHONPYCACHEPREFIX"] = f"{tmp}/pycache"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})
     env.update(HOME=home, TMPDIR=tmp)
     return env
