@@ -356,6 +356,8 @@ def test_the_scale_out_benchmark_runs_and_prints(capsys):
     for line in ("cluster overhead per task", "cluster  p50", "kernel loop p99 lateness on the cluster",
                  "opening and closing a workspace", "cluster open"):
         assert line in out
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert "with the kernel on a core of its own" in out
 
 
 def test_a_worker_that_lacks_what_the_kernel_remembers_is_sent_what_it_lacks(repo, cluster_run):
