@@ -338,6 +338,38 @@ def test_placement_fills_declared_sandboxes_prefers_the_worker_with_the_start_an
     asyncio.run(body())
 
 
+def test_two_kernels_on_one_cluster_together_fill_a_worker_no_more_than_its_sandboxes():
+    """Each worker declares one sandbox; two kernels (two clients, two pools) share the cluster."""
+    from osqr_nb.cluster.connect import Connection
+    from osqr_nb.cluster.pool import ActorPool
+
+    class Holder:
+        """A workspace, as the pool sees it (held weakly)."""
+
+    async def body():
+        async with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, asynchronous=True,
+                                            dashboard_address=None, resources={"sandbox": 1}) as cluster:
+            async with distributed.Client(cluster, asynchronous=True) as a, \
+                    distributed.Client(cluster, asynchronous=True) as b:
+                kernel_a, kernel_b = ActorPool(Connection(a)), ActorPool(Connection(b))
+                nowhere = lambda worker: False
+                mine = [Holder(), Holder()]
+                held = [await kernel_a.reserve(h, nowhere) for h in mine]
+                assert sorted(held) == sorted(cluster.scheduler.workers)          # one on each worker
+                theirs = Holder()
+                waiting = asyncio.create_task(kernel_b.reserve(theirs, nowhere))
+                await asyncio.sleep(1.0)
+                assert not waiting.done(), "kernel B waits: kernel A holds every sandbox"
+                kernel_a.release(held[0], mine[0], None)
+                assert await asyncio.wait_for(waiting, 5) == held[0]
+                late = asyncio.create_task(kernel_b.reserve(Holder(), nowhere))
+                await asyncio.sleep(0.5)
+                assert not late.done()
+                del mine[1]                    # a workspace that failed without closing gives its lease back
+                assert await asyncio.wait_for(late, 5) == held[1]
+    asyncio.run(body())
+
+
 def test_the_scale_out_benchmark_runs_and_prints(capsys):
     """benchmarks/scale_out.py at a small size (CI runs it; its figures are printed, not timed)."""
     from conftest import load_benchmark

@@ -7,7 +7,10 @@ the next task that goes there. The kernel picks the worker itself, before the ac
 the bundle the task needs is then made while the actor is found, and a worker that
 already holds the task's start commit (it made it) is preferred when it is nearly as
 idle as the least busy one, so nothing needs to travel. A worker that declares a
-`sandbox` resource holds at most that many workspaces at once.
+`sandbox` resource holds at most that many workspaces at once, counted across every
+kernel that uses the cluster: each workspace holds a lease of a Dask `Semaphore` named
+after its worker (a kernel that dies without giving its leases back loses them when
+the scheduler's lease timeout passes, 30 s by default).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .connect import Connection, WorkerLost
 from .worker_side import WorkspaceActor
 
 WORKERS_FRESH = 2.0     # seconds the scheduler's list of workers is used before asking again
+LEASE_POLL = 0.25       # seconds between asking again for a sandbox another kernel holds
 AFFINITY = 1            # workspaces more than the least busy worker's that one holding the start may take
 
 
@@ -65,6 +69,8 @@ class ActorPool:
         self._asking: asyncio.Future | None = None
         self._freed = asyncio.Event()
         self.declared: bool | None = None       # whether the workers declare a `sandbox` resource
+        self._semaphores: dict[str, Any] = {}   # worker -> its sandboxes, shared by every kernel
+        self._leases: weakref.WeakKeyDictionary[object, weakref.finalize] = weakref.WeakKeyDictionary()
 
     async def workers(self, fresh: bool = False) -> dict[str, Any]:
         """The scheduler's workers, asked at most every WORKERS_FRESH s (workers join a running
@@ -94,15 +100,40 @@ class ActorPool:
             workers = await self.workers()
             if not self._room(workers):
                 workers = await self._some_workers()
-            chosen = self.choose(workers, holds_start, prefer)
-            if chosen is not None:
-                self.holders[chosen].add(holder)
-                return chosen
+            taken = set()                # workers whose sandboxes other kernels hold
+            while (chosen := self.choose({w: i for w, i in workers.items() if w not in taken},
+                                         holds_start, prefer)) is not None:
+                self.holders[chosen].add(holder)       # counted here while the lease is asked for
+                if await self._lease(chosen, workers[chosen], holder):
+                    return chosen
+                self.holders[chosen].discard(holder)
+                taken.add(chosen)
             self._freed.clear()
             try:             # a workspace closing, or (asked again then) a worker joining
-                await asyncio.wait_for(self._freed.wait(), WORKERS_FRESH)
+                await asyncio.wait_for(self._freed.wait(), LEASE_POLL if taken else WORKERS_FRESH)
             except TimeoutError:
                 pass
+
+    async def _lease(self, worker: str, info: dict[str, Any], holder: object) -> bool:
+        """One of `worker`'s sandboxes for `holder`, unless other kernels hold them all; given back
+        by `release`, or when `holder` is garbage (a workspace that failed without closing)."""
+        if not self.declared:
+            return True
+        try:
+            semaphore = self._semaphores.get(worker) or await self._semaphore(worker, info)
+            if not await semaphore.acquire(timeout=0):
+                return False
+        except Exception:              # the scheduler cannot say: count this kernel's own alone
+            return True
+        self._leases[holder] = weakref.finalize(holder, _give_back, asyncio.get_running_loop(), semaphore)
+        return True
+
+    async def _semaphore(self, worker: str, info: dict[str, Any]) -> Any:
+        from distributed import Semaphore
+        client = await self.connection.client()
+        self._semaphores[worker] = Semaphore(max_leases=int(self._capacity(info)), name=f"osqr-sandbox-{worker}",
+                                             scheduler_rpc=client.scheduler, loop=client.loop)
+        return self._semaphores[worker]
 
     async def _some_workers(self) -> dict[str, Any]:
         """The workers now; when the cluster has none yet (it is starting), as soon as one joins."""
@@ -159,6 +190,9 @@ class ActorPool:
     def release(self, worker: str, holder: object, slot: Slot | None) -> None:
         """The reservation ends; `slot` goes back to the idle ones (None: its actor is gone)."""
         self.holders[worker].discard(holder)
+        lease = self._leases.pop(holder, None)
+        if lease is not None:
+            lease()
         if slot is not None and worker not in self.connection.gone:
             self.idle[worker].append(slot)
         elif slot is not None:
@@ -168,6 +202,20 @@ class ActorPool:
     def _forget(self, worker: str) -> None:
         for slot in self.idle.pop(worker, []):
             slot.future.release()
+
+
+def _give_back(loop: asyncio.AbstractEventLoop, semaphore: Any) -> None:
+    """Release one lease of `semaphore` on its loop (a finalizer may run in any thread)."""
+    def release() -> None:
+        try:
+            future = asyncio.ensure_future(semaphore.release())
+        except RuntimeError:           # released already, or the semaphore is closed
+            return
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+    try:
+        loop.call_soon_threadsafe(release)
+    except RuntimeError:               # the loop is closed: the scheduler's lease timeout frees it
+        pass
 
 
 _pools: weakref.WeakKeyDictionary[Connection, ActorPool] = weakref.WeakKeyDictionary()
