@@ -14,10 +14,10 @@ lost worker costs no turn's work. A run resumed after the kernel died sends each
 unfinished task back to its worker, which keeps its worktree as left when it still
 has it.
 
-Opening costs a reservation (no round trip), an actor kept from an earlier task,
-and one call that stores the commits sent and makes a lazy worktree; closing returns the actor at
-once while the worker removes the worktree behind it (`benchmarks/scale_out.py`
-times each phase).
+Opening costs a reservation (no round trip), an actor kept from an earlier task, and
+one call that stores the commits sent and makes a lazy worktree; closing returns the
+actor at once while the worker removes the worktree behind it
+(`benchmarks/scale_out.py` times each phase).
 """
 
 from __future__ import annotations
