@@ -186,17 +186,17 @@ append_all = EventLog.append_all
 
 def crashing(self, events):
     written = append_all(self, events)
-    if any(e.type == "task_escalated" for e in events):
-        os._exit(3)                      # the kernel dies right after the escalation is logged
+    if any({crash} for e in events):
+        os._exit(3)                      # the kernel dies right after such an event is logged
     return written
 
 EventLog.append_all = crashing
 
 async def main():
     import osqr_nb
-    with WireServer(te.Script(te.GIVES_UP)) as cheap, WireServer(te.Script(te.DOES_IT)) as main:
+    with WireServer(te.Script(te.{cheap})) as cheap, WireServer(te.Script(te.DOES_IT)) as main:
         te.cascade_on(cheap, main)
-        run = osqr_nb.start(plan=te.plan(), repo={repo!r}, tier=4)
+        run = osqr_nb.start(plan=te.plan(), repo={repo!r}, tier=4{options})
         print(run.id, flush=True)
         await asyncio.wait_for(asyncio.shield(run._done), 60)
 
@@ -204,12 +204,12 @@ asyncio.run(main())
 """
 
 
-def test_a_run_killed_right_after_an_escalation_resumes_on_the_main_model_from_scratch(tmp_path, servers):
-    cheap, main = servers
-    repo = make_repo(tmp_path / "repo")
+def killed_then_resumed(repo: Path, crash: str, cheap: str, options: str = "") -> "osqr_nb.Run":
+    """The plan run in a child process killed right after an event matching `crash` is logged
+    (the cheap model playing the script named `cheap`), then resumed here to its end."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    done = subprocess.run([sys.executable, "-c", CHILD.format(here=str(HERE), repo=str(repo))],
-                          capture_output=True, text=True, timeout=120, env=env)
+    child = CHILD.format(here=str(HERE), repo=str(repo), crash=crash, cheap=cheap, options=options)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 3, done.stderr[-2000:]
     run_id = done.stdout.split()[0]
 
@@ -217,7 +217,13 @@ def test_a_run_killed_right_after_an_escalation_resumes_on_the_main_model_from_s
         run = osqr_nb.resume(run_id, repo=repo, force=True)
         await run
         return run
-    run = run_async(resume())
+    return run_async(resume())
+
+
+def test_a_run_killed_right_after_an_escalation_resumes_on_the_main_model_from_scratch(tmp_path, servers):
+    cheap, main = servers
+    repo = make_repo(tmp_path / "repo")
+    run = killed_then_resumed(repo, crash='e.type == "task_escalated"', cheap="GIVES_UP")
     assert run.status == "complete", run.state.error
     events = run.events()
     assert len(events.query("type == 'task_escalated'")) == 1
@@ -349,3 +355,18 @@ def test_a_check_that_fails_where_the_task_starts_decides_nothing(repo, breaking
     assert [(d["at"], d["ok"]) for d in checked] == [("start", False)], "no second check: nothing to compare"
     assert run.tasks["guide"].route == "gpt-4o-mini"
     assert run.status == "failed" and "fails" in (run.state.error or "")        # the run's own check says so
+
+
+
+def test_a_cheap_attempt_resumed_after_a_kill_is_still_checked(tmp_path, breaking):
+    """The start's answer comes back from the log: the resumed attempt's broken work escalates."""
+    repo = make_repo(tmp_path / "repo")
+    run = killed_then_resumed(repo, crash='e.type == "tool_call" and e.task_id == "guide"', cheap="BREAKS",
+                              options=", check=te.CHECK")            # killed mid-attempt, the start checked
+    events = run.events()
+    checked = [(d["at"], d["ok"]) for d in events.query("type == 'task_checked'").data]
+    assert checked == [("start", True), ("finish", False)], "the start was checked once, before the kill"
+    (escalated,) = events.query("type == 'task_escalated'").data
+    assert "passed where the task started" in escalated["reason"]
+    assert run.status == "complete", run.state.error
+    assert "broken.txt" not in files_on(repo, f"osqr/{run.id}/integration")

@@ -49,17 +49,25 @@ class TaskChecks:
                     and task.escalate_to != task.route)
 
     async def before(self, task_id: str, workspace: "TaskWorkspace", fresh: bool) -> None:
-        """Whether the check passes where the task starts, kept for `after`; not known (None)
-        when a resumed workspace already holds the agent's work and no earlier answer is at hand."""
+        """Whether the check passes where the task starts, kept for `after`. A resumed workspace
+        already holds the agent's work: its answer is the one logged before the kernel went
+        away, or not known (None) when none was."""
         self._before[task_id] = None
         start = self.run.state.tasks[task_id].start_commit
         if not self.applies(task_id) or start is None:
             return
         if start not in self._at_start:
             if not fresh:
+                self._before[task_id] = self._logged(start)
                 return
-            self._at_start[start] = asyncio.ensure_future(self._check(task_id, workspace, "start"))
+            self._at_start[start] = asyncio.ensure_future(self._check(task_id, workspace, "start", start))
         self._before[task_id] = await asyncio.shield(self._at_start[start])
+
+    def _logged(self, start: str) -> bool | None:
+        """The check's answer at `start` as the log has it (a run reopened after a kill)."""
+        answers = [e.data.get("ok") for e in self.run.log.read(self.run.id)
+                   if e.type == "task_checked" and e.data.get("at") == "start" and e.data.get("commit") == start]
+        return answers[-1] if answers else None
 
     async def after(self, task_id: str, workspace: "TaskWorkspace") -> None:
         """Raise CheckBroke when the check passed where the task started and fails on its work."""
@@ -68,13 +76,14 @@ class TaskChecks:
         if await self._check(task_id, workspace, "finish") is False:
             raise CheckBroke(f"`{self.run.check}` passed where the task started and fails after its work")
 
-    async def _check(self, task_id: str, workspace: "TaskWorkspace", at: str) -> bool | None:
+    async def _check(self, task_id: str, workspace: "TaskWorkspace", at: str,
+                     commit: str | None = None) -> bool | None:
         try:
             outcome = await workspace.run_command(self.run.check, CHECK_SECONDS)
         except ToolError as exc:          # no sandbox, and unsandboxed commands not allowed
-            self.run.emit("task_checked", task_id, at=at, command=self.run.check, error=str(exc))
+            self.run.emit("task_checked", task_id, at=at, commit=commit, command=self.run.check, error=str(exc))
             return None
         details: dict[str, Any] = outcome.summary()
-        self.run.emit("task_checked", task_id, at=at, command=self.run.check, ok=outcome.ok,
+        self.run.emit("task_checked", task_id, at=at, commit=commit, command=self.run.check, ok=outcome.ok,
                       tail=redact(outcome.text()[-TAIL_CHARS:]), **details)
         return outcome.ok
