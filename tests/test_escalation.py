@@ -370,3 +370,18 @@ def test_a_cheap_attempt_resumed_after_a_kill_is_still_checked(tmp_path, breakin
     assert "passed where the task started" in escalated["reason"]
     assert run.status == "complete", run.state.error
     assert "broken.txt" not in files_on(repo, f"osqr/{run.id}/integration")
+
+
+def test_a_check_that_cannot_run_decides_nothing(repo, breaking, monkeypatch, tmp_path_factory):
+    """No sandbox, and unsandboxed commands not allowed: the check is logged as not run, the cheap
+    attempt's work is taken as the run would take it without a check, and the run says why it failed."""
+    from conftest import path_without
+    monkeypatch.setenv("PATH", path_without("bwrap", tmp_path_factory.mktemp("bin")))
+    monkeypatch.setattr(settings(), "unsandboxed_commands", False)
+    run = run_plan(repo, check=CHECK)
+    events = run.events()
+    checked = events.query("type == 'task_checked'").data.tolist()
+    assert [d["at"] for d in checked] == ["start"] and "bubblewrap" in checked[0]["error"]
+    assert events.query("type == 'task_escalated'").empty
+    assert run.tasks["guide"].route == "gpt-4o-mini"
+    assert run.status == "failed" and "could not run" in (run.state.error or "")

@@ -5,12 +5,16 @@ the first attempt fails. An agent that gives up is a failure the run sees; one t
 finishes with work that breaks the project is not, until the person overrides it,
 too late. So when the run has a check command (`--check`, e.g. `pytest -q`) and a
 task is on a cascade's cheap model, the check runs in the task's workspace where
-the task starts and again once its work is committed (so nothing the check leaves
-behind is committed): work that turns a passing check into a failing one is a
-failed attempt, and the task goes on to the cascade's last model from the same
-commit, before any dependent sees its output. A check that already fails where the task starts says
-nothing about the task, and decides nothing; neither does one that cannot run. The
-start's answer is asked once per start commit (tasks at the run's base share it).
+the task starts and again once its work is committed (so nothing that second run
+leaves behind is committed; what the first leaves, such as a build's output, is in
+the workspace the agent starts from, as if it had run the check itself): work that
+turns a passing check into a failing one is a failed attempt, and the task goes on
+to the cascade's last model from the same commit, before any dependent sees its
+output. A check that already fails where the task starts says nothing about the
+task, and decides nothing; neither does one that cannot run (no sandbox, and
+unsandboxed commands not allowed). The start's answer is asked once per start
+commit (tasks at the run's base share it), and read back from the log when a run
+is resumed after a kill.
 """
 
 from __future__ import annotations
