@@ -478,6 +478,7 @@ def test_a_conflict_the_person_settled_before_a_crash_is_not_asked_again_on_resu
         await run
         return run
     run = run_async(first())
+    assert run.log.flush(30)          # every event in SQLite (the journal's writer commits behind the run)
     db = sqlite3.connect(repo / ".osqr" / "osqr.db")    # a crash right after the answer's record
     with db:
         (cut,) = db.execute("SELECT seq FROM events WHERE run_id = ? AND type = 'conflict_resolved'",
